@@ -1,0 +1,40 @@
+# Two commands for a fresh machine (Python 3.11, CPU only, package registries reachable):
+#   make demo   sets up .venv and evaluates the default model on 20 GSM8K problems
+#   make test   sets up .venv with dev extras and runs the whole test suite
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+PIP    := $(BIN)/python -m pip --disable-pip-version-check
+
+.PHONY: demo test setup setup-dev bench-overhead clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip wheel setuptools
+
+# stamps: re-install only when pyproject.toml changes
+$(VENV)/.setup: pyproject.toml | $(BIN)/python
+	$(PIP) install -e '.[llamacpp]'
+	touch $@
+
+$(VENV)/.setup-dev: pyproject.toml | $(BIN)/python
+	$(PIP) install -e '.[dev]'
+	touch $@
+
+setup: $(VENV)/.setup
+setup-dev: $(VENV)/.setup-dev
+
+demo: setup
+	$(BIN)/reasonlab models pull qwen2.5-coder-0.5b
+	$(BIN)/reasonlab eval --dataset gsm8k --limit 20 --out runs/demo
+
+test: setup-dev
+	$(BIN)/reasonlab models pull smollm2-135m
+	$(BIN)/python -m pytest
+
+bench-overhead: setup
+	$(BIN)/reasonlab models pull qwen2.5-coder-0.5b
+	$(BIN)/python benchmarks/overhead.py
+
+clean:
+	rm -rf $(VENV) build src/*.egg-info

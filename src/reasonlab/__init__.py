@@ -1,0 +1,41 @@
+"""reasonlab: make small language models reason better at math, and measure it honestly.
+
+    >>> from reasonlab import load_engine, solve, evaluate, EvalConfig            # doctest: +SKIP
+    >>> engine = load_engine("qwen2.5-coder-0.5b")                               # doctest: +SKIP
+    >>> solve("What is 17 * 3?", engine).answer                                  # doctest: +SKIP
+    '51'
+    >>> evaluate(EvalConfig.from_layers({"dataset": {"limit": 20}}), out="runs/demo", engine=engine)  # doctest: +SKIP
+
+Names load lazily so that ``import reasonlab`` (and the CLI's --help) stays fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "load_engine": "reasonlab.engines",
+    "Engine": "reasonlab.engines",
+    "EngineConfig": "reasonlab.engines",
+    "SamplingParams": "reasonlab.engines",
+    "Generation": "reasonlab.engines",
+    "Verifier": "reasonlab.answers",
+    "VerifierConfig": "reasonlab.answers",
+    "load_problems": "reasonlab.data",
+    "Problem": "reasonlab.data",
+    "DatasetConfig": "reasonlab.data",
+    "EvalConfig": "reasonlab.evaluate",
+    "evaluate": "reasonlab.evaluate",
+    "solve": "reasonlab.evaluate",
+    "ReasonlabError": "reasonlab.errors",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'reasonlab' has no attribute '{name}'")

@@ -1,0 +1,183 @@
+"""The verifier: ``extract(text)`` and ``equivalent(pred, gold)``, thread-safe, no signals.
+
+Numbers are compared directly (most GSM8K/AIME answers never reach sympy); anything else goes to
+math-verify running in a small pool of worker processes, each killed and replaced when it exceeds
+``timeout_s``, so a pathological expression costs one timeout, not a hung run.
+
+    >>> v = Verifier()
+    >>> v.equivalent("18.00", "18"), v.equivalent("025", 25), v.equivalent("17", "18")
+    (True, True, False)
+    >>> v.grade("... so she makes \\\\boxed{\\\\$18}.", "18").correct
+    True
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import queue
+import select
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from reasonlab.answers.extract import DEFAULT_FALLBACKS, Fallback, extract_answer
+from reasonlab.answers.normalize import AnswerType, normalize, to_number
+
+
+@dataclass(frozen=True)
+class VerifierConfig:
+    """How answers are found and compared."""
+
+    fallbacks: tuple[Fallback, ...] = DEFAULT_FALLBACKS  # tried in order when there is no \boxed{}
+    answer_type: AnswerType = "auto"  # default normalisation when a call does not name one
+    rel_tol: float = 1e-6  # numeric equality tolerance (relative) for non-integer answers
+    symbolic: bool = True  # send non-numeric answers to math-verify
+    timeout_s: float = 5.0  # wall-clock limit for one symbolic comparison
+    workers: int = 1  # math-verify worker processes (each ~150 MB once sympy is loaded)
+    cache_size: int = 100_000  # remembered (pred, gold) verdicts; votes repeat the same pairs
+
+
+@dataclass(frozen=True)
+class Grade:
+    answer: str | None  # extracted answer, None if the text gives none
+    correct: bool
+    note: str = ""  # e.g. "symbolic timeout"
+
+
+class _Worker:
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "reasonlab.answers._worker"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            bufsize=1,
+        )
+        if self._read(timeout=120.0) is None:  # importing sympy is the slow part, once
+            self.kill()
+            raise RuntimeError("math-verify worker did not start (is math-verify installed?)")
+
+    def _read(self, timeout: float) -> dict[str, Any] | None:
+        assert self.proc.stdout is not None
+        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
+        if not ready:
+            return None
+        line = self.proc.stdout.readline()
+        return json.loads(line) if line else None
+
+    def ask(self, gold: str, pred: str, timeout: float) -> dict[str, Any] | None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps({"gold": gold, "pred": pred}) + "\n")
+        self.proc.stdin.flush()
+        return self._read(timeout)
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+
+
+class _Pool:
+    """Worker processes handed out one per call; a worker that times out or dies is replaced."""
+
+    def __init__(self, size: int) -> None:
+        self._idle: queue.Queue[_Worker | None] = queue.Queue()
+        for _ in range(size):
+            self._idle.put(None)  # spawned lazily: grading numbers never pays for sympy
+        self._all: list[_Worker] = []
+        self._lock = threading.Lock()
+
+    def verify(self, gold: str, pred: str, timeout: float) -> tuple[bool, str]:
+        worker = self._idle.get()
+        try:
+            if worker is None:
+                worker = _Worker()
+                with self._lock:
+                    self._all.append(worker)
+            try:
+                reply = worker.ask(gold, pred, timeout)
+            except (BrokenPipeError, OSError, ValueError):
+                reply = None
+            if reply is None:
+                worker.kill()
+                worker = None
+                return False, "symbolic timeout"
+            return bool(reply.get("ok")), str(reply.get("error", ""))
+        finally:
+            self._idle.put(worker)
+
+    def close(self) -> None:
+        with self._lock:
+            for w in self._all:
+                if w.proc.poll() is None:
+                    w.kill()
+            self._all.clear()
+
+
+class Verifier:
+    """Extraction policy + equivalence; one instance per run, safe to share between threads."""
+
+    def __init__(self, config: VerifierConfig | None = None) -> None:
+        self.config = config or VerifierConfig()
+        self._pool = _Pool(self.config.workers)
+        self._cache: dict[tuple[str, str, str], tuple[bool, str]] = {}
+        self._cache_lock = threading.Lock()
+
+    def extract(self, text: str) -> str | None:
+        return extract_answer(text, self.config.fallbacks)
+
+    def check(self, pred: object, gold: object, answer_type: AnswerType | None = None) -> tuple[bool, str]:
+        """(equivalent, note). ``gold`` is the reference: math-verify's verify is not symmetric."""
+        if pred is None or str(pred).strip() == "":
+            return False, "no answer"
+        kind = answer_type or self.config.answer_type
+        p, g = normalize(pred, kind), normalize(gold, kind)
+        if p == g:
+            return True, ""
+        vp, vg = to_number(p), to_number(g)
+        if vp is not None and vg is not None:
+            if kind in ("int", "mod1000") or (vg == int(vg) and vp == int(vp)):
+                return vp == vg, ""
+            return math.isclose(vp, vg, rel_tol=self.config.rel_tol, abs_tol=1e-12), ""
+        if kind in ("int", "mod1000") or not self.config.symbolic:
+            return False, ""
+        key = (p, g, kind)
+        with self._cache_lock:
+            hit = self._cache.get(key)
+        if hit is not None:
+            return hit
+        verdict = self._pool.verify(g, p, self.config.timeout_s)
+        with self._cache_lock:
+            if len(self._cache) >= self.config.cache_size:
+                self._cache.clear()
+            self._cache[key] = verdict
+        return verdict
+
+    def equivalent(self, pred: object, gold: object, answer_type: AnswerType | None = None) -> bool:
+        return self.check(pred, gold, answer_type)[0]
+
+    def grade(self, text: str, gold: object, answer_type: AnswerType | None = None) -> Grade:
+        answer = self.extract(text)
+        ok, note = self.check(answer, gold, answer_type)
+        return Grade(answer=answer, correct=ok, note=note)
+
+    def reward(self, completions: list[Any], answer: list[Any], **_: Any) -> list[float]:
+        """TRL reward function (GRPOTrainer ``reward_funcs``): 1.0 for a correct final answer, else 0.0.
+
+        ``completions`` are strings or chat messages (the last message's content is graded);
+        ``answer`` is the dataset column of gold answers.
+        """
+        texts = [c[-1]["content"] if isinstance(c, list) else str(c) for c in completions]
+        return [1.0 if self.grade(t, g).correct else 0.0 for t, g in zip(texts, answer)]
+
+    def close(self) -> None:
+        self._pool.close()
+
+    def __enter__(self) -> Verifier:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

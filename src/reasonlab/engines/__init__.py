@@ -1,0 +1,119 @@
+"""Generation backends behind one seam (see ``base.Engine``), found through a lazy registry.
+
+    >>> cfg = EngineConfig(model="smollm2-135m")
+    >>> resolve(cfg)[0]
+    'llamacpp'
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from reasonlab.engines.base import Engine, Generation, Message, SamplingParams
+from reasonlab.engines.models import ALIASES, DEFAULT_MODEL, MODELS, ensure
+from reasonlab.errors import ModelError
+from reasonlab.registry import Registry, did_you_mean
+
+ENGINES: Registry[type[Engine]] = Registry("engine")
+ENGINES.register("llamacpp", "reasonlab.engines.llamacpp:LlamaCppEngine")
+ENGINES.register("hf", "reasonlab.engines.hf:HFEngine")
+ENGINES.register("openai", "reasonlab.engines.openai:OpenAIEngine")
+
+EngineName = Literal["auto", "llamacpp", "hf", "openai"]
+_HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
+
+
+class EngineConfig(BaseModel):
+    """Which model, on which backend, with which backend options."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: str = Field(DEFAULT_MODEL, description="registered name, .gguf path, HF directory, hub id, or server URL")
+    engine: EngineName = Field("auto", description="backend; auto picks from the model string")
+    base_url: str | None = Field(None, description="openai: server URL, e.g. http://127.0.0.1:8000/v1")
+    n_ctx: int = Field(4096, ge=256, description="llamacpp: context window in tokens")
+    n_threads: int | None = Field(None, ge=1, description="llamacpp: CPU threads; default all usable cores")
+    gguf_file: str = Field("*q4_k_m.gguf", description="llamacpp from a hub repo: filename pattern to fetch")
+    concurrency: int = Field(8, ge=1, description="openai: requests in flight at once")
+    timeout_s: float = Field(600.0, gt=0, description="openai: per-request timeout in seconds")
+    max_retries: int = Field(4, ge=0, description="openai: retries after 429/5xx/connection errors")
+    tokenizer: str | None = Field(None, description="openai: HF tokenizer for chat templates and token counts")
+    batch_size: int = Field(8, ge=1, description="hf: prompts decoded together")
+    dtype: Literal["float32", "bfloat16", "float16"] = Field("float32", description="hf: weight dtype")
+
+
+def resolve(cfg: EngineConfig) -> tuple[str, str]:
+    """(backend, what it loads) for a config, without loading anything heavy."""
+    model = cfg.model
+    if cfg.engine == "openai" or model.startswith(("http://", "https://")):
+        return "openai", model
+    if cfg.engine != "auto":
+        if cfg.engine not in ENGINES:
+            raise did_you_mean("engine", cfg.engine, ENGINES.names())
+        return cfg.engine, model
+    if model in MODELS or model in ALIASES:
+        return "llamacpp", model
+    path = Path(model).expanduser()
+    if path.is_file() and path.suffix == ".gguf":
+        return "llamacpp", str(path)
+    if path.is_dir():
+        return "hf", str(path)
+    if path.suffix == ".gguf" or "/" in model and not _HUB_ID.match(model):
+        raise ModelError(f"model file not found: {model}")
+    if _HUB_ID.match(model):
+        return ("llamacpp" if "gguf" in model.lower() else "hf"), model
+    raise did_you_mean("model", model, list(MODELS) + list(ALIASES))
+
+
+def _gguf_from_hub(repo_id: str, pattern: str) -> Path:
+    try:
+        from huggingface_hub import hf_hub_download, list_repo_files
+
+        names = [f for f in list_repo_files(repo_id) if fnmatch.fnmatch(f.lower(), pattern.lower())]
+        if not names:
+            raise ModelError(f"hub repo {repo_id} has no file matching {pattern}")
+        return Path(hf_hub_download(repo_id, sorted(names)[0]))
+    except ImportError as err:
+        raise ModelError("fetching a GGUF from the hub needs huggingface_hub: pip install huggingface_hub") from err
+    except ModelError:
+        raise
+    except Exception as err:  # no network, no such repo, gated: all one answer for the user
+        raise ModelError(f"could not fetch '{repo_id}' from the hub: {type(err).__name__}: {err}") from err
+
+
+def load_engine(model: str | EngineConfig = DEFAULT_MODEL, **options: Any) -> Engine:
+    """Load a backend for ``model`` (a string or an ``EngineConfig``); options override config fields.
+
+    >>> eng = load_engine("smollm2-135m")                   # doctest: +SKIP
+    >>> eng = load_engine("http://127.0.0.1:8000/v1")       # doctest: +SKIP
+    """
+    cfg = model if isinstance(model, EngineConfig) else EngineConfig(model=model, **options)
+    if isinstance(model, EngineConfig) and options:
+        cfg = cfg.model_copy(update=options)
+    backend, target = resolve(cfg)
+    cls = ENGINES.get(backend)
+    if backend == "llamacpp":
+        if target in MODELS or target in ALIASES:
+            path = ensure(target)
+            name = ALIASES.get(target, target)
+        elif Path(target).expanduser().exists():
+            path, name = Path(target), Path(target).name
+        else:
+            path, name = _gguf_from_hub(target, cfg.gguf_file), target
+        return cls(path, n_ctx=cfg.n_ctx, n_threads=cfg.n_threads, name=name)
+    if backend == "hf":
+        return cls(target, batch_size=cfg.batch_size, dtype=cfg.dtype)
+    base_url = cfg.base_url or (target if target.startswith(("http://", "https://")) else None)
+    if base_url is None:
+        raise ModelError("the openai engine needs a server: --base-url http://HOST:PORT/v1")
+    served = None if target == base_url else target
+    return cls(base_url, model=served, concurrency=cfg.concurrency, timeout_s=cfg.timeout_s,
+               max_retries=cfg.max_retries, tokenizer=cfg.tokenizer)
+
+
+__all__ = ["ENGINES", "Engine", "EngineConfig", "Generation", "Message", "SamplingParams", "load_engine", "resolve"]

@@ -1,0 +1,106 @@
+"""The engine seam: the only place in reasonlab that generates text.
+
+Shaped like vLLM's ``LLM.generate`` (batched lists in, batched lists out) and lm-eval-harness's
+``LM``: a backend implements ``generate`` (raw prompts, continued as written) and ``render_chat``
+(the model's own chat template); ``chat`` is built from the two, once, here.
+
+    >>> params = SamplingParams(temperature=0.0, max_tokens=64, stop=["\\n\\n"])
+    >>> params.n, params.top_p
+    (1, 1.0)
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+Message = dict[str, str]  # {"role": "system" | "user" | "assistant", "content": "..."}
+FinishReason = Literal["stop", "length", "cancelled", "error"]
+
+
+class SamplingParams(BaseModel):
+    """How to sample; mirrors vLLM's ``SamplingParams`` and the OpenAI API (same names, same defaults)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    n: int = Field(1, ge=1, description="samples per prompt")
+    temperature: float = Field(0.0, ge=0.0, description="0 means greedy decoding")
+    top_p: float = Field(1.0, gt=0.0, le=1.0, description="nucleus sampling mass; 1 disables")
+    top_k: int = Field(-1, ge=-1, description="keep the k most likely tokens; -1 disables (vLLM convention)")
+    min_p: float = Field(0.0, ge=0.0, le=1.0, description="drop tokens below min_p * p(top token); 0 disables")
+    max_tokens: int = Field(512, ge=1, description="most tokens to generate per sample")
+    stop: tuple[str, ...] = Field((), description="strings that end a sample (not included in its text)")
+    seed: int | None = Field(None, description="sample i of a prompt uses seed + i; None draws a fresh seed")
+    logprobs: int | None = Field(None, ge=0, description="return the chosen token's log-prob (and top-k) per token")
+
+    @field_validator("stop", mode="before")
+    @classmethod
+    def _stop_as_tuple(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            return (v,)
+        return tuple(v) if v is not None else ()
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0.0
+
+
+class Generation(BaseModel):
+    """One finished sample: what was generated for prompt ``index``, sample ``sample`` of n."""
+
+    text: str
+    index: int = 0  # which prompt of the batch
+    sample: int = 0  # which of the n samples of that prompt
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    finish_reason: FinishReason = "stop"
+    seconds: float = 0.0  # wall time spent producing this sample (prompt + decode)
+    token_logprobs: list[float] | None = None  # log p of each generated token when params.logprobs is set
+    error: str | None = None  # why this sample failed (finish_reason "error"), e.g. a prompt over the context
+
+
+class Engine(abc.ABC):
+    """A text generator. Subclasses implement ``generate``, ``render_chat`` and ``count_tokens``.
+
+    ``max_concurrency`` tells the runner how many problems it pays to have in flight at once:
+    1 for an in-process model that owns the CPU, more for a server that batches requests itself.
+    """
+
+    backend: str = "?"
+    max_concurrency: int = 1
+
+    def __init__(self, model: str) -> None:
+        self.model = model
+
+    @abc.abstractmethod
+    def generate(self, prompts: list[str], params: SamplingParams) -> list[Generation]:
+        """Continue each raw prompt exactly as written; returns ``len(prompts) * params.n``
+        generations in prompt-major order (all samples of prompt 0 first)."""
+
+    @abc.abstractmethod
+    def render_chat(self, messages: list[Message]) -> str:
+        """Apply the model's own chat template and open the assistant turn."""
+
+    @abc.abstractmethod
+    def count_tokens(self, text: str) -> int:
+        """Number of tokens ``text`` takes in this model's vocabulary."""
+
+    def chat(self, conversations: list[list[Message]], params: SamplingParams) -> list[Generation]:
+        """Answer each conversation: its template is rendered once here, then continued raw,
+        so a strategy can later continue the same text (budget forcing, tool calls)."""
+        return self.generate([self.render_chat(m) for m in conversations], params)
+
+    def describe(self) -> dict[str, Any]:
+        """What a run records about this engine in ``config.yaml``."""
+        return {"backend": self.backend, "model": self.model}
+
+    def close(self) -> None:
+        """Release the model or connection; the engine is unusable afterwards."""
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,148 @@
+"""transformers backend: a local directory or a hub id (hub only where there is a network).
+
+This is the backend with full control: per-token log-probs come from the scores of the chosen tokens,
+and later work on the KV cache (pruning finished sub-thoughts) lives here. Prompts are batched with
+left padding; stop strings end a sample and are cut from its text.
+
+    >>> eng = HFEngine("path/to/tiny-model")                            # doctest: +SKIP
+    >>> eng.generate(["1 + 1 ="], SamplingParams(max_tokens=3))[0].text  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from typing import Any, Literal
+
+from reasonlab.engines.base import Engine, Generation, Message, SamplingParams
+from reasonlab.errors import EngineError, ModelError
+
+
+class HFEngine(Engine):
+    """A transformers causal LM on the CPU (or ``device``).
+
+    Args:
+        model: a local directory holding config.json and weights, or a hub id.
+        batch_size: prompts decoded together.
+        dtype: weights' dtype; float32 is the safe choice on CPU.
+        device: torch device string.
+    """
+
+    backend = "hf"
+
+    def __init__(
+        self,
+        model: str,
+        batch_size: int = 8,
+        dtype: Literal["float32", "bfloat16", "float16"] = "float32",
+        device: str = "cpu",
+        seed: int = 0,
+    ) -> None:
+        super().__init__(model)
+        try:
+            import torch
+            from transformers import AutoModelForCausalLM, AutoTokenizer
+        except ImportError as err:
+            raise EngineError("the hf engine needs transformers and torch: pip install 'reasonlab[hf]'") from err
+        self._torch = torch
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(model)
+            self.lm = AutoModelForCausalLM.from_pretrained(model, dtype=getattr(torch, dtype)).to(device)
+        except (OSError, ValueError) as err:
+            raise ModelError(f"transformers could not load '{model}': {str(err).splitlines()[0]}") from err
+        self.lm.eval()
+        self.device = device
+        self.batch_size = batch_size
+        self._lock = threading.Lock()
+        self._rng = random.Random(seed)
+        # a private pad token: never mutate a shared tokenizer's special tokens beyond this instance
+        if self.tokenizer.pad_token_id is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.tokenizer.padding_side = "left"
+
+    def describe(self) -> dict[str, Any]:
+        return {"backend": self.backend, "model": self.model, "dtype": str(self.lm.dtype), "device": self.device}
+
+    def render_chat(self, messages: list[Message]) -> str:
+        if not getattr(self.tokenizer, "chat_template", None):
+            raise EngineError(f"model {self.model} has no chat template: use a completion-style prompt template")
+        return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def _encode(self, prompts: list[str]) -> Any:
+        # a rendered chat template already holds BOS; add it only to raw prompts that lack it
+        bos = self.tokenizer.bos_token
+        add = not all(bos and p.startswith(bos) for p in prompts) if bos else False
+        return self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=add).to(self.device)
+
+    def generate(self, prompts: list[str], params: SamplingParams) -> list[Generation]:
+        torch = self._torch
+        out: list[Generation] = []
+        with self._lock, torch.inference_mode():
+            for lo in range(0, len(prompts), self.batch_size):
+                chunk = prompts[lo : lo + self.batch_size]
+                seed = params.seed if params.seed is not None else self._rng.randrange(2**31)
+                torch.manual_seed(seed)
+                enc = self._encode(chunk)
+                kwargs: dict[str, Any] = dict(
+                    max_new_tokens=params.max_tokens,
+                    num_return_sequences=params.n,
+                    pad_token_id=self.tokenizer.pad_token_id,
+                    return_dict_in_generate=True,
+                    output_scores=params.logprobs is not None,
+                )
+                if params.greedy:
+                    kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+                else:
+                    kwargs.update(
+                        do_sample=True,
+                        temperature=params.temperature,
+                        top_p=params.top_p,
+                        top_k=params.top_k if params.top_k > 0 else None,
+                        min_p=params.min_p or None,
+                    )
+                if params.stop:
+                    kwargs.update(stop_strings=list(params.stop), tokenizer=self.tokenizer)
+                start = time.perf_counter()
+                res = self.lm.generate(**enc, **kwargs)
+                seconds = time.perf_counter() - start
+                prompt_len = enc["input_ids"].shape[1]
+                new = res.sequences[:, prompt_len:]  # [batch * n, new_tokens]
+                chosen_lp = None
+                if params.logprobs is not None:
+                    # log-softmax of the processed scores at each step, gathered at the chosen token
+                    chosen_lp = self.lm.compute_transition_scores(res.sequences, res.scores, normalize_logits=True)
+                for row in range(new.shape[0]):
+                    i, s = divmod(row, params.n)
+                    out.append(self._finish(new[row], chosen_lp, row, lo + i, s, params, enc, i, seconds / new.shape[0]))
+        return out
+
+    def _finish(self, tokens: Any, chosen_lp: Any, row: int, index: int, sample: int,
+                params: SamplingParams, enc: Any, i: int, seconds: float) -> Generation:
+        special = {self.tokenizer.pad_token_id, self.tokenizer.eos_token_id}
+        ids = tokens.tolist()
+        n_real = len(ids)
+        while n_real and ids[n_real - 1] in special:  # padding after this row finished
+            n_real -= 1
+        hit_eos = n_real < len(ids) or (ids and ids[-1] == self.tokenizer.eos_token_id)
+        text = self.tokenizer.decode(ids[:n_real], skip_special_tokens=True)
+        cut = min((text.find(s) for s in params.stop if s in text), default=-1)
+        if cut >= 0:
+            text = text[:cut]
+        finished = hit_eos or cut >= 0
+        lps = None
+        if chosen_lp is not None:
+            lps = [float(x) for x in chosen_lp[row, :n_real].tolist()]
+        return Generation(
+            text=text,
+            index=index,
+            sample=sample,
+            prompt_tokens=int(enc["attention_mask"][i].sum()),
+            completion_tokens=n_real,
+            finish_reason="stop" if finished or n_real < params.max_tokens else "length",
+            seconds=seconds,
+            token_logprobs=lps,
+        )

@@ -1,0 +1,171 @@
+"""llama.cpp backend (llama-cpp-python): GGUF models on the CPU; the embedded default.
+
+One ``Llama`` object owns the model and its KV cache; calls are serialised by a lock because
+llama.cpp contexts are not thread-safe. Samples of one prompt reuse the evaluated prompt: llama-cpp-
+python keeps the longest common token prefix of consecutive calls, so n samples cost one prefill.
+
+    >>> from reasonlab.engines import load_engine                    # doctest: +SKIP
+    >>> eng = load_engine("smollm2-135m")                             # doctest: +SKIP
+    >>> eng.generate(["2 + 2 ="], SamplingParams(max_tokens=4))[0].text  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from reasonlab.engines.base import Engine, Generation, Message, SamplingParams
+from reasonlab.errors import EngineError, ModelError
+
+GGUF_MAGIC = b"GGUF"
+
+
+def check_gguf(path: Path) -> None:
+    """Fail early, naming the file, when ``path`` is missing or not a GGUF file at all."""
+    if not path.is_file():
+        raise ModelError(f"model file not found: {path}")
+    with path.open("rb") as fh:
+        if fh.read(4) != GGUF_MAGIC:
+            raise ModelError(f"not a GGUF model file (bad magic bytes): {path}")
+
+
+class LlamaCppEngine(Engine):
+    """A GGUF model loaded in-process.
+
+    Args:
+        model_path: the .gguf file.
+        n_ctx: context window in tokens (prompt + generation).
+        n_threads: CPU threads; default: every core this process may use.
+        n_batch: prompt tokens evaluated per step.
+        chat_template: a Jinja chat template overriding the one stored in the GGUF.
+        seed: seeds the per-engine generator used when ``SamplingParams.seed`` is None.
+    """
+
+    backend = "llamacpp"
+
+    def __init__(
+        self,
+        model_path: str | Path,
+        n_ctx: int = 4096,
+        n_threads: int | None = None,
+        n_batch: int = 512,
+        chat_template: str | None = None,
+        seed: int = 0,
+        name: str | None = None,
+    ) -> None:
+        path = Path(model_path).expanduser()
+        super().__init__(name or path.name)
+        check_gguf(path)
+        try:
+            from llama_cpp import Llama
+            from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+        except ImportError as err:
+            raise EngineError("the llamacpp engine needs llama-cpp-python: pip install 'reasonlab[llamacpp]'") from err
+        self.path = path
+        self.n_threads = n_threads or len(os.sched_getaffinity(0))
+        try:
+            self.llm = Llama(
+                model_path=str(path),
+                n_ctx=n_ctx,
+                n_threads=self.n_threads,
+                n_threads_batch=self.n_threads,
+                n_batch=n_batch,
+                seed=seed,
+                verbose=False,
+            )
+        except (ValueError, RuntimeError) as err:
+            raise ModelError(f"llama.cpp could not load {path}: {err} (corrupt or unsupported GGUF?)") from err
+        self._lock = threading.Lock()
+        self._rng = random.Random(seed)
+        template = chat_template or self.llm.metadata.get("tokenizer.chat_template")
+        self._formatter = None
+        if template:
+            model = self.llm._model
+            eos, bos = self.llm.token_eos(), self.llm.token_bos()
+            self._formatter = Jinja2ChatFormatter(
+                template=template,
+                eos_token=model.token_get_text(eos) if eos != -1 else "",
+                bos_token=model.token_get_text(bos) if bos != -1 else "",
+                add_generation_prompt=True,
+            )
+            self._bos_text = model.token_get_text(bos) if bos != -1 and model.add_bos_token() else ""
+
+    @property
+    def n_ctx(self) -> int:
+        return self.llm.n_ctx()
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "backend": self.backend,
+            "model": self.model,
+            "path": str(self.path),
+            "n_ctx": self.n_ctx,
+            "n_threads": self.n_threads,
+            "chat_template": self._formatter is not None,
+        }
+
+    def render_chat(self, messages: list[Message]) -> str:
+        if self._formatter is None:
+            raise EngineError(
+                f"model {self.model} has no chat template (a base model?): use a completion-style prompt template"
+            )
+        text = self._formatter(messages=messages).prompt
+        # llama.cpp adds BOS itself when the vocab asks for it; a template that writes it too would double it
+        if self._bos_text and text.startswith(self._bos_text):
+            text = text[len(self._bos_text):]
+        return text
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True))
+
+    def _one(self, prompt: str, params: SamplingParams, seed: int) -> dict[str, Any]:
+        return self.llm.create_completion(
+            prompt,
+            max_tokens=params.max_tokens,
+            temperature=params.temperature,
+            top_p=params.top_p,
+            top_k=max(params.top_k, 0),  # llama.cpp: 0 disables
+            min_p=params.min_p,
+            repeat_penalty=1.0,  # vLLM/OpenAI default: no penalty (llama.cpp's own default is 1.1)
+            stop=list(params.stop),
+            seed=seed,
+            logprobs=params.logprobs,
+        )
+
+    def generate(self, prompts: list[str], params: SamplingParams) -> list[Generation]:
+        if params.logprobs is not None:
+            raise EngineError("the llamacpp engine does not return log-probs yet (llama-cpp-python needs logits_all)")
+        out: list[Generation] = []
+        with self._lock:
+            for i, prompt in enumerate(prompts):
+                base = params.seed if params.seed is not None else self._rng.randrange(2**31)
+                for s in range(params.n):
+                    start = time.perf_counter()
+                    try:
+                        resp = self._one(prompt, params, base + s)
+                    except ValueError as err:  # prompt longer than the context window
+                        out.append(Generation(text="", index=i, sample=s, finish_reason="error", error=str(err)))
+                        continue
+                    choice, usage = resp["choices"][0], resp["usage"]
+                    out.append(
+                        Generation(
+                            text=choice["text"],
+                            index=i,
+                            sample=s,
+                            prompt_tokens=usage["prompt_tokens"],
+                            completion_tokens=usage["completion_tokens"],
+                            finish_reason="length" if choice["finish_reason"] == "length" else "stop",
+                            seconds=time.perf_counter() - start,
+                        )
+                    )
+        return out
+
+    def close(self) -> None:
+        llm = getattr(self, "llm", None)
+        if llm is not None:
+            llm.close()
+            self.llm = None

@@ -1,0 +1,115 @@
+"""The run config: every field typed and documented; defaults <- YAML recipe <- CLI flags.
+
+    >>> cfg = EvalConfig.from_layers({"sampling": {"temperature": 0.7}}, {"dataset": {"limit": 5}})
+    >>> cfg.sampling.temperature, cfg.dataset.limit, cfg.engine.model
+    (0.7, 5, 'qwen2.5-coder-0.5b')
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from reasonlab.answers import AnswerType
+from reasonlab.answers.extract import DEFAULT_FALLBACKS, Fallback
+from reasonlab.data import DatasetConfig
+from reasonlab.engines import EngineConfig, SamplingParams
+from reasonlab.errors import ConfigError
+from reasonlab.strategies import Budget
+
+
+class PromptConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    template: str = Field("boxed", description="registered template name, or text with a {question} slot")
+    system: str | None = Field(None, description="system message; None keeps the model's default")
+
+
+class VerifyConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    fallbacks: tuple[Fallback, ...] = Field(DEFAULT_FALLBACKS, description="answer cues tried when no \\boxed{}")
+    timeout_s: float = Field(5.0, gt=0, description="limit for one symbolic comparison")
+
+
+class EvalConfig(BaseModel):
+    """Everything that decides what a run computes (and a few knobs that only decide how fast)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    engine: EngineConfig = Field(default_factory=EngineConfig)
+    dataset: DatasetConfig = Field(default_factory=DatasetConfig)
+    prompt: PromptConfig = Field(default_factory=PromptConfig)
+    sampling: SamplingParams = Field(default_factory=lambda: SamplingParams(temperature=0.0, max_tokens=512))
+    strategy: str = Field("single", description="registered strategy name")
+    strategy_options: dict[str, Any] = Field(default_factory=dict, description="the strategy's own config")
+    budget: Budget = Field(default_factory=Budget)
+    verify: VerifyConfig = Field(default_factory=VerifyConfig)
+    concurrency: int | None = Field(None, ge=1, description="problems in flight; default: what the engine can use")
+
+    # fields that change only speed or which problems run, never a problem's result: a run directory
+    # accepts a re-run that changes them (e.g. a larger --limit extends the run)
+    NON_IDENTITY: ClassVar[set[tuple[str, ...]]] = {
+        ("dataset", "limit"), ("dataset", "offset"), ("dataset", "shuffle"), ("dataset", "seed"),
+        ("engine", "concurrency"), ("engine", "timeout_s"), ("engine", "max_retries"), ("engine", "n_threads"),
+        ("engine", "batch_size"), ("concurrency",),
+    }
+
+    def identity(self) -> dict[str, Any]:
+        data = self.model_dump(mode="json")
+        for path in self.NON_IDENTITY:
+            node = data
+            for key in path[:-1]:
+                node = node[key]
+            node.pop(path[-1], None)
+        return data
+
+    @classmethod
+    def from_layers(cls, *layers: dict[str, Any]) -> EvalConfig:
+        """Merge nested dicts left to right (later wins) onto the defaults and validate."""
+        merged: dict[str, Any] = {}
+        for layer in layers:
+            _deep_merge(merged, layer)
+        try:
+            return cls.model_validate(merged)
+        except ValidationError as err:
+            first = err.errors()[0]
+            where = ".".join(str(x) for x in first["loc"])
+            raise ConfigError(f"config field {where}: {first['msg']}") from None
+
+    @staticmethod
+    def read_yaml(path: str | Path) -> dict[str, Any]:
+        path = Path(path)
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except FileNotFoundError:
+            raise ConfigError(f"recipe not found: {path}") from None
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{path}: not valid YAML: {str(err).splitlines()[0]}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: a recipe must be a mapping of config sections")
+        return data
+
+
+def _deep_merge(into: dict[str, Any], new: dict[str, Any]) -> None:
+    for key, value in new.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _deep_merge(into[key], value)
+        else:
+            into[key] = value
+
+
+def diff(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
+    """Human-readable differences between two nested config dicts."""
+    out = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        name = f"{prefix}{key}"
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += diff(a, b, name + ".")
+        elif a != b:
+            out.append(f"{name}: {a!r} -> {b!r}")
+    return out

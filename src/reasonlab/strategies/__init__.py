@@ -1,0 +1,33 @@
+"""Test-time strategies behind one seam (``Strategy.solve``), found through a lazy registry."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ValidationError
+
+from reasonlab.answers import Verifier
+from reasonlab.engines import SamplingParams
+from reasonlab.errors import ConfigError
+from reasonlab.registry import Registry
+from reasonlab.strategies.base import Attempt, Budget, Strategy, Trace
+from reasonlab.strategies.prompts import TEMPLATES, PromptTemplate, get_template
+
+STRATEGIES: Registry[type[Strategy]] = Registry("strategy")
+STRATEGIES.register("single", "reasonlab.strategies.single:Single")
+
+
+def make_strategy(name: str, options: dict[str, Any] | None, prompt: PromptTemplate,
+                  params: SamplingParams, verifier: Verifier) -> Strategy:
+    """Build a registered strategy; its options are validated against the strategy's own Config."""
+    cls = STRATEGIES.get(name)
+    try:
+        config = cls.Config(**(options or {}))
+    except ValidationError as err:
+        first = err.errors()[0]
+        raise ConfigError(f"strategy '{name}' option {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+    return cls(config, prompt, params, verifier)
+
+
+__all__ = ["STRATEGIES", "TEMPLATES", "Attempt", "Budget", "PromptTemplate", "Strategy", "Trace",
+           "get_template", "make_strategy"]

@@ -1,0 +1,87 @@
+"""Bundled datasets, user files with field mapping, and bad-input errors that name file and line."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from reasonlab.data import DatasetConfig, list_datasets, load_problems
+from reasonlab.errors import DataError, UnknownNameError
+
+
+def test_bundled_counts_and_ids() -> None:
+    counts = {d["name"]: d["records"] for d in list_datasets()}
+    assert counts == {"gsm8k": 1319, "math500": 500, "aime24": 30, "aime25": 30, "amc23": 40}
+    for name, n in counts.items():
+        probs = load_problems(name)
+        assert len(probs) == n and len({p.id for p in probs}) == n
+
+
+def test_gold_answers_per_source() -> None:
+    g = load_problems("gsm8k", limit=1)[0]
+    assert (g.id, g.answer, g.answer_type) == ("gsm8k-0", "18", "number")
+    assert "Janet" in g.question
+    a24 = load_problems("aime24")
+    assert a24[0].answer.isdigit() and a24[0].answer_type == "int"
+    a25 = load_problems("aime25")[0]
+    assert a25.answer == "70" and "Please reason step by step" not in a25.question
+    m = load_problems("math500", limit=1)[0]
+    assert m.id.startswith("test/") and m.answer_type == "latex" and "level" in m.meta
+    assert load_problems("amc23", limit=1)[0].answer == "27.0"
+
+
+def test_selection_offset_limit_shuffle() -> None:
+    all_ids = [p.id for p in load_problems("gsm8k")]
+    assert [p.id for p in load_problems("gsm8k", offset=5, limit=3)] == all_ids[5:8]
+    s1 = [p.id for p in load_problems("gsm8k", shuffle=True, seed=1, limit=5)]
+    s2 = [p.id for p in load_problems("gsm8k", shuffle=True, seed=1, limit=5)]
+    s3 = [p.id for p in load_problems("gsm8k", shuffle=True, seed=2, limit=5)]
+    assert s1 == s2 != s3 and s1 != all_ids[:5]
+
+
+def test_user_jsonl_with_field_mapping(tmp_path) -> None:
+    f = tmp_path / "mine.jsonl"
+    f.write_text(json.dumps({"q": "1+1?", "a": "#### 2", "key": "x1"}) + "\n" + json.dumps({"q": "2+2?", "a": 4, "key": "x2"}) + "\n")
+    probs = load_problems(DatasetConfig(name=str(f), question_field="q", answer_field="a", id_field="key"))
+    assert [(p.id, p.question, p.answer) for p in probs] == [("mine-x1", "1+1?", "2"), ("mine-x2", "2+2?", "4")]
+
+
+def test_user_csv_and_parquet(tmp_path) -> None:
+    c = tmp_path / "p.csv"
+    c.write_text("problem,answer\n3*3?,9\n4*4?,16\n")
+    assert [p.answer for p in load_problems(str(c))] == ["9", "16"]
+    pq = pytest.importorskip("pyarrow.parquet")
+    import pyarrow as pa
+
+    path = tmp_path / "p.parquet"
+    pq.write_table(pa.table({"question": ["5*5?"], "answer": ["25"], "id": [7]}), path)
+    assert [(p.id, p.answer) for p in load_problems(str(path))] == [("p-7", "25")]
+
+
+def test_garbled_line_names_file_and_line(tmp_path) -> None:
+    f = tmp_path / "bad.jsonl"
+    f.write_text('{"question": "ok?", "answer": "1"}\n{"question": "broken", \n')
+    with pytest.raises(DataError, match=r"bad\.jsonl:2: not valid JSON"):
+        load_problems(str(f))
+
+
+def test_missing_field_names_line_and_flag(tmp_path) -> None:
+    f = tmp_path / "nofield.jsonl"
+    f.write_text('{"question": "ok?", "answer": "1"}\n{"question": "where is it?"}\n')
+    with pytest.raises(DataError, match=r"nofield\.jsonl:2: no answer field .*--answer-field"):
+        load_problems(str(f))
+
+
+def test_unknown_dataset_did_you_mean(tmp_path) -> None:
+    with pytest.raises(UnknownNameError, match="did you mean 'gsm8k'"):
+        load_problems("gsm8c")
+    with pytest.raises(DataError, match="not found"):
+        load_problems(str(tmp_path / "missing.jsonl"))
+
+
+def test_duplicate_ids_refused(tmp_path) -> None:
+    f = tmp_path / "dup.jsonl"
+    f.write_text('{"id": 1, "question": "a", "answer": "1"}\n{"id": 1, "question": "b", "answer": "2"}\n')
+    with pytest.raises(DataError, match="appears twice"):
+        load_problems(str(f))

@@ -105,7 +105,7 @@ class HFEngine(Engine):
                         min_p=params.min_p or None,
                     )
                 if params.stop:
-                    kwargs.update(stop_strings=list(params.stop), tokenizer=self.tokenizer)
+                    kwargs["stopping_criteria"] = [_StopOnStrings(self.tokenizer, params.stop, enc["input_ids"].shape[1])]
                 start = time.perf_counter()
                 res = self.lm.generate(**enc, **kwargs)
                 seconds = time.perf_counter() - start
@@ -146,3 +146,30 @@ class HFEngine(Engine):
             seconds=seconds,
             token_logprobs=lps,
         )
+
+
+def _stop_on_strings_base() -> type:
+    from transformers import StoppingCriteria
+
+    return StoppingCriteria
+
+
+class _StopOnStrings(_stop_on_strings_base()):  # type: ignore[misc]
+    """Ends each row once its generated text contains a stop string.
+
+    transformers' own ``stop_strings`` maps tokens to bytes and fails on tokenizers that are not
+    byte-level (WordLevel, some SentencePiece); decoding a short tail of each row works for any.
+    """
+
+    def __init__(self, tokenizer: Any, stops: tuple[str, ...], prompt_len: int) -> None:
+        self.tokenizer = tokenizer
+        self.stops = stops
+        self.prompt_len = prompt_len
+        self.window = max(len(s) for s in stops) + 8  # tokens: every token holds at least one character
+
+    def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+        import torch
+
+        tails = input_ids[:, self.prompt_len:][:, -self.window:]  # [batch, <=window]
+        texts = self.tokenizer.batch_decode(tails, skip_special_tokens=True)
+        return torch.tensor([any(s in t for s in self.stops) for t in texts], device=input_ids.device)

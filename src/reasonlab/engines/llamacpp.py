@@ -122,7 +122,27 @@ class LlamaCppEngine(Engine):
     def count_tokens(self, text: str) -> int:
         return len(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True))
 
-    def _one(self, prompt: str, params: SamplingParams, seed: int) -> dict[str, Any]:
+    def _tokens(self, prompt: str) -> list[int]:
+        llm = self.llm
+        bos = [llm.token_bos()] if llm._model.add_bos_token() and llm.token_bos() != -1 else []
+        return bos + llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
+
+    def _prime(self, tokens: list[int]) -> None:
+        """Put exactly ``tokens[:-1]`` in the KV cache, evaluated from position 0.
+
+        llama-cpp-python then decodes the last prompt token alone before sampling, for the first
+        sample as for every later one. Without this, the first sample's logits come from a batched
+        prompt pass and later ones from a one-token pass, which sum in another order: the same seed
+        gave a different first sample depending on what the cache held before.
+        """
+        llm, head = self.llm, tokens[:-1]
+        if llm.n_tokens >= len(head) and llm._input_ids[: len(head)].tolist() == head:
+            return  # the same prompt: create_completion trims the cache to head and decodes the last token
+        llm.reset()
+        if head:
+            llm.eval(head)
+
+    def _one(self, prompt: list[int], params: SamplingParams, seed: int) -> dict[str, Any]:
         return self.llm.create_completion(
             prompt,
             max_tokens=params.max_tokens,
@@ -143,10 +163,14 @@ class LlamaCppEngine(Engine):
         with self._lock:
             for i, prompt in enumerate(prompts):
                 base = params.seed if params.seed is not None else self._rng.randrange(2**31)
+                tokens = self._tokens(prompt)
                 for s in range(params.n):
                     start = time.perf_counter()
                     try:
-                        resp = self._one(prompt, params, base + s)
+                        if len(tokens) >= self.n_ctx:
+                            raise ValueError(f"prompt of {len(tokens)} tokens exceeds the context window of {self.n_ctx}")
+                        self._prime(tokens)
+                        resp = self._one(tokens, params, base + s)
                     except ValueError as err:  # prompt longer than the context window
                         out.append(Generation(text="", index=i, sample=s, finish_reason="error", error=str(err)))
                         continue

@@ -1,0 +1,67 @@
+"""The hf engine for real, on a tiny randomly initialised Llama with a tokenizer built in the test."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from reasonlab.engines import EngineConfig, SamplingParams, load_engine, resolve
+from reasonlab.errors import ModelError
+
+
+@pytest.fixture(scope="module")
+def hf_engine(tiny_hf_dir):
+    eng = load_engine(str(tiny_hf_dir))  # a directory resolves to the hf backend
+    assert eng.backend == "hf"
+    yield eng
+    eng.close()
+
+
+def test_resolves_directory_to_hf(tiny_hf_dir) -> None:
+    assert resolve(EngineConfig(model=str(tiny_hf_dir))) == ("hf", str(tiny_hf_dir))
+
+
+def test_chat_template_and_count(hf_engine) -> None:
+    text = hf_engine.render_chat([{"role": "user", "content": "one plus two"}])
+    assert text == "<|user|> one plus two <|assistant|>"
+    assert hf_engine.count_tokens("one plus two") == 3
+
+
+def test_greedy_deterministic_batched(hf_engine) -> None:
+    params = SamplingParams(max_tokens=6)
+    a = hf_engine.generate(["the answer is", "one plus two equals"], params)
+    b = hf_engine.generate(["the answer is", "one plus two equals"], params)
+    assert [g.text for g in a] == [g.text for g in b]
+    assert [g.index for g in a] == [0, 1]
+    assert all(g.completion_tokens <= 6 for g in a)
+
+
+def test_sampling_n_and_seed(hf_engine) -> None:
+    params = SamplingParams(n=4, temperature=1.5, max_tokens=8, seed=3)
+    first = [g.text for g in hf_engine.generate(["the"], params)]
+    again = [g.text for g in hf_engine.generate(["the"], params)]
+    assert len(first) == 4 and first == again
+    assert [g.sample for g in hf_engine.generate(["the"], params)] == [0, 1, 2, 3]
+
+
+def test_logprobs_per_token(hf_engine) -> None:
+    g = hf_engine.generate(["one two"], SamplingParams(max_tokens=5, logprobs=0))[0]
+    assert g.token_logprobs is not None and len(g.token_logprobs) == g.completion_tokens
+    assert all(lp <= 0.0 and math.isfinite(lp) for lp in g.token_logprobs)
+
+
+def test_stop_string_cut(hf_engine) -> None:
+    full = hf_engine.generate(["one"], SamplingParams(max_tokens=12))[0].text
+    words = full.split()
+    if len(words) < 3:
+        pytest.skip("random model ended too early to place a stop string")  # pragma: no cover
+    stop = words[2]
+    cut = hf_engine.generate(["one"], SamplingParams(max_tokens=12, stop=[stop]))[0]
+    assert stop not in cut.text and cut.finish_reason == "stop"
+    assert full.startswith(cut.text.rstrip())
+
+
+def test_missing_directory_is_clear(tmp_path) -> None:
+    with pytest.raises(ModelError, match="not found"):
+        load_engine(str(tmp_path / "nope" / "model.gguf"))

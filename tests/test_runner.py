@@ -1,0 +1,118 @@
+"""Runner and store: resume, refusal of a changed config, torn lines, concurrency, errors.
+
+Pure logic runs on ``ScriptedEngine`` (a scripted fake, see conftest); the kill-and-resume test runs
+the real CLI on smollm2 in a subprocess and kills it mid-run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import ScriptedEngine
+from reasonlab.errors import ConfigError, EngineError
+from reasonlab.evaluate import EvalConfig, evaluate, read_run
+
+SCRIPT = ["Half of 48 is 24, so 48 + 24 = \\boxed{72}.", "I think it is \\boxed{5}.", "No idea."]
+
+
+def cfg(**dataset) -> EvalConfig:
+    return EvalConfig.from_layers({"dataset": {"name": "gsm8k", "limit": 3, **dataset}})
+
+
+def lines(run: Path) -> list[dict]:
+    return [json.loads(x) for x in (run / "results.jsonl").read_text().splitlines()]
+
+
+def test_records_summary_and_resume(tmp_path) -> None:
+    run = tmp_path / "run"
+    s = evaluate(cfg(), out=run, engine=ScriptedEngine(SCRIPT), progress=False)
+    assert (s["n"], s["new_this_time"], s["answer_found_rate"]) == (3, 3, pytest.approx(2 / 3))
+    recs = lines(run)
+    assert [r["id"] for r in recs] == ["gsm8k-0", "gsm8k-1", "gsm8k-2"]
+    assert [r["answer"] for r in recs] == ["72", "5", None]
+    assert recs[2]["correct"] is False and recs[0]["traces"][0]["text"] == SCRIPT[0]
+    again = ScriptedEngine(SCRIPT)
+    s2 = evaluate(cfg(), out=run, engine=again, progress=False)
+    assert s2["new_this_time"] == 0 and again.calls == 0 and len(lines(run)) == 3
+    s3 = evaluate(cfg(limit=5), out=run, engine=ScriptedEngine(SCRIPT), progress=False)  # a larger limit extends
+    assert s3["new_this_time"] == 2 and len(lines(run)) == 5
+    assert json.loads((run / "summary.json").read_text())["n"] == 5
+    config, records = read_run(run)
+    assert config["identity"]["sampling"]["temperature"] == 0.0 and len(records) == 5
+
+
+def test_changed_config_refused_then_force_new_keeps_old(tmp_path) -> None:
+    run = tmp_path / "run"
+    evaluate(cfg(), out=run, engine=ScriptedEngine(SCRIPT), progress=False)
+    hot = EvalConfig.from_layers({"dataset": {"limit": 3}, "sampling": {"temperature": 0.7}})
+    with pytest.raises(ConfigError, match=r"sampling\.temperature: 0\.0 -> 0\.7"):
+        evaluate(hot, out=run, engine=ScriptedEngine(SCRIPT), progress=False)
+    evaluate(hot, out=run, engine=ScriptedEngine(SCRIPT), force_new=True, progress=False)
+    backups = [p for p in tmp_path.iterdir() if p.name.startswith("run.old-")]
+    assert len(backups) == 1 and len(lines(backups[0])) == 3
+
+
+def test_torn_last_line_is_cut_and_redone(tmp_path) -> None:
+    run = tmp_path / "run"
+    evaluate(cfg(limit=2), out=run, engine=ScriptedEngine(SCRIPT), progress=False)
+    with (run / "results.jsonl").open("a") as fh:
+        fh.write('{"id": "gsm8k-2", "answ')  # a kill mid-write
+    s = evaluate(cfg(limit=3), out=run, engine=ScriptedEngine(SCRIPT), progress=False)
+    assert s["new_this_time"] == 1 and [r["id"] for r in lines(run)] == ["gsm8k-0", "gsm8k-1", "gsm8k-2"]
+
+
+def test_engine_failure_keeps_finished_records(tmp_path) -> None:
+    run = tmp_path / "run"
+    with pytest.raises(EngineError, match="scripted failure on call 2"):
+        evaluate(cfg(limit=5), out=run, engine=ScriptedEngine(SCRIPT, fail_on={2}), progress=False)
+    assert [r["id"] for r in lines(run)] == ["gsm8k-0", "gsm8k-1"]
+    assert json.loads((run / "summary.json").read_text())["n"] == 2
+
+
+def test_concurrent_problems_each_recorded_once(tmp_path) -> None:
+    run = tmp_path / "run"
+    s = evaluate(cfg(limit=12), out=run, engine=ScriptedEngine(SCRIPT, max_concurrency=4), progress=False)
+    ids = [r["id"] for r in lines(run)]
+    assert s["n"] == 12 and len(set(ids)) == 12 == len(ids)
+
+
+def test_real_eval_on_smollm2(tmp_path, smol_engine) -> None:
+    c = EvalConfig.from_layers({"dataset": {"limit": 2}, "sampling": {"max_tokens": 24},
+                                "engine": {"model": "smollm2-135m"}})
+    s = evaluate(c, out=tmp_path / "run", engine=smol_engine, progress=False)
+    recs = lines(tmp_path / "run")
+    assert s["n"] == 2 and all(0 < r["tokens"] <= 24 for r in recs)
+    assert all(r["traces"][0]["prompt_tokens"] > 20 for r in recs)  # the chat template and question went in
+    config, _ = read_run(tmp_path / "run")
+    assert config["engine"]["backend"] == "llamacpp" and "llama-cpp-python" in config["versions"]
+
+
+def test_cli_killed_mid_run_resumes_without_loss_or_duplicates(tmp_path) -> None:
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "reasonlab.cli", "eval", "-d", "gsm8k", "-n", "6", "-m", "smollm2-135m",
+           "--max-tokens", "48", "-o", str(run), "--no-progress"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    results = run / "results.jsonl"
+    deadline = time.monotonic() + 300  # waiting for a condition, not asserting a duration
+    while not (results.exists() and results.read_text().count("\n") >= 2):
+        assert proc.poll() is None, "eval finished or died before it could be killed"
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    before = [r["id"] for r in lines(run)]
+    assert 2 <= len(before) < 6
+    done = subprocess.run(cmd + ["--json"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    after = [r["id"] for r in lines(run)]
+    assert after[: len(before)] == before  # nothing finished was lost or rewritten
+    assert sorted(after) == sorted(set(after)) and len(after) == 6
+    assert json.loads(done.stdout)["new_this_time"] == 6 - len(before)

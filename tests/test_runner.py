@@ -116,3 +116,32 @@ def test_cli_killed_mid_run_resumes_without_loss_or_duplicates(tmp_path) -> None
     assert after[: len(before)] == before  # nothing finished was lost or rewritten
     assert sorted(after) == sorted(set(after)) and len(after) == 6
     assert json.loads(done.stdout)["new_this_time"] == 6 - len(before)
+
+
+def test_ctrl_c_is_one_line_and_keeps_records(tmp_path) -> None:
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "reasonlab.cli", "eval", "-d", "gsm8k", "-n", "8", "-m", "smollm2-135m",
+           "--max-tokens", "48", "-o", str(run), "--no-progress"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    results = run / "results.jsonl"
+    deadline = time.monotonic() + 300
+    while not (results.exists() and results.read_text().count("\n") >= 1):
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130
+    assert err.strip().startswith("interrupted:") and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    kept = lines(run)
+    assert len(kept) >= 1 and len({r["id"] for r in kept}) == len(kept)
+
+
+def test_public_api_in_five_lines(tmp_path, smol_path) -> None:
+    from reasonlab import EvalConfig as Cfg, evaluate as ev, load_engine, solve
+
+    engine = load_engine("smollm2-135m")
+    attempt = solve("What is 2 + 2?", engine, Cfg.from_layers({"sampling": {"max_tokens": 24}}))
+    summary = ev(Cfg.from_layers({"dataset": {"limit": 2}, "sampling": {"max_tokens": 16}}), out=tmp_path / "r",
+                 engine=engine, progress=False)
+    engine.close()
+    assert attempt.traces[0].completion_tokens > 0 and summary["n"] == 2

@@ -6,7 +6,9 @@
     '51'
     >>> evaluate(EvalConfig.from_layers({"dataset": {"limit": 20}}), out="runs/demo", engine=engine)  # doctest: +SKIP
 
-Names load lazily so that ``import reasonlab`` (and the CLI's --help) stays fast.
+Most names load lazily so that ``import reasonlab`` stays light. ``evaluate`` and ``solve`` are bound
+eagerly: ``reasonlab.evaluate`` is also a subpackage, and a lazy name would lose to the submodule
+once anything imports it.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import importlib
 from typing import Any
 
 __version__ = "0.1.0"
+
+from reasonlab.evaluate import EvalConfig, evaluate, solve  # noqa: E402  (see the docstring)
 
 _EXPORTS = {
     "load_engine": "reasonlab.engines",
@@ -27,12 +31,9 @@ _EXPORTS = {
     "load_problems": "reasonlab.data",
     "Problem": "reasonlab.data",
     "DatasetConfig": "reasonlab.data",
-    "EvalConfig": "reasonlab.evaluate",
-    "evaluate": "reasonlab.evaluate",
-    "solve": "reasonlab.evaluate",
     "ReasonlabError": "reasonlab.errors",
 }
-__all__ = sorted(_EXPORTS)
+__all__ = sorted([*_EXPORTS, "EvalConfig", "evaluate", "solve"])
 
 
 def __getattr__(name: str) -> Any:

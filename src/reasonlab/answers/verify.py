@@ -25,6 +25,7 @@ from typing import Any
 
 from reasonlab.answers.extract import DEFAULT_FALLBACKS, Fallback, extract_answer
 from reasonlab.answers.normalize import AnswerType, normalize, to_number
+from reasonlab.errors import ReasonlabError
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,7 @@ class _Worker:
         )
         if self._read(timeout=120.0) is None:  # importing sympy is the slow part, once
             self.kill()
-            raise RuntimeError("math-verify worker did not start (is math-verify installed?)")
+            raise ReasonlabError("the math-verify worker did not start (is math-verify installed? pip install math-verify)")
 
     def _read(self, timeout: float) -> dict[str, Any] | None:
         assert self.proc.stdout is not None

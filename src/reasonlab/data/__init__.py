@@ -173,7 +173,7 @@ def _hf_dataset(name: str, cfg: DatasetConfig) -> list[Problem]:
     except Exception as err:  # no network, no such dataset, no such split: one line for the user
         raise DataError(f"could not load HF dataset '{name}' (split {cfg.split}): {type(err).__name__}: "
                         f"{str(err).splitlines()[0] if str(err) else ''}") from err
-    return _from_rows(((i, dict(r)) for i, r in enumerate(ds, 1)), cfg, name)
+    return _from_rows(((i, dict(r)) for i, r in enumerate(ds, 1)), cfg, Path(name).name if Path(name).is_dir() else name)
 
 
 def load_problems(cfg: DatasetConfig | str = "gsm8k", **options: Any) -> list[Problem]:
@@ -184,6 +184,8 @@ def load_problems(cfg: DatasetConfig | str = "gsm8k", **options: Any) -> list[Pr
     path = Path(name).expanduser()
     if name in BUNDLED:
         problems = _bundled(name, cfg)
+    elif path.is_dir():  # a local dataset directory: HF datasets reads it without a network
+        problems = _hf_dataset(str(path), cfg)
     elif path.suffix.lower() in (".jsonl", ".json", ".ndjson", ".csv", ".parquet") or path.exists():
         problems = _from_rows(_read_rows(path), cfg, str(path))
     elif "/" in name:

@@ -81,6 +81,9 @@ class LlamaCppEngine(Engine):
             raise ModelError(f"llama.cpp could not load {path}: {err} (corrupt or unsupported GGUF?)") from err
         self._lock = threading.Lock()
         self._rng = random.Random(seed)
+        # token prefixes (a chat template's system prompt and user header) that _prime always evaluates
+        # as their own batch, so their KV cache can be reused across prompts without changing any output
+        self._anchors: list[list[int]] = []
         template = chat_template or self.llm.metadata.get("tokenizer.chat_template")
         self._formatter = None
         if template:
@@ -113,11 +116,29 @@ class LlamaCppEngine(Engine):
             raise EngineError(
                 f"model {self.model} has no chat template (a base model?): use a completion-style prompt template"
             )
+        text = self._render(messages)
+        # the text before the last message's content is shared by every prompt with this system prompt
+        sentinel = "\u2063reasonlab-anchor\u2063"
+        probe = self._render(messages[:-1] + [{**messages[-1], "content": sentinel}]) if messages else ""
+        cut = probe.find(sentinel)
+        if cut > 0 and text.startswith(probe[:cut]):
+            self._add_anchor(self._tokens(probe[:cut]))
+        return text
+
+    def _render(self, messages: list[Message]) -> str:
+        assert self._formatter is not None
         text = self._formatter(messages=messages).prompt
         # llama.cpp adds BOS itself when the vocab asks for it; a template that writes it too would double it
         if self._bos_text and text.startswith(self._bos_text):
             text = text[len(self._bos_text):]
         return text
+
+    def _add_anchor(self, tokens: list[int]) -> None:
+        with self._lock:
+            if tokens in self._anchors:
+                self._anchors.remove(tokens)
+            self._anchors.insert(0, tokens)
+            del self._anchors[8:]  # a few system prompts at a time is plenty
 
     def count_tokens(self, text: str) -> int:
         return len(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True))
@@ -127,20 +148,30 @@ class LlamaCppEngine(Engine):
         bos = [llm.token_bos()] if llm._model.add_bos_token() and llm.token_bos() != -1 else []
         return bos + llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
 
+    def _cached(self, tokens: list[int]) -> bool:
+        llm = self.llm
+        return llm.n_tokens >= len(tokens) and llm._input_ids[: len(tokens)].tolist() == tokens
+
     def _prime(self, tokens: list[int]) -> None:
-        """Put exactly ``tokens[:-1]`` in the KV cache, evaluated from position 0.
+        """Put ``tokens[:-1]`` in the KV cache, always split the same way: anchor | rest.
 
         llama-cpp-python then decodes the last prompt token alone before sampling, for the first
-        sample as for every later one. Without this, the first sample's logits come from a batched
-        prompt pass and later ones from a one-token pass, which sum in another order: the same seed
-        gave a different first sample depending on what the cache held before.
+        sample as for every later one. Batched and one-token passes sum in another order, so without
+        a fixed split the same seed gave a different first sample depending on what the cache held
+        before. A registered anchor (the chat template's shared prefix) is evaluated as its own batch
+        from position 0, so reusing its cached KV across problems is exact, not approximate.
         """
         llm, head = self.llm, tokens[:-1]
-        if llm.n_tokens >= len(head) and llm._input_ids[: len(head)].tolist() == head:
+        if self._cached(head):
             return  # the same prompt: create_completion trims the cache to head and decodes the last token
-        llm.reset()
-        if head:
-            llm.eval(head)
+        anchor = next((a for a in self._anchors if len(a) < len(head) and head[: len(a)] == a), [])
+        if anchor and self._cached(anchor):
+            llm.n_tokens = len(anchor)  # eval() drops the cache past this point
+        else:
+            llm.reset()
+            if anchor:
+                llm.eval(anchor)
+        llm.eval(head[len(anchor):])
 
     def _one(self, prompt: list[int], params: SamplingParams, seed: int) -> dict[str, Any]:
         return self.llm.create_completion(

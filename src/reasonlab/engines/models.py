@@ -168,8 +168,10 @@ def sha256_of(paths: list[Path], out: Path | None = None) -> str:
 
 
 def _stamp(path: Path) -> dict[str, object]:
+    # the path too: pip gives a wheel's files the same mtime in every venv, so size+mtime alone would
+    # vouch for a file in another environment that was never hashed
     st = path.stat()
-    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    return {"path": str(path.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
 
 def _marker(spec: ModelSpec) -> Path:

@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip --disable-pip-version-check
 
-.PHONY: demo test setup setup-dev bench-overhead clean
+.PHONY: demo test setup setup-dev bench bench-overhead clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -14,7 +14,7 @@ $(BIN)/python:
 
 # stamps: re-install only when pyproject.toml changes
 $(VENV)/.setup: pyproject.toml | $(BIN)/python
-	$(PIP) install -e '.[llamacpp]'
+	$(PIP) install -e '.[llamacpp,server]'
 	touch $@
 
 $(VENV)/.setup-dev: pyproject.toml | $(BIN)/python
@@ -31,6 +31,10 @@ demo: setup
 test: setup-dev
 	$(BIN)/reasonlab models pull smollm2-135m
 	$(BIN)/python -m pytest
+
+bench: setup
+	$(BIN)/reasonlab models pull qwen2.5-coder-0.5b
+	$(BIN)/reasonlab bench --out runs/bench
 
 bench-overhead: setup
 	$(BIN)/reasonlab models pull qwen2.5-coder-0.5b

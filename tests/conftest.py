@@ -108,7 +108,7 @@ class ScriptedEngine(Engine):
         self.calls = 0
         self.fail_on = fail_on or set()
 
-    def generate(self, prompts: list[str], params: SamplingParams) -> list[Generation]:
+    def generate(self, prompts: list[str], params: SamplingParams, cancel=None) -> list[Generation]:
         from reasonlab.errors import EngineError
 
         out = []

@@ -148,3 +148,16 @@ def test_public_api_in_five_lines(tmp_path, smol_path) -> None:
                  engine=engine, progress=False)
     engine.close()
     assert attempt.traces[0].completion_tokens > 0 and summary["n"] == 2
+
+
+def test_runner_batches_problems_on_a_parallel_engine(tmp_path, smol_path) -> None:
+    from reasonlab.engines.llamacpp import LlamaCppEngine
+
+    with LlamaCppEngine(smol_path, n_ctx=2048, n_parallel=4) as eng:
+        assert eng.max_concurrency == 4  # the runner keeps four problems in flight to fill the batch
+        c = EvalConfig.from_layers({"dataset": {"limit": 6}, "sampling": {"max_tokens": 20}})
+        s = evaluate(c, out=tmp_path / "run", engine=eng, progress=False)
+        assert eng._decoder.cells_in_use() == 0
+    recs = lines(tmp_path / "run")
+    assert s["n"] == 6 and sorted(r["id"] for r in recs) == [f"gsm8k-{k}" for k in range(6)]
+    assert all(0 < r["tokens"] <= 20 for r in recs)

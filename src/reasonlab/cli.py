@@ -44,6 +44,7 @@ StrategyOpt = typer.Option(None, "--strategy", help="registered strategy (single
 ConfigOpt = typer.Option(None, "--config", "-c", help="YAML recipe; flags override it")
 ThreadsOpt = typer.Option(None, "--threads", help="llamacpp: CPU threads")
 CtxOpt = typer.Option(None, "--n-ctx", help="llamacpp: context window")
+ParallelOpt = typer.Option(None, "--parallel", help="llamacpp: sequences decoded together (batched sampling)")
 
 
 def _layer(pairs: dict[tuple[str, ...], Any]) -> dict[str, Any]:
@@ -67,10 +68,10 @@ def _config(recipe: Optional[Path], flags: dict[tuple[str, ...], Any]):
 
 
 def _common(model, engine, base_url, temperature, top_p, min_p, max_tokens, seed, prompt, system, strategy,
-            threads, n_ctx) -> dict[tuple[str, ...], Any]:
+            threads, n_ctx, parallel=None) -> dict[tuple[str, ...], Any]:
     return {
         ("engine", "model"): model, ("engine", "engine"): engine, ("engine", "base_url"): base_url,
-        ("engine", "n_threads"): threads, ("engine", "n_ctx"): n_ctx,
+        ("engine", "n_threads"): threads, ("engine", "n_ctx"): n_ctx, ("engine", "n_parallel"): parallel,
         ("sampling", "temperature"): temperature, ("sampling", "top_p"): top_p, ("sampling", "min_p"): min_p,
         ("sampling", "max_tokens"): max_tokens, ("sampling", "seed"): seed,
         ("prompt", "template"): prompt, ("prompt", "system"): system, ("strategy",): strategy,
@@ -102,7 +103,7 @@ def solve(
     temperature: Optional[float] = TempOpt, top_p: Optional[float] = TopPOpt, min_p: Optional[float] = MinPOpt,
     max_tokens: Optional[int] = MaxTokOpt, seed: Optional[int] = SeedOpt, prompt: Optional[str] = PromptOpt,
     system: Optional[str] = SystemOpt, strategy: Optional[str] = StrategyOpt, config: Optional[Path] = ConfigOpt,
-    threads: Optional[int] = ThreadsOpt, n_ctx: Optional[int] = CtxOpt,
+    threads: Optional[int] = ThreadsOpt, n_ctx: Optional[int] = CtxOpt, parallel: Optional[int] = ParallelOpt,
     quiet: bool = typer.Option(False, "--quiet", "-q", help="print only the answer"),
 ) -> None:
     """Solve one problem and show the reasoning and the extracted answer."""
@@ -110,7 +111,7 @@ def solve(
     from reasonlab.evaluate import solve as solve_one
 
     cfg = _config(config, _common(model, engine, base_url, temperature, top_p, min_p, max_tokens, seed, prompt,
-                                  system, strategy, threads, n_ctx))
+                                  system, strategy, threads, n_ctx, parallel))
     with load_engine(cfg.engine) as eng:
         attempt = solve_one(question, eng, cfg)
     if quiet:
@@ -139,7 +140,7 @@ def eval_cmd(
     temperature: Optional[float] = TempOpt, top_p: Optional[float] = TopPOpt, min_p: Optional[float] = MinPOpt,
     max_tokens: Optional[int] = MaxTokOpt, seed: Optional[int] = SeedOpt, prompt: Optional[str] = PromptOpt,
     system: Optional[str] = SystemOpt, strategy: Optional[str] = StrategyOpt, config: Optional[Path] = ConfigOpt,
-    threads: Optional[int] = ThreadsOpt, n_ctx: Optional[int] = CtxOpt,
+    threads: Optional[int] = ThreadsOpt, n_ctx: Optional[int] = CtxOpt, parallel: Optional[int] = ParallelOpt,
     concurrency: Optional[int] = typer.Option(None, "--concurrency", help="problems in flight (servers)"),
     out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="run directory (default runs/<dataset>-<model>-<strategy>)"),
     force_new: bool = typer.Option(False, "--force-new", help="start over when --out holds another config"),
@@ -150,7 +151,7 @@ def eval_cmd(
     from reasonlab.evaluate import evaluate
 
     flags = _common(model, engine, base_url, temperature, top_p, min_p, max_tokens, seed, prompt, system,
-                    strategy, threads, n_ctx)
+                    strategy, threads, n_ctx, parallel)
     flags.update({
         ("dataset", "name"): dataset, ("dataset", "limit"): limit, ("dataset", "offset"): offset,
         ("dataset", "shuffle"): shuffle, ("dataset", "seed"): seed, ("dataset", "split"): split,
@@ -182,6 +183,41 @@ def summary(runs: list[Path] = typer.Argument(..., help="run directories")) -> N
         rows.append({**summarize(records), "run_dir": str(run), "model": cfg.get("engine", {}).get("model", "?"),
                      "strategy": cfg.get("strategy", "?")})
     out.print(summary_table(rows, title="results" if len(rows) > 1 else f"results: {rows[0]['run_dir']}"))
+
+
+def _ints(text: Optional[str]) -> Optional[tuple[int, ...]]:
+    return tuple(int(x) for x in text.split(",") if x.strip()) if text else None
+
+
+@app.command()
+def bench(
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="model for the batch, length and server curves"),
+    models: Optional[str] = typer.Option(None, "--models", help="comma list for the size curve (default: installed)"),
+    batch: Optional[str] = typer.Option(None, "--batch", help="batch sizes, e.g. 1,2,4,8,16"),
+    tokens: Optional[int] = typer.Option(None, "--tokens", help="generated tokens per sequence"),
+    length: Optional[int] = typer.Option(None, "--length", help="tokens of the long single trace"),
+    threads: Optional[int] = ThreadsOpt,
+    server: Optional[str] = typer.Option(None, "--server", help="OpenAI-compatible URL (default: start one locally)"),
+    concurrency: Optional[str] = typer.Option(None, "--concurrency", help="requests in flight, e.g. 1,2,4,8"),
+    only: Optional[str] = typer.Option(None, "--only", help="parts: hardware,models,batch,length,server"),
+    out_dir: Path = typer.Option(Path("runs/bench"), "--out", "-o", help="where bench.json and the PNGs go"),
+) -> None:
+    """Measure tokens/s vs model size, batch size, trace length and server concurrency, against the hardware limit."""
+    from pydantic import ValidationError
+
+    from reasonlab.bench import BenchConfig, run_bench
+    from reasonlab.errors import ConfigError
+
+    given = {"model": model, "models": tuple(models.split(",")) if models else None, "batch_sizes": _ints(batch),
+             "tokens": tokens, "length": length, "threads": threads, "server": server,
+             "concurrency": _ints(concurrency), "parts": tuple(only.split(",")) if only else None}
+    try:
+        cfg = BenchConfig(**{k: v for k, v in given.items() if v is not None})
+    except ValidationError as e:
+        first = e.errors()[0]
+        raise ConfigError(f"bench option {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+    res = run_bench(cfg, out_dir, say=lambda line: out.print(line, markup=False, highlight=False))
+    out.print(f"wrote {out_dir}/bench.json and {', '.join(res['plots']) or 'no plots'}", soft_wrap=True)
 
 
 @models_app.callback()

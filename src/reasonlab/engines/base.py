@@ -12,11 +12,12 @@ Shaped like vLLM's ``LLM.generate`` (batched lists in, batched lists out) and lm
 from __future__ import annotations
 
 import abc
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 Message = dict[str, str]  # {"role": "system" | "user" | "assistant", "content": "..."}
+CancelFn = Callable[[int, int, int], bool]  # (prompt index, sample, tokens so far) -> end this sample now
 FinishReason = Literal["stop", "length", "cancelled", "error"]
 
 
@@ -34,6 +35,7 @@ class SamplingParams(BaseModel):
     stop: tuple[str, ...] = Field((), description="strings that end a sample (not included in its text)")
     seed: int | None = Field(None, description="sample i of a prompt uses seed + i; None draws a fresh seed")
     logprobs: int | None = Field(None, ge=0, description="return the chosen token's log-prob (and top-k) per token")
+    ignore_eos: bool = Field(False, description="keep generating past end-of-sequence tokens (benchmarks; vLLM's name)")
 
     @field_validator("stop", mode="before")
     @classmethod
@@ -75,9 +77,14 @@ class Engine(abc.ABC):
         self.model = model
 
     @abc.abstractmethod
-    def generate(self, prompts: list[str], params: SamplingParams) -> list[Generation]:
+    def generate(self, prompts: list[str], params: SamplingParams, cancel: CancelFn | None = None) -> list[Generation]:
         """Continue each raw prompt exactly as written; returns ``len(prompts) * params.n``
-        generations in prompt-major order (all samples of prompt 0 first)."""
+        generations in prompt-major order (all samples of prompt 0 first).
+
+        ``cancel``, where an engine supports it, is asked after every token whether a sample should end
+        now (finish reason "cancelled"): early-stopping strategies stop spending on a decided problem.
+        Engines that cannot stop mid-sample ignore it and finish the sample.
+        """
 
     @abc.abstractmethod
     def render_chat(self, messages: list[Message]) -> str:

@@ -15,7 +15,7 @@ import threading
 import time
 from typing import Any, Literal
 
-from reasonlab.engines.base import Engine, Generation, Message, SamplingParams
+from reasonlab.engines.base import CancelFn, Engine, Generation, Message, SamplingParams
 from reasonlab.errors import EngineError, ModelError
 
 
@@ -78,7 +78,8 @@ class HFEngine(Engine):
         add = not all(bos and p.startswith(bos) for p in prompts) if bos else False
         return self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=add).to(self.device)
 
-    def generate(self, prompts: list[str], params: SamplingParams) -> list[Generation]:
+    def generate(self, prompts: list[str], params: SamplingParams, cancel: CancelFn | None = None) -> list[Generation]:
+        # transformers decodes a batch to the end; a cancel request is not honoured mid-sample
         torch = self._torch
         out: list[Generation] = []
         with self._lock, torch.inference_mode():
@@ -94,6 +95,8 @@ class HFEngine(Engine):
                     return_dict_in_generate=True,
                     output_scores=params.logprobs is not None,
                 )
+                if params.ignore_eos:
+                    kwargs["min_new_tokens"] = params.max_tokens
                 if params.greedy:
                     kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
                 else:

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from reasonlab.engines.base import Engine, Generation, Message, SamplingParams
+from reasonlab.engines.base import CancelFn, Engine, Generation, Message, SamplingParams
 from reasonlab.errors import EngineError, ModelError
 
 GGUF_MAGIC = b"GGUF"
@@ -43,6 +43,10 @@ class LlamaCppEngine(Engine):
         n_batch: prompt tokens evaluated per step.
         chat_template: a Jinja chat template overriding the one stored in the GGUF.
         seed: seeds the per-engine generator used when ``SamplingParams.seed`` is None.
+        n_parallel: sequences decoded together in one llama.cpp batch (see ``llamacpp_batch``);
+            1 decodes one sample at a time, the reproducible mode.
+        n_ctx_batch: KV cells shared by the parallel sequences (default: room for n_parallel
+            sequences of n_ctx tokens, at most 32768).
     """
 
     backend = "llamacpp"
@@ -56,6 +60,8 @@ class LlamaCppEngine(Engine):
         chat_template: str | None = None,
         seed: int = 0,
         name: str | None = None,
+        n_parallel: int = 1,
+        n_ctx_batch: int | None = None,
     ) -> None:
         path = Path(model_path).expanduser()
         super().__init__(name or path.name)
@@ -96,6 +102,16 @@ class LlamaCppEngine(Engine):
                 add_generation_prompt=True,
             )
             self._bos_text = model.token_get_text(bos) if bos != -1 and model.add_bos_token() else ""
+        self.n_parallel = n_parallel
+        self.max_concurrency = n_parallel  # the runner keeps this many problems in flight to fill the batch
+        self._decoder = None
+        self._calls = 0
+        self._eog_bias: dict[int, float] | None = None
+        if n_parallel > 1:
+            from reasonlab.engines.llamacpp_batch import BatchedDecoder
+
+            self._decoder = BatchedDecoder(self.llm, n_parallel, n_ctx_batch or min(n_ctx * n_parallel, 32768),
+                                           self.n_threads)
 
     @property
     def n_ctx(self) -> int:
@@ -109,6 +125,7 @@ class LlamaCppEngine(Engine):
             "n_ctx": self.n_ctx,
             "n_threads": self.n_threads,
             "chat_template": self._formatter is not None,
+            "n_parallel": self.n_parallel,
         }
 
     def render_chat(self, messages: list[Message]) -> str:
@@ -152,6 +169,9 @@ class LlamaCppEngine(Engine):
         llm = self.llm
         return llm.n_tokens >= len(tokens) and llm._input_ids[: len(tokens)].tolist() == tokens
 
+    def _anchor(self, head: list[int]) -> list[int]:
+        return next((a for a in self._anchors if len(a) < len(head) and head[: len(a)] == a), [])
+
     def _prime(self, tokens: list[int]) -> None:
         """Put ``tokens[:-1]`` in the KV cache, always split the same way: anchor | rest.
 
@@ -164,7 +184,7 @@ class LlamaCppEngine(Engine):
         llm, head = self.llm, tokens[:-1]
         if self._cached(head):
             return  # the same prompt: create_completion trims the cache to head and decodes the last token
-        anchor = next((a for a in self._anchors if len(a) < len(head) and head[: len(a)] == a), [])
+        anchor = self._anchor(head)
         if anchor and self._cached(anchor):
             llm.n_tokens = len(anchor)  # eval() drops the cache past this point
         else:
@@ -173,7 +193,7 @@ class LlamaCppEngine(Engine):
                 llm.eval(anchor)
         llm.eval(head[len(anchor):])
 
-    def _one(self, prompt: list[int], params: SamplingParams, seed: int) -> dict[str, Any]:
+    def _one(self, prompt: list[int], params: SamplingParams, seed: int, stopping: Any = None) -> dict[str, Any]:
         return self.llm.create_completion(
             prompt,
             max_tokens=params.max_tokens,
@@ -184,28 +204,55 @@ class LlamaCppEngine(Engine):
             repeat_penalty=1.0,  # vLLM/OpenAI default: no penalty (llama.cpp's own default is 1.1)
             stop=list(params.stop),
             seed=seed,
-            logprobs=params.logprobs,
+            stopping_criteria=stopping,
+            logit_bias=self._no_eog() if params.ignore_eos else None,
         )
 
-    def generate(self, prompts: list[str], params: SamplingParams) -> list[Generation]:
+    def _no_eog(self) -> dict[int, float]:
+        """A logit bias that forbids every end-of-generation token (for ignore_eos)."""
+        if self._eog_bias is None:
+            import llama_cpp
+
+            vocab = llama_cpp.llama_model_get_vocab(self.llm._model.model)
+            self._eog_bias = {t: float("-inf") for t in range(self.llm.n_vocab())
+                              if llama_cpp.llama_vocab_is_eog(vocab, t)}
+        return self._eog_bias
+
+    def _seeds(self, params: SamplingParams) -> int:
+        return params.seed if params.seed is not None else self._rng.randrange(2**31)
+
+    def generate(self, prompts: list[str], params: SamplingParams, cancel: CancelFn | None = None) -> list[Generation]:
+        if self._decoder is not None:
+            return self._generate_batched(prompts, params, cancel)
         if params.logprobs is not None:
-            raise EngineError("the llamacpp engine does not return log-probs yet (llama-cpp-python needs logits_all)")
+            raise EngineError("log-probs need the batched path: load the llamacpp engine with n_parallel >= 2")
         out: list[Generation] = []
         with self._lock:
             for i, prompt in enumerate(prompts):
-                base = params.seed if params.seed is not None else self._rng.randrange(2**31)
+                base = self._seeds(params)
                 tokens = self._tokens(prompt)
                 for s in range(params.n):
                     start = time.perf_counter()
+                    cancelled = [False]
+                    stopping = None
+                    if cancel is not None:
+                        from llama_cpp import StoppingCriteriaList
+
+                        def stop_now(ids: Any, logits: Any, i: int = i, s: int = s, n0: int = len(tokens)) -> bool:
+                            cancelled[0] = cancel(i, s, len(ids) - n0)
+                            return cancelled[0]
+
+                        stopping = StoppingCriteriaList([stop_now])
                     try:
                         if len(tokens) >= self.n_ctx:
                             raise ValueError(f"prompt of {len(tokens)} tokens exceeds the context window of {self.n_ctx}")
                         self._prime(tokens)
-                        resp = self._one(tokens, params, base + s)
+                        resp = self._one(tokens, params, base + s, stopping)
                     except ValueError as err:  # prompt longer than the context window
                         out.append(Generation(text="", index=i, sample=s, finish_reason="error", error=str(err)))
                         continue
                     choice, usage = resp["choices"][0], resp["usage"]
+                    reason = "cancelled" if cancelled[0] else "length" if choice["finish_reason"] == "length" else "stop"
                     out.append(
                         Generation(
                             text=choice["text"],
@@ -213,13 +260,39 @@ class LlamaCppEngine(Engine):
                             sample=s,
                             prompt_tokens=usage["prompt_tokens"],
                             completion_tokens=usage["completion_tokens"],
-                            finish_reason="length" if choice["finish_reason"] == "length" else "stop",
+                            finish_reason=reason,
                             seconds=time.perf_counter() - start,
                         )
                     )
         return out
 
+    def _generate_batched(self, prompts: list[str], params: SamplingParams, cancel: CancelFn | None) -> list[Generation]:
+        from reasonlab.engines.llamacpp_batch import Job
+
+        with self._lock:  # call ids and the engine's seed generator are shared state
+            self._calls += 1
+            call = self._calls
+            bases = [self._seeds(params) for _ in prompts]
+        results: list[Generation | Job] = []
+        jobs = []
+        for i, prompt in enumerate(prompts):
+            tokens = self._tokens(prompt)
+            for s in range(params.n):
+                if len(tokens) >= self.n_ctx:
+                    results.append(Generation(text="", index=i, sample=s, finish_reason="error",
+                                              error=f"prompt of {len(tokens)} tokens exceeds the context window of {self.n_ctx}"))
+                    continue
+                job = Job(key=(call, i), index=i, sample=s, tokens=tokens, anchor=len(self._anchor(tokens[:-1])),
+                          params=params, seed=bases[i] + s, cancel=cancel)
+                jobs.append(job)
+                results.append(job)
+        self._decoder.submit(jobs)
+        return [r.future.result() if isinstance(r, Job) else r for r in results]
+
     def close(self) -> None:
+        if getattr(self, "_decoder", None) is not None:
+            self._decoder.close()
+            self._decoder = None
         llm = getattr(self, "llm", None)
         if llm is not None:
             llm.close()

@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 
-from reasonlab.engines.base import Engine, Generation, Message, SamplingParams
+from reasonlab.engines.base import CancelFn, Engine, Generation, Message, SamplingParams
 from reasonlab.errors import EngineError
 
 RETRY_STATUS = {408, 409, 429, 500, 502, 503, 504}
@@ -125,6 +125,8 @@ class OpenAIEngine(Engine):
             body["seed"] = seed
         if params.logprobs is not None:
             body["logprobs"] = params.logprobs
+        if params.ignore_eos:
+            body["ignore_eos"] = True  # vLLM, SGLang and llama.cpp's server accept it
         return body
 
     def _sample(self, endpoint: str, payload: dict[str, Any], params: SamplingParams, index: int) -> list[Generation]:
@@ -169,7 +171,8 @@ class OpenAIEngine(Engine):
         futures = [self._pool.submit(self._sample, endpoint, p, params, i) for i, p in enumerate(payloads)]
         return [g for f in futures for g in f.result()]
 
-    def generate(self, prompts: list[str], params: SamplingParams) -> list[Generation]:
+    def generate(self, prompts: list[str], params: SamplingParams, cancel: CancelFn | None = None) -> list[Generation]:
+        # a request in flight cannot be stopped through the API; cancel is not honoured mid-sample
         return self._fan_out("completions", [{"prompt": p} for p in prompts], params)
 
     def chat(self, conversations: list[list[Message]], params: SamplingParams) -> list[Generation]:

@@ -1,0 +1,258 @@
+"""Batched multi-sequence decoding for the llamacpp engine: many samples, one llama.cpp batch per step.
+
+A small continuous-batching scheduler. Callers submit jobs (a tokenised prompt, one sample's seed);
+one decode thread keeps up to ``n_parallel`` sequences in a second llama.cpp context that shares the
+model's weights. Each step feeds every live sequence's next token in one ``llama_decode`` call, then
+samples each sequence with its own sampler chain, so each stops on its own (EOG, stop string, max
+tokens, or cancellation) and frees its KV cells at once; a free slot takes the next job.
+
+A prompt is evaluated once: its first sample prefills the prompt (minus its last token) into one
+sequence, later samples of the same prompt copy those KV cells (``llama_memory_seq_cp``), and every
+sample then decodes the last prompt token itself — exactly the split the one-at-a-time path uses, so
+a batch of one reproduces it token for token.
+
+Determinism: batched kernels sum in another order than one-row kernels, so batched greedy output
+drifts from the sequential one after some tokens (the same drift vLLM users see). The same batch
+composition and seeds give the same outputs: one ``generate`` call enqueues all its jobs at once, so a
+single caller is reproducible. Concurrent callers batch together in arrival order, which is not.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections import deque
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from reasonlab.engines.base import Generation, SamplingParams
+
+CancelFn = Callable[[int, int, int], bool]  # (prompt index, sample, tokens so far) -> stop this sample now
+
+
+@dataclass
+class Job:
+    """One sample of one prompt."""
+
+    key: tuple[int, int]  # (call id, prompt index): samples of one prompt share its KV prefix
+    index: int
+    sample: int
+    tokens: list[int]  # the whole prompt, tokenised
+    anchor: int  # prompt tokens [0, anchor) are evaluated as their own batch (see LlamaCppEngine._prime)
+    params: SamplingParams
+    seed: int
+    cancel: CancelFn | None
+    future: Future[Generation] = field(default_factory=Future)
+
+
+@dataclass
+class _Seq:
+    job: Job
+    sid: int
+    sampler: Any
+    pos: int  # position of the token fed next
+    feed: int  # the token fed next
+    out: list[int] = field(default_factory=list)
+    text: bytearray = field(default_factory=bytearray)
+    logprobs: list[float] | None = None
+    start: float = field(default_factory=time.perf_counter)
+
+
+class BatchedDecoder:
+    """Owns a multi-sequence llama.cpp context and the thread that decodes in it.
+
+    Args:
+        llm: the engine's ``llama_cpp.Llama`` (its weights are shared, not copied).
+        n_parallel: sequences decoded together (llama.cpp's ``--parallel``).
+        n_ctx: KV cells shared by all sequences: room for the prompts plus every live sample.
+    """
+
+    def __init__(self, llm: Any, n_parallel: int, n_ctx: int, n_threads: int) -> None:
+        import llama_cpp
+        from llama_cpp._internals import LlamaBatch, LlamaContext
+
+        self._llama_cpp = llama_cpp
+        self.llm = llm
+        self.model = llm._model
+        self.n_parallel = n_parallel
+        params = llama_cpp.llama_context_params.from_buffer_copy(llm.context_params)
+        params.n_ctx = n_ctx
+        params.n_seq_max = n_parallel
+        params.kv_unified = True  # one buffer: copied prompt cells are shared, not duplicated
+        params.n_threads = params.n_threads_batch = n_threads
+        self.ctx = LlamaContext(model=self.model, params=params, verbose=False)
+        self.n_ctx = self.ctx.n_ctx()
+        self.n_batch = params.n_batch
+        self.batch = LlamaBatch(n_tokens=max(self.n_batch, n_parallel), embd=0, n_seq_max=n_parallel, verbose=False)
+        self.n_vocab = llm.n_vocab()
+        self.vocab = llama_cpp.llama_model_get_vocab(self.model.model)
+        self._jobs: deque[Job] = deque()
+        self._cv = threading.Condition()
+        self._closed = False
+        self._thread = threading.Thread(target=self._loop, name="llamacpp-batch", daemon=True)
+        self._thread.start()
+
+    # -- public ------------------------------------------------------------------------------
+    def submit(self, jobs: list[Job]) -> None:
+        """Enqueue jobs atomically: a call's jobs are admitted in order, never interleaved with another's."""
+        with self._cv:
+            if self._closed:
+                raise RuntimeError("decoder is closed")
+            self._jobs.extend(jobs)
+            self._cv.notify()
+
+    def close(self) -> None:
+        with self._cv:
+            self._closed = True
+            self._cv.notify()
+        self._thread.join()
+        self.batch.close()
+        self.ctx.close()
+
+    def cells_in_use(self) -> int:
+        """KV cells held by any sequence (0 once every sequence has ended)."""
+        mem = self.ctx.memory
+        used = 0
+        for sid in range(self.n_parallel):
+            hi = self._llama_cpp.llama_memory_seq_pos_max(mem, sid)
+            if hi >= 0:
+                used += hi - self._llama_cpp.llama_memory_seq_pos_min(mem, sid) + 1
+        return used
+
+    # -- the decode thread -------------------------------------------------------------------
+    def _loop(self) -> None:
+        active: dict[int, _Seq] = {}
+        free = list(range(self.n_parallel))
+        holders: dict[tuple[int, int], int] = {}  # prompt key -> a live sid whose cells hold that prompt's head
+        while True:
+            with self._cv:
+                while not self._jobs and not active and not self._closed:
+                    self._cv.wait()
+                if self._closed and not self._jobs and not active:
+                    return
+                admit = []
+                # KV cells promised to live sequences: prompt + max_tokens each, prompt sharing ignored
+                reserved = sum(_reserve(q.job) for q in active.values())
+                # admit while the worst case fits in the KV cache; one sequence is always admitted
+                while self._jobs and free and (not active and not admit or
+                                               reserved + _reserve(self._jobs[0]) <= self.n_ctx):
+                    job = self._jobs.popleft()
+                    reserved += _reserve(job)
+                    admit.append((job, free.pop(0)))
+            try:
+                for job, sid in admit:
+                    active[sid] = self._start(job, sid, holders)
+                if active:
+                    self._step(active, free, holders)
+            except Exception as err:  # a failed decode fails the live jobs, not the thread
+                for sid, seq in list(active.items()):
+                    self._end(seq, "error", active, free, holders, error=f"{type(err).__name__}: {err}")
+
+    def _start(self, job: Job, sid: int, holders: dict[tuple[int, int], int]) -> _Seq:
+        head = job.tokens[:-1]
+        holder = holders.get(job.key)
+        if holder is not None:
+            self.ctx.kv_cache_seq_cp(holder, sid, 0, len(head))
+        else:
+            self._prefill(sid, head[: job.anchor], 0)
+            self._prefill(sid, head[job.anchor:], job.anchor)
+            holders[job.key] = sid
+        return _Seq(job=job, sid=sid, sampler=self._sampler(job.params, job.seed), pos=len(head),
+                    feed=job.tokens[-1], logprobs=[] if job.params.logprobs is not None else None)
+
+    def _prefill(self, sid: int, tokens: list[int], pos0: int) -> None:
+        """Evaluate prompt tokens for one sequence, in n_batch chunks (as llama-cpp-python's eval does)."""
+        b = self.batch.batch
+        for lo in range(0, len(tokens), self.n_batch):
+            chunk = tokens[lo : lo + self.n_batch]
+            b.n_tokens = len(chunk)
+            for i, tok in enumerate(chunk):
+                b.token[i], b.pos[i], b.n_seq_id[i], b.logits[i] = tok, pos0 + lo + i, 1, False
+                b.seq_id[i][0] = sid
+            b.logits[len(chunk) - 1] = True  # llama.cpp wants at least one output per batch
+            self.ctx.decode(self.batch)
+
+    def _sampler(self, params: SamplingParams, seed: int) -> Any:
+        """The same chain llama-cpp-python builds for create_completion (its no-op penalties aside)."""
+        from llama_cpp._internals import LlamaSampler
+
+        s = LlamaSampler()
+        if params.greedy:
+            s.add_greedy()
+        else:
+            s.add_top_k(max(params.top_k, 0))
+            s.add_typical(1.0, 1)
+            s.add_top_p(params.top_p, 1)
+            s.add_min_p(params.min_p, 1)
+            s.add_temp(params.temperature)
+            s.add_dist(seed)
+        return s
+
+    def _step(self, active: dict[int, _Seq], free: list[int], holders: dict[tuple[int, int], int]) -> None:
+        seqs = list(active.values())
+        b = self.batch.batch
+        b.n_tokens = len(seqs)
+        for i, seq in enumerate(seqs):
+            b.token[i], b.pos[i], b.n_seq_id[i], b.logits[i] = seq.feed, seq.pos, 1, True
+            b.seq_id[i][0] = seq.sid
+        self.ctx.decode(self.batch)
+        for i, seq in enumerate(seqs):
+            tok = seq.sampler.sample(self.ctx, i)
+            seq.pos += 1
+            params = seq.job.params
+            if seq.logprobs is not None:
+                logits = np.ctypeslib.as_array(self.ctx.get_logits_ith(i), shape=(self.n_vocab,))
+                top = float(logits.max())
+                seq.logprobs.append(float(logits[tok]) - top - math.log(float(np.exp(logits - top).sum())))
+            if not params.ignore_eos and self._llama_cpp.llama_vocab_is_eog(self.vocab, tok):
+                self._end(seq, "stop", active, free, holders)
+                continue
+            seq.out.append(tok)
+            seq.text += self.model.detokenize([tok], special=False)  # token_to_piece pads to 32 bytes
+            if params.stop and self._hit_stop(seq):
+                self._end(seq, "stop", active, free, holders)
+            elif len(seq.out) >= params.max_tokens or seq.pos >= self.n_ctx:
+                self._end(seq, "length", active, free, holders)
+            elif seq.job.cancel is not None and seq.job.cancel(seq.job.index, seq.job.sample, len(seq.out)):
+                self._end(seq, "cancelled", active, free, holders)
+            else:
+                seq.feed = tok
+
+    @staticmethod
+    def _hit_stop(seq: _Seq) -> bool:  # checks only the tail; the final text is cut exactly in _end
+        longest = max(len(s) for s in seq.job.params.stop)
+        tail = bytes(seq.text[-(4 * longest + 16):]).decode("utf-8", errors="ignore")
+        return any(s in tail for s in seq.job.params.stop)
+
+    def _end(self, seq: _Seq, reason: str, active: dict[int, _Seq], free: list[int],
+             holders: dict[tuple[int, int], int], error: str | None = None) -> None:
+        job = seq.job
+        del active[seq.sid]
+        if holders.get(job.key) == seq.sid:
+            # hand the prompt's head to a live sibling, or forget it: its cells go with this sequence
+            sibling = next((s.sid for s in active.values() if s.job.key == job.key), None)
+            if sibling is None:
+                del holders[job.key]
+            else:
+                holders[job.key] = sibling
+        self.ctx.kv_cache_seq_rm(seq.sid, -1, -1)  # free every cell of this sequence now
+        free.append(seq.sid)
+        free.sort()
+        # the exact text, as llama-cpp-python detokenizes it, cut at the first stop string
+        text = self.model.detokenize(seq.out, special=False).decode("utf-8", errors="ignore")
+        cuts = [text.find(s) for s in job.params.stop if s in text]
+        if cuts:
+            text = text[: min(cuts)]
+        job.future.set_result(Generation(
+            text=text, index=job.index, sample=job.sample, prompt_tokens=len(job.tokens),
+            completion_tokens=len(seq.out), finish_reason=reason,  # type: ignore[arg-type]
+            seconds=time.perf_counter() - seq.start, token_logprobs=seq.logprobs, error=error,
+        ))
+
+
+def _reserve(job: Job) -> int:
+    return len(job.tokens) + job.params.max_tokens

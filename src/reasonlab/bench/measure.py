@@ -43,12 +43,16 @@ def prompt_tps(engine: LlamaCppEngine, n_tokens: int) -> float:
     llm = engine.llm
     words = (PROMPT + " ") * (n_tokens // 8 + 2)
     tokens = engine._tokens(words)[:n_tokens]
-    llm.reset()
-    start = time.perf_counter()
-    llm.eval(tokens)
-    seconds = time.perf_counter() - start
-    llm.reset()
-    return n_tokens / seconds
+
+    def prefill() -> float:
+        llm.reset()
+        start = time.perf_counter()
+        llm.eval(tokens)
+        seconds = time.perf_counter() - start
+        llm.reset()
+        return seconds
+
+    return n_tokens / engine.run(prefill)  # on the engine's compute thread, like its decoding
 
 
 def single_sequence(engine: LlamaCppEngine, tokens: int, raw: bool = False) -> tuple[float, list[float], str]:

@@ -12,6 +12,7 @@ def draw(res: dict[str, Any], out: Path) -> list[str]:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     written: list[str] = []
 
@@ -45,7 +46,9 @@ def draw(res: dict[str, Any], out: Path) -> list[str]:
         for r in rows:
             ax.annotate(f"{r['speedup']}x", (r["batch"], r["tok_s"]), fontsize=8, textcoords="offset points",
                         xytext=(4, -12))
-        ax.set(xscale="log", xticks=b, xticklabels=[str(v) for v in b], xlabel="sequences decoded together",
+        ax.set_xscale("log", base=2)
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        ax.set(xticks=b, xticklabels=[str(v) for v in b], xlabel="sequences decoded together", ylim=(0, None),
                ylabel="tokens/s", title=f"batched sampling, {res['batch']['model']} ({res['threads']} threads)")
         ax.legend()
         save(fig, "bench_batch.png")

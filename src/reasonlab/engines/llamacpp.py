@@ -15,6 +15,7 @@ import os
 import random
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,8 @@ class LlamaCppEngine(Engine):
             1 decodes one sample at a time, the reproducible mode.
         n_ctx_batch: KV cells shared by the parallel sequences (default: room for n_parallel
             sequences of n_ctx tokens, at most 32768).
+        flash_attn: flash attention (both contexts alike, so a batch of one reproduces the sequential
+            path); measured by ``reasonlab bench``.
     """
 
     backend = "llamacpp"
@@ -62,6 +65,7 @@ class LlamaCppEngine(Engine):
         name: str | None = None,
         n_parallel: int = 1,
         n_ctx_batch: int | None = None,
+        flash_attn: bool = True,
     ) -> None:
         path = Path(model_path).expanduser()
         super().__init__(name or path.name)
@@ -81,6 +85,7 @@ class LlamaCppEngine(Engine):
                 n_threads_batch=self.n_threads,
                 n_batch=n_batch,
                 seed=seed,
+                flash_attn=flash_attn,
                 verbose=False,
             )
         except (ValueError, RuntimeError) as err:
@@ -107,11 +112,16 @@ class LlamaCppEngine(Engine):
         self._decoder = None
         self._calls = 0
         self._eog_bias: dict[int, float] | None = None
+        # every llama.cpp compute call of this engine runs on one thread: the OpenMP team that llama.cpp's
+        # CPU backend keeps per calling thread spins while idle, and two teams on 2 cores slow each other
+        self._worker: ThreadPoolExecutor | None = None
         if n_parallel > 1:
             from reasonlab.engines.llamacpp_batch import BatchedDecoder
 
             self._decoder = BatchedDecoder(self.llm, n_parallel, n_ctx_batch or min(n_ctx * n_parallel, 32768),
-                                           self.n_threads)
+                                           self.n_threads, flash_attn=flash_attn)
+        else:
+            self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llamacpp")
 
     @property
     def n_ctx(self) -> int:
@@ -221,9 +231,20 @@ class LlamaCppEngine(Engine):
     def _seeds(self, params: SamplingParams) -> int:
         return params.seed if params.seed is not None else self._rng.randrange(2**31)
 
+    def run(self, fn: Any, *args: Any) -> Any:
+        """Call ``fn(*args)`` on the engine's compute thread (the decoder's, when batched)."""
+        if self._decoder is not None:
+            return self._decoder.call(lambda: fn(*args))
+        assert self._worker is not None
+        return self._worker.submit(fn, *args).result()
+
     def generate(self, prompts: list[str], params: SamplingParams, cancel: CancelFn | None = None) -> list[Generation]:
         if self._decoder is not None:
             return self._generate_batched(prompts, params, cancel)
+        return self.run(self._generate_sequential, prompts, params, cancel)
+
+    def _generate_sequential(self, prompts: list[str], params: SamplingParams,
+                             cancel: CancelFn | None) -> list[Generation]:
         if params.logprobs is not None:
             raise EngineError("log-probs need the batched path: load the llamacpp engine with n_parallel >= 2")
         out: list[Generation] = []
@@ -293,6 +314,9 @@ class LlamaCppEngine(Engine):
         if getattr(self, "_decoder", None) is not None:
             self._decoder.close()
             self._decoder = None
+        if getattr(self, "_worker", None) is not None:
+            self._worker.shutdown()
+            self._worker = None
         llm = getattr(self, "llm", None)
         if llm is not None:
             llm.close()

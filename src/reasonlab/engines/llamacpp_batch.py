@@ -11,6 +11,11 @@ sequence, later samples of the same prompt copy those KV cells (``llama_memory_s
 sample then decodes the last prompt token itself — exactly the split the one-at-a-time path uses, so
 a batch of one reproduces it token for token.
 
+Threads: llama.cpp's CPU backend runs each graph on an OpenMP team that belongs to the OS thread
+that called it, and idle teams spin. Two threads computing in one process (a context on the main
+thread, another here) cost the decoder 10-35 % of its speed, so every llama.cpp call an engine makes
+runs on this one thread (see ``call``).
+
 Determinism: batched kernels sum in another order than one-row kernels, so batched greedy output
 drifts from the sequential one after some tokens (the same drift vLLM users see). The same batch
 composition and seeds give the same outputs: one ``generate`` call enqueues all its jobs at once, so a
@@ -71,7 +76,8 @@ class BatchedDecoder:
         n_ctx: KV cells shared by all sequences: room for the prompts plus every live sample.
     """
 
-    def __init__(self, llm: Any, n_parallel: int, n_ctx: int, n_threads: int) -> None:
+    def __init__(self, llm: Any, n_parallel: int, n_ctx: int, n_threads: int, kv_unified: bool = True,
+                 flash_attn: bool = False) -> None:
         import llama_cpp
         from llama_cpp._internals import LlamaBatch, LlamaContext
 
@@ -82,15 +88,23 @@ class BatchedDecoder:
         params = llama_cpp.llama_context_params.from_buffer_copy(llm.context_params)
         params.n_ctx = n_ctx
         params.n_seq_max = n_parallel
-        params.kv_unified = True  # one buffer: copied prompt cells are shared, not duplicated
+        # unified: one KV buffer, copied prompt cells are shared, but each token attends over every
+        # sequence's cells (masked); split: a stream per sequence, prompt cells are duplicated
+        params.kv_unified = kv_unified
+        params.flash_attn_type = (llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED if flash_attn
+                                  else llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED)
         params.n_threads = params.n_threads_batch = n_threads
         self.ctx = LlamaContext(model=self.model, params=params, verbose=False)
         self.n_ctx = self.ctx.n_ctx()
+        self.kv_unified = kv_unified
+        # cells one sequence may use: all of them when unified, its own stream's share when split
+        self.seq_capacity = self.n_ctx if kv_unified else self.n_ctx // n_parallel
         self.n_batch = params.n_batch
         self.batch = LlamaBatch(n_tokens=max(self.n_batch, n_parallel), embd=0, n_seq_max=n_parallel, verbose=False)
         self.n_vocab = llm.n_vocab()
         self.vocab = llama_cpp.llama_model_get_vocab(self.model.model)
         self._jobs: deque[Job] = deque()
+        self._calls: deque[tuple[Callable[[], Any], Future[Any]]] = deque()
         self._cv = threading.Condition()
         self._closed = False
         self._thread = threading.Thread(target=self._loop, name="llamacpp-batch", daemon=True)
@@ -104,6 +118,14 @@ class BatchedDecoder:
                 raise RuntimeError("decoder is closed")
             self._jobs.extend(jobs)
             self._cv.notify()
+
+    def call(self, fn: Callable[[], Any]) -> Any:
+        """Run ``fn`` on the decode thread between steps (all llama.cpp compute stays on one thread)."""
+        fut: Future[Any] = Future()
+        with self._cv:
+            self._calls.append((fn, fut))
+            self._cv.notify()
+        return fut.result()
 
     def close(self) -> None:
         with self._cv:
@@ -130,19 +152,26 @@ class BatchedDecoder:
         holders: dict[tuple[int, int], int] = {}  # prompt key -> a live sid whose cells hold that prompt's head
         while True:
             with self._cv:
-                while not self._jobs and not active and not self._closed:
+                while not self._jobs and not active and not self._calls and not self._closed:
                     self._cv.wait()
-                if self._closed and not self._jobs and not active:
+                if self._closed and not self._jobs and not active and not self._calls:
                     return
+                calls = list(self._calls)
+                self._calls.clear()
                 admit = []
                 # KV cells promised to live sequences: prompt + max_tokens each, prompt sharing ignored
                 reserved = sum(_reserve(q.job) for q in active.values())
                 # admit while the worst case fits in the KV cache; one sequence is always admitted
-                while self._jobs and free and (not active and not admit or
+                while self._jobs and free and (not active and not admit or not self.kv_unified or
                                                reserved + _reserve(self._jobs[0]) <= self.n_ctx):
                     job = self._jobs.popleft()
                     reserved += _reserve(job)
                     admit.append((job, free.pop(0)))
+            for fn, fut in calls:
+                try:
+                    fut.set_result(fn())
+                except Exception as err:
+                    fut.set_exception(err)
             try:
                 for job, sid in admit:
                     active[sid] = self._start(job, sid, holders)
@@ -215,7 +244,7 @@ class BatchedDecoder:
             seq.text += self.model.detokenize([tok], special=False)  # token_to_piece pads to 32 bytes
             if params.stop and self._hit_stop(seq):
                 self._end(seq, "stop", active, free, holders)
-            elif len(seq.out) >= params.max_tokens or seq.pos >= self.n_ctx:
+            elif len(seq.out) >= params.max_tokens or seq.pos >= self.seq_capacity:
                 self._end(seq, "length", active, free, holders)
             elif seq.job.cancel is not None and seq.job.cancel(seq.job.index, seq.job.sample, len(seq.out)):
                 self._end(seq, "cancelled", active, free, holders)

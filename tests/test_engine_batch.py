@@ -54,7 +54,8 @@ def test_stop_and_max_tokens_per_sequence(batch_engine) -> None:
     counting = "1, 2, 3, 4, 5, 6, 7, 8,"
     story = chat(batch_engine, "Write a long story about a dragon.")
     out = batch_engine.generate([counting, story], SamplingParams(max_tokens=30, stop=["10"]))
-    assert out[0].finish_reason == "stop" and out[0].text.strip() == "9,"
+    assert out[0].finish_reason == "stop" and out[0].text.strip() == "9," and out[0].stop_reason == "10"
+    assert out[1].stop_reason is None
     assert "10" not in out[1].text
     assert out[1].finish_reason == "length" and out[1].completion_tokens == 30
 

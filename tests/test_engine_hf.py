@@ -58,7 +58,7 @@ def test_stop_string_cut(hf_engine) -> None:
         pytest.skip("random model ended too early to place a stop string")  # pragma: no cover
     stop = words[2]
     cut = hf_engine.generate(["one"], SamplingParams(max_tokens=12, stop=[stop]))[0]
-    assert stop not in cut.text and cut.finish_reason == "stop"
+    assert stop not in cut.text and cut.finish_reason == "stop" and cut.stop_reason == stop
     assert full.startswith(cut.text.rstrip())
 
 

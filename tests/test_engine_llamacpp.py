@@ -30,7 +30,8 @@ def test_max_tokens_and_stop_strings(smol_engine) -> None:
     long = smol_engine.generate([prompt], SamplingParams(max_tokens=8))[0]
     assert long.finish_reason == "length" and long.completion_tokens == 8
     stopped = smol_engine.generate([prompt], SamplingParams(max_tokens=32, stop=["11"]))[0]
-    assert "11" not in stopped.text and stopped.finish_reason == "stop"
+    assert "11" not in stopped.text and stopped.finish_reason == "stop" and stopped.stop_reason == "11"
+    assert long.stop_reason is None
     assert stopped.text.strip().startswith("9")
 
 

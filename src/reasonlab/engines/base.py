@@ -61,6 +61,7 @@ class Generation(BaseModel):
     seconds: float = 0.0  # wall time spent producing this sample (prompt + decode)
     token_logprobs: list[float] | None = None  # log p of each generated token when params.logprobs is set
     error: str | None = None  # why this sample failed (finish_reason "error"), e.g. a prompt over the context
+    stop_reason: str | None = None  # the stop string that ended the sample (None: end of sequence, length, cancel)
 
 
 class Engine(abc.ABC):

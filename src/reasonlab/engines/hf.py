@@ -132,7 +132,8 @@ class HFEngine(Engine):
             n_real -= 1
         hit_eos = n_real < len(ids) or (ids and ids[-1] == self.tokenizer.eos_token_id)
         text = self.tokenizer.decode(ids[:n_real], skip_special_tokens=True)
-        cut = min((text.find(s) for s in params.stop if s in text), default=-1)
+        found = [(text.find(s), s) for s in params.stop if s in text]
+        cut, stop = min(found) if found else (-1, None)
         if cut >= 0:
             text = text[:cut]
         finished = hit_eos or cut >= 0
@@ -148,6 +149,7 @@ class HFEngine(Engine):
             finish_reason="stop" if finished or n_real < params.max_tokens else "length",
             seconds=seconds,
             token_logprobs=lps,
+            stop_reason=stop,
         )
 
 

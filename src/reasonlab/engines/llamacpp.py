@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from reasonlab.engines.base import CancelFn, Engine, Generation, Message, SamplingParams
+from reasonlab.engines.llamacpp_batch import cut_at_stop
 from reasonlab.errors import EngineError, ModelError
 
 GGUF_MAGIC = b"GGUF"
@@ -212,8 +213,7 @@ class LlamaCppEngine(Engine):
             top_k=max(params.top_k, 0),  # llama.cpp: 0 disables
             min_p=params.min_p,
             repeat_penalty=1.0,  # vLLM/OpenAI default: no penalty (llama.cpp's own default is 1.1)
-            stop=list(params.stop),
-            seed=seed,
+            seed=seed,  # stop strings are found by our stopping criteria, which also tells which one fired
             stopping_criteria=stopping,
             logit_bias=self._no_eog() if params.ignore_eos else None,
         )
@@ -254,16 +254,8 @@ class LlamaCppEngine(Engine):
                 tokens = self._tokens(prompt)
                 for s in range(params.n):
                     start = time.perf_counter()
-                    cancelled = [False]
-                    stopping = None
-                    if cancel is not None:
-                        from llama_cpp import StoppingCriteriaList
-
-                        def stop_now(ids: Any, logits: Any, i: int = i, s: int = s, n0: int = len(tokens)) -> bool:
-                            cancelled[0] = cancel(i, s, len(ids) - n0)
-                            return cancelled[0]
-
-                        stopping = StoppingCriteriaList([stop_now])
+                    flags = {"cancelled": False, "stopped": False}
+                    stopping = self._criteria(params, cancel, i, s, len(tokens), flags)
                     try:
                         if len(tokens) >= self.n_ctx:
                             raise ValueError(f"prompt of {len(tokens)} tokens exceeds the context window of {self.n_ctx}")
@@ -273,10 +265,13 @@ class LlamaCppEngine(Engine):
                         out.append(Generation(text="", index=i, sample=s, finish_reason="error", error=str(err)))
                         continue
                     choice, usage = resp["choices"][0], resp["usage"]
-                    reason = "cancelled" if cancelled[0] else "length" if choice["finish_reason"] == "length" else "stop"
+                    text, stop = cut_at_stop(choice["text"], params.stop) if flags["stopped"] else (choice["text"], None)
+                    reason = ("cancelled" if flags["cancelled"] else "stop" if flags["stopped"]
+                              else "length" if choice["finish_reason"] == "length" else "stop")
                     out.append(
                         Generation(
-                            text=choice["text"],
+                            text=text,
+                            stop_reason=stop,
                             index=i,
                             sample=s,
                             prompt_tokens=usage["prompt_tokens"],
@@ -286,6 +281,32 @@ class LlamaCppEngine(Engine):
                         )
                     )
         return out
+
+    def _criteria(self, params: SamplingParams, cancel: CancelFn | None, i: int, s: int, n0: int,
+                  flags: dict[str, bool]) -> Any:
+        """Stop strings and the cancel hook as a llama-cpp-python stopping criterion.
+
+        llama-cpp-python calls it after each sampled token with the tokens generated before it; we detokenize
+        a short tail to spot stop strings ourselves (its own ``stop=`` does not say which one matched).
+        """
+        if not params.stop and cancel is None:
+            return None
+        from llama_cpp import StoppingCriteriaList
+
+        window = max((len(x) for x in params.stop), default=0) + 8  # tokens: each holds at least one character
+
+        def check(ids: Any, logits: Any) -> bool:
+            if params.stop and len(ids) > n0:
+                tail = self.llm.detokenize(ids[max(n0, len(ids) - window):].tolist()).decode("utf-8", errors="ignore")
+                if any(x in tail for x in params.stop):
+                    flags["stopped"] = True
+                    return True
+            if cancel is not None and cancel(i, s, len(ids) - n0):
+                flags["cancelled"] = True
+                return True
+            return False
+
+        return StoppingCriteriaList([check])
 
     def _generate_batched(self, prompts: list[str], params: SamplingParams, cancel: CancelFn | None) -> list[Generation]:
         from reasonlab.engines.llamacpp_batch import Job

@@ -279,14 +279,21 @@ class BatchedDecoder:
         free.sort()
         # the exact text, as llama-cpp-python detokenizes it, cut at the first stop string
         text = self.model.detokenize(seq.out, special=False).decode("utf-8", errors="ignore")
-        cuts = [text.find(s) for s in job.params.stop if s in text]
-        if cuts:
-            text = text[: min(cuts)]
+        text, stop = cut_at_stop(text, job.params.stop) if reason == "stop" else (text, None)
         job.future.set_result(Generation(
             text=text, index=job.index, sample=job.sample, prompt_tokens=len(job.tokens),
             completion_tokens=len(seq.out), finish_reason=reason,  # type: ignore[arg-type]
-            seconds=time.perf_counter() - seq.start, token_logprobs=seq.logprobs, error=error,
+            seconds=time.perf_counter() - seq.start, token_logprobs=seq.logprobs, error=error, stop_reason=stop,
         ))
+
+
+def cut_at_stop(text: str, stops: tuple[str, ...]) -> tuple[str, str | None]:
+    """``text`` up to the earliest stop string in it, and that stop string (None when none occurs)."""
+    found = [(text.find(s), s) for s in stops if s in text]
+    if not found:
+        return text, None
+    at, stop = min(found)
+    return text[:at], stop
 
 
 def _reserve(job: Job) -> int:

@@ -144,6 +144,8 @@ class OpenAIEngine(Engine):
                 usage = data.get("usage") or {}
                 texts = [c["message"]["content"] if endpoint == "chat/completions" else c["text"] for c in choices]
                 reasons = [c.get("finish_reason") for c in choices]
+                # vLLM and SGLang say which stop string matched; others do not (None)
+                stops = [c.get("stop_reason") if isinstance(c.get("stop_reason"), str) else None for c in choices]
                 logprobs = [_token_logprobs(c) for c in choices]
             except (KeyError, TypeError) as err:
                 raise EngineError(f"server {url} returned garbage (missing {err}): {str(data)[:200]}") from None
@@ -152,7 +154,7 @@ class OpenAIEngine(Engine):
             # usage counts all choices together; split it by text length (exact when n == 1)
             total = int(usage.get("completion_tokens", 0))
             lengths = [max(len(t or ""), 1) for t in texts]
-            for text, reason, lp, length in zip(texts, reasons, logprobs, lengths):
+            for text, reason, lp, length, stop in zip(texts, reasons, logprobs, lengths, stops):
                 out.append(
                     Generation(
                         text=text or "",
@@ -163,6 +165,7 @@ class OpenAIEngine(Engine):
                         finish_reason="length" if reason == "length" else "stop",
                         seconds=seconds,
                         token_logprobs=lp,
+                        stop_reason=stop,
                     )
                 )
         return out

@@ -45,6 +45,7 @@ ConfigOpt = typer.Option(None, "--config", "-c", help="YAML recipe; flags overri
 ThreadsOpt = typer.Option(None, "--threads", help="llamacpp: CPU threads")
 CtxOpt = typer.Option(None, "--n-ctx", help="llamacpp: context window")
 ParallelOpt = typer.Option(None, "--parallel", help="llamacpp: sequences decoded together (batched sampling)")
+ToolsOpt = typer.Option(None, "--tools", help="python: tool-integrated reasoning (the model's code runs in a sandbox)")
 
 
 def _layer(pairs: dict[tuple[str, ...], Any]) -> dict[str, Any]:
@@ -68,7 +69,14 @@ def _config(recipe: Optional[Path], flags: dict[tuple[str, ...], Any]):
 
 
 def _common(model, engine, base_url, temperature, top_p, min_p, max_tokens, seed, prompt, system, strategy,
-            threads, n_ctx, parallel=None) -> dict[tuple[str, ...], Any]:
+            threads, n_ctx, parallel=None, tools=None) -> dict[tuple[str, ...], Any]:
+    if tools is not None:
+        from reasonlab.errors import ConfigError
+
+        if tools != "python":
+            raise ConfigError(f"unknown --tools '{tools}' (known: python)")
+        strategy = strategy or "tir"  # tool-integrated reasoning: the trace policy that runs the model's code
+        prompt = prompt or "tir"
     return {
         ("engine", "model"): model, ("engine", "engine"): engine, ("engine", "base_url"): base_url,
         ("engine", "n_threads"): threads, ("engine", "n_ctx"): n_ctx, ("engine", "n_parallel"): parallel,
@@ -107,6 +115,7 @@ def solve(
     max_tokens: Optional[int] = MaxTokOpt, seed: Optional[int] = SeedOpt, prompt: Optional[str] = PromptOpt,
     system: Optional[str] = SystemOpt, strategy: Optional[str] = StrategyOpt, config: Optional[Path] = ConfigOpt,
     threads: Optional[int] = ThreadsOpt, n_ctx: Optional[int] = CtxOpt, parallel: Optional[int] = ParallelOpt,
+    tools: Optional[str] = ToolsOpt,
     quiet: bool = typer.Option(False, "--quiet", "-q", help="print only the answer"),
 ) -> None:
     """Solve one problem and show the reasoning and the extracted answer."""
@@ -114,7 +123,7 @@ def solve(
     from reasonlab.evaluate import solve as solve_one
 
     cfg = _config(config, _common(model, engine, base_url, temperature, top_p, min_p, max_tokens, seed, prompt,
-                                  system, strategy, threads, n_ctx, parallel))
+                                  system, strategy, threads, n_ctx, parallel, tools))
     with load_engine(cfg.engine) as eng:
         attempt = solve_one(question, eng, cfg)
     if quiet:
@@ -144,6 +153,7 @@ def eval_cmd(
     max_tokens: Optional[int] = MaxTokOpt, seed: Optional[int] = SeedOpt, prompt: Optional[str] = PromptOpt,
     system: Optional[str] = SystemOpt, strategy: Optional[str] = StrategyOpt, config: Optional[Path] = ConfigOpt,
     threads: Optional[int] = ThreadsOpt, n_ctx: Optional[int] = CtxOpt, parallel: Optional[int] = ParallelOpt,
+    tools: Optional[str] = ToolsOpt,
     concurrency: Optional[int] = typer.Option(None, "--concurrency", help="problems in flight (servers)"),
     out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="run directory (default runs/<dataset>-<model>-<strategy>)"),
     force_new: bool = typer.Option(False, "--force-new", help="start over when --out holds another config"),
@@ -154,7 +164,7 @@ def eval_cmd(
     from reasonlab.evaluate import evaluate
 
     flags = _common(model, engine, base_url, temperature, top_p, min_p, max_tokens, seed, prompt, system,
-                    strategy, threads, n_ctx, parallel)
+                    strategy, threads, n_ctx, parallel, tools)
     flags.update({
         ("dataset", "name"): dataset, ("dataset", "limit"): limit, ("dataset", "offset"): offset,
         ("dataset", "shuffle"): shuffle, ("dataset", "seed"): seed, ("dataset", "split"): split,

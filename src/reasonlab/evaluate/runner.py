@@ -167,6 +167,7 @@ def evaluate(cfg: EvalConfig, out: str | Path | None = None, engine: Engine | No
         try:
             run_problems(todo, strategy, engine, cfg, on_record, cfg.concurrency or engine.max_concurrency)
         finally:
+            strategy.close()
             bar.close()
             records = store.records()
             summary = summarize(records)
@@ -189,4 +190,7 @@ def solve(question: str, engine: Engine, cfg: EvalConfig | None = None) -> Attem
     with Verifier(VerifierConfig(fallbacks=cfg.verify.fallbacks, timeout_s=cfg.verify.timeout_s)) as verifier:
         strategy = make_strategy(cfg.strategy, cfg.strategy_options,
                                  get_template(cfg.prompt.template, cfg.prompt.system), cfg.sampling, verifier)
-        return strategy.solve(Problem(id="q", question=question, answer=""), engine, cfg.budget)
+        try:
+            return strategy.solve(Problem(id="q", question=question, answer=""), engine, cfg.budget)
+        finally:
+            strategy.close()

@@ -15,6 +15,7 @@ from reasonlab.strategies.prompts import TEMPLATES, PromptTemplate, get_template
 
 STRATEGIES: Registry[type[Strategy]] = Registry("strategy")
 STRATEGIES.register("single", "reasonlab.strategies.single:Single")
+STRATEGIES.register("tir", "reasonlab.strategies.tir:TIR")
 
 
 def make_strategy(name: str, options: dict[str, Any] | None, prompt: PromptTemplate,

@@ -86,3 +86,6 @@ class Strategy(abc.ABC):
     @abc.abstractmethod
     def solve(self, problem: Problem, engine: Engine, budget: Budget) -> Attempt:
         """Spend at most ``budget`` on ``problem``."""
+
+    def close(self) -> None:
+        """Release what the strategy holds (sandboxes, pools); the runner calls it at the end of a run."""

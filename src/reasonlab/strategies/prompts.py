@@ -45,6 +45,10 @@ TEMPLATES: dict[str, PromptTemplate] = {
     for t in [
         PromptTemplate(name="boxed", user="{question}\n" + BOXED),
         PromptTemplate(name="plain", user="{question}"),
+        # tool-integrated reasoning: the model is told its code runs (the tir strategy runs it)
+        PromptTemplate(name="tir", user="{question}\nSolve the problem step by step. Where a computation helps, "
+                       "write Python code in a ```python block; it will be run and its output shown to you in an "
+                       "```output block. Put your final answer within \\boxed{}."),
         # for base models without a chat template
         PromptTemplate(name="completion", chat=False,
                        user="Question: {question}\nAnswer: Let's think step by step, and write the final "

@@ -1,0 +1,136 @@
+"""Tool-integrated reasoning (ToRA, NuminaMath TIR): the model writes Python, the sandbox runs it,
+the output goes back into the trace, and generation continues.
+
+Generation stops at the fence that closes a ```python block (the stop string "```\\n", which the
+opening "```python" does not match); the engines report which stop string fired (``stop_reason``).
+The block is dedented and run in a warm sandbox that keeps its state across the calls of one trace;
+its output — or the traceback's last lines plus an optional nudge — is injected as an ```output block
+and the model continues the same raw text. A block left open when generation ends is never run.
+
+    >>> split_code("Let me compute.\\n```python\\n    print(6 * 7)\\n")
+    'print(6 * 7)\\n'
+    >>> split_code("no code here") is None
+    True
+"""
+
+from __future__ import annotations
+
+import re
+import textwrap
+import threading
+import time
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from reasonlab.data import Problem
+from reasonlab.engines import Engine, Generation
+from reasonlab.strategies.base import Attempt, Budget, Strategy, Trace
+
+FENCE_END = "```\n"  # stops at a closing fence (and at a plain opening one), never at "```python"
+CODE_OPEN = re.compile(r"```(?:python3?|py)[ \t]*\n")
+
+
+class TIRConfig(BaseModel):
+    """Tool-integrated reasoning with a Python sandbox."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    kind: Literal["tir"] = "tir"
+    max_calls: int = Field(4, ge=0, description="code executions per trace; after that the model must finish")
+    timeout_s: float = Field(5.0, gt=0, description="wall-clock limit per code cell")
+    memory_mb: int = Field(1536, ge=256, description="the sandbox worker's address-space limit")
+    max_output_chars: int = Field(600, ge=16, description="output injected back per call (truncated beyond)")
+    error_nudge: str | None = Field("The code raised an error; let me fix it.\n",
+                                    description="text added after an error output; None adds nothing")
+    force_code: bool = Field(False, description="open a ```python block after the first paragraph")
+
+
+def split_code(text: str) -> str | None:
+    """The (dedented) code of the python block ``text`` ends inside, or None if it ends outside one."""
+    opens = list(CODE_OPEN.finditer(text))
+    if not opens:
+        return None
+    body = text[opens[-1].end():]
+    if "```" in body:  # that block was closed already
+        return None
+    return textwrap.dedent(body)
+
+
+class TIR(Strategy):
+    name = "tir"
+    Config = TIRConfig
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._pool: Any = None
+        self._pool_lock = threading.Lock()
+
+    def _sandboxes(self, size: int) -> Any:
+        from reasonlab.sandbox import SandboxPool
+
+        with self._pool_lock:  # warm sandboxes, one per problem in flight, created on first use
+            if self._pool is None:
+                cfg: TIRConfig = self.config  # type: ignore[assignment]
+                self._pool = SandboxPool(size=size, timeout_s=cfg.timeout_s, memory_mb=cfg.memory_mb,
+                                         max_output_chars=cfg.max_output_chars)
+            return self._pool
+
+    def _continue(self, engine: Engine, prompt: str, text: str, max_tokens: int, stop: tuple[str, ...]) -> Generation:
+        params = self.params.model_copy(update={"n": 1, "max_tokens": max(1, max_tokens), "stop": stop})
+        return engine.generate([prompt + text], params)[0]
+
+    def solve(self, problem: Problem, engine: Engine, budget: Budget) -> Attempt:
+        cfg: TIRConfig = self.config  # type: ignore[assignment]
+        start = time.perf_counter()
+        prompt = self.prompts_for(engine, problem)
+        limit = min(self.params.max_tokens, budget.max_tokens or self.params.max_tokens)
+        text, events, used, prompt_tokens, finish = "", [], 0, 0, "stop"
+        with self._sandboxes(max(1, engine.max_concurrency)).sandbox() as sb:
+            if cfg.force_code:
+                gen = self._continue(engine, prompt, text, min(limit, 256), ("\n\n",))
+                used, prompt_tokens = gen.completion_tokens, gen.prompt_tokens
+                text += gen.text + "\n\n```python\n"
+                events.append({"type": "forced_code"})
+            while True:
+                if used >= limit:
+                    finish = "length"
+                    break
+                calls = sum(1 for e in events if e["type"] == "tool")
+                tools_open = calls < cfg.max_calls
+                gen = self._continue(engine, prompt, text, limit - used,
+                                     self.params.stop + ((FENCE_END,) if tools_open else ()))
+                used += gen.completion_tokens
+                prompt_tokens = prompt_tokens or gen.prompt_tokens
+                text += gen.text
+                finish = gen.finish_reason
+                if gen.error:
+                    events.append({"type": "error", "message": gen.error})
+                    break
+                code = split_code(text) if tools_open and gen.finish_reason == "stop" else None
+                # engines that cannot say which stop fired (some servers) report None: an open block means the fence
+                at_fence = gen.stop_reason == FENCE_END or (gen.stop_reason is None and code is not None)
+                if not at_fence:
+                    break  # the model finished, hit the token limit, or stopped on a caller's stop string
+                if code is None:
+                    text += FENCE_END  # a plain fence, not a python block's end: give it back, go on
+                    if gen.completion_tokens == 0:
+                        break
+                    continue
+                res = sb.run(code)
+                shown = (res.stdout if res.ok else res.stdout + (res.error or ""))[: cfg.max_output_chars].rstrip("\n")
+                text += f"{FENCE_END}```output\n{shown}\n{FENCE_END}"
+                if not res.ok and cfg.error_nudge:
+                    text += cfg.error_nudge
+                events.append({"type": "tool", "code": code, "output": res.stdout, "error": res.error,
+                               "timed_out": res.timed_out, "crashed": res.crashed,
+                               "duration_s": round(res.duration_s, 4)})
+        answer = self.verifier.extract(text)
+        trace = Trace(text=text, answer=answer, completion_tokens=used, prompt_tokens=prompt_tokens,
+                      finish_reason=finish, seconds=time.perf_counter() - start, events=events)
+        return Attempt(answer=answer, traces=[trace], votes={answer: 1.0} if answer is not None else {},
+                       stop_reason="error" if finish == "error" else "done", seconds=time.perf_counter() - start)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None

@@ -18,7 +18,7 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-from reasonlab.evaluate import EvalConfig, evaluate, solve  # noqa: E402  (see the docstring)
+from reasonlab.evaluate import EvalConfig as EvalConfig, evaluate as evaluate, solve as solve  # noqa: E402  (see the docstring)
 
 _EXPORTS = {
     "load_engine": "reasonlab.engines",

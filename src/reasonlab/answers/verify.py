@@ -20,7 +20,7 @@ import select
 import subprocess
 import sys
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from reasonlab.answers.extract import DEFAULT_FALLBACKS, Fallback, extract_answer

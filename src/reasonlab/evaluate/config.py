@@ -13,7 +13,6 @@ from typing import Any, ClassVar
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from reasonlab.answers import AnswerType
 from reasonlab.answers.extract import DEFAULT_FALLBACKS, Fallback
 from reasonlab.data import DatasetConfig
 from reasonlab.engines import EngineConfig, SamplingParams

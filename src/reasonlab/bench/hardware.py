@@ -16,7 +16,7 @@ import os
 import platform
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -97,9 +97,6 @@ class ModelProfile:
     matmul_params: int  # weights multiplied per token
     flops_per_token: int  # 2 x matmul_params (attention over the context is extra, small at these lengths)
     embedding_gathered: bool  # False when the output layer reuses (reads all of) the embedding table
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def gguf_profile(path: str | Path) -> ModelProfile:

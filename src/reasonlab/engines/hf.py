@@ -153,13 +153,13 @@ class HFEngine(Engine):
         )
 
 
-def _stop_on_strings_base() -> type:
+try:
     from transformers import StoppingCriteria
+except ImportError:  # HFEngine.__init__ reports the missing extra in one line
+    StoppingCriteria = object  # type: ignore[assignment,misc]
 
-    return StoppingCriteria
 
-
-class _StopOnStrings(_stop_on_strings_base()):  # type: ignore[misc]
+class _StopOnStrings(StoppingCriteria):  # type: ignore[misc]
     """Ends each row once its generated text contains a stop string.
 
     transformers' own ``stop_strings`` maps tokens to bytes and fails on tokenizers that are not

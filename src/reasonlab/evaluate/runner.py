@@ -42,12 +42,15 @@ def default_out(cfg: EvalConfig) -> Path:
 
 def record_for(problem: Problem, attempt: Attempt, verifier: Verifier) -> dict[str, Any]:
     """One results.jsonl line: the graded attempt with every trace."""
-    correct, note = verifier.check(attempt.answer, problem.answer, problem.answer_type)
-    traces = []
-    for t in attempt.traces:
-        d = t.model_dump()
-        d["correct"] = verifier.check(t.answer, problem.answer, problem.answer_type)[0] if t.answer else False
-        traces.append(d)
+    verdicts: dict[str | None, tuple[bool, str]] = {}  # traces and votes repeat answers: grade each once
+
+    def grade(answer: str | None) -> tuple[bool, str]:
+        if answer not in verdicts:
+            verdicts[answer] = verifier.check(answer, problem.answer, problem.answer_type)
+        return verdicts[answer]
+
+    correct, note = grade(attempt.answer)
+    traces = [{**t.model_dump(), "correct": grade(t.answer)[0]} for t in attempt.traces]
     errors = [e["message"] for t in attempt.traces for e in t.events if e.get("type") == "error"]
     return {
         "id": problem.id,

@@ -65,7 +65,7 @@ def test_cancel_some_sequences_leaves_others_correct(batch_engine) -> None:
     params = SamplingParams(n=3, temperature=0.0, max_tokens=32)
     plain = batch_engine.generate([prompt], params)
 
-    def cancel(i: int, s: int, n: int) -> bool:
+    def cancel(i: int, s: int, n: int, lp: float | None) -> bool:
         return s == 0 and n >= 5  # sample 0 holds the prompt's KV cells that the others copied
 
     cut = batch_engine.generate([prompt], params, cancel=cancel)

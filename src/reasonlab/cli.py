@@ -2,6 +2,9 @@
 
     reasonlab solve "What is 17 * 3?"
     reasonlab eval --dataset gsm8k --limit 50 --out runs/gsm8k-greedy
+    reasonlab eval --strategy vote --samples 8 --stop quorum -t 0.7 --limit 50
+    reasonlab sweep --strategy forced --max-thinking 128,256,512 --limit 50 --out runs/sweep-forced
+    reasonlab report runs/gsm8k-greedy runs/gsm8k-vote --out runs/report
     reasonlab summary runs/gsm8k-greedy
     reasonlab models | reasonlab models pull qwen2.5-coder-1.5b
     reasonlab datasets
@@ -40,12 +43,24 @@ MaxTokOpt = typer.Option(None, "--max-tokens", help="most tokens generated per t
 SeedOpt = typer.Option(None, "--seed", help="sampling seed, and the shuffle seed")
 PromptOpt = typer.Option(None, "--prompt", help="template name (boxed, plain, completion) or text with {question}")
 SystemOpt = typer.Option(None, "--system", help="system message")
-StrategyOpt = typer.Option(None, "--strategy", help="registered strategy (single)")
+StrategyOpt = typer.Option(None, "--strategy", "-s",
+                           help="single | forced | timed | tir | vote | prompts | mixture | branch")
 ConfigOpt = typer.Option(None, "--config", "-c", help="YAML recipe; flags override it")
 ThreadsOpt = typer.Option(None, "--threads", help="llamacpp: CPU threads")
 CtxOpt = typer.Option(None, "--n-ctx", help="llamacpp: context window")
 ParallelOpt = typer.Option(None, "--parallel", help="llamacpp: sequences decoded together (batched sampling)")
 ToolsOpt = typer.Option(None, "--tools", help="python: tool-integrated reasoning (the model's code runs in a sandbox)")
+SamplesOpt = typer.Option(None, "--samples", "-k", help="vote: most traces per problem")
+StopOpt = typer.Option(None, "--stop", help="vote early-stop rule: none | window | adaptive | quorum | confidence")
+PolicyOpt = typer.Option(None, "--policy", help="vote: trace policy (single, forced, timed, tir)")
+MaxThinkOpt = typer.Option(None, "--max-thinking", help="budget forcing: cut at this many tokens and cue the answer")
+MinThinkOpt = typer.Option(None, "--min-thinking", help="budget forcing: say 'Wait' when the model ends earlier")
+OptionOpt = typer.Option(None, "--option", "-O", help="strategy option key=value (YAML value; dots nest), repeatable")
+BudgetTokOpt = typer.Option(None, "--budget-tokens", help="generated tokens per problem, all traces together")
+BudgetSecOpt = typer.Option(None, "--budget-seconds", help="wall time per problem")
+RunSecOpt = typer.Option(None, "--run-seconds", help="wall time for the whole run, shared out AIMO-style")
+
+SEARCH = ("vote", "prompts", "mixture")  # strategies whose traces come from a policy
 
 
 def _layer(pairs: dict[tuple[str, ...], Any]) -> dict[str, Any]:
@@ -61,21 +76,67 @@ def _layer(pairs: dict[tuple[str, ...], Any]) -> dict[str, Any]:
     return layer
 
 
-def _config(recipe: Optional[Path], flags: dict[tuple[str, ...], Any]):
+def _config(recipe: Optional[Path], flags: dict[tuple[str, ...], Any], options: Optional[dict[str, Any]] = None):
     from reasonlab.evaluate import EvalConfig
 
     base = EvalConfig.read_yaml(recipe) if recipe else {}
-    return EvalConfig.from_layers(base, _layer(flags))
+    return EvalConfig.from_layers(base, _layer(flags), {"strategy_options": options or {}})
+
+
+def _strategy_flags(strategy: Optional[str], tools: Optional[str], samples: Optional[int], stop: Optional[str],
+                    policy: Optional[str], max_thinking: Optional[int], min_thinking: Optional[int],
+                    options: Optional[list[str]], recipe: Optional[Path] = None) -> tuple[Optional[str], dict[str, Any]]:
+    """The strategy name and the strategy_options layer the shortcut flags and -O key=value give."""
+    import yaml
+
+    from reasonlab.errors import ConfigError
+    from reasonlab.evaluate import EvalConfig
+
+    opts: dict[str, Any] = {}
+    if strategy is None and recipe is not None:
+        strategy = EvalConfig.read_yaml(recipe).get("strategy")
+    if strategy is None and (samples is not None or stop is not None or policy is not None):
+        strategy = "vote"  # --samples 8 alone means self-consistency
+    if tools is not None:
+        if tools != "python":
+            raise ConfigError(f"unknown --tools '{tools}' (known: python)")
+        if strategy in SEARCH:
+            policy = policy or "tir"  # SC-TIR: the vote's traces run their code
+        else:
+            strategy = strategy or "tir"  # tool-integrated reasoning: the trace policy that runs the model's code
+    if (max_thinking or min_thinking) and strategy in SEARCH:
+        policy = policy or "forced"
+    elif max_thinking or min_thinking:
+        strategy = strategy or "forced"
+    forced = {"max_thinking": max_thinking, "min_thinking": min_thinking}
+    forced = {k: v for k, v in forced.items() if v is not None}
+    if strategy in SEARCH:
+        opts.update({k: v for k, v in {"samples": samples, "stop": stop, "policy": policy}.items() if v is not None})
+        if forced:
+            opts["policy_options"] = forced
+    else:
+        if samples is not None or stop is not None or policy is not None:
+            raise ConfigError("--samples, --stop and --policy belong to a search strategy: add --strategy vote")
+        opts.update(forced)
+    for item in options or []:
+        key, eq, raw = item.partition("=")
+        if not eq or not key.strip():
+            raise ConfigError(f"--option '{item}': expected key=value")
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            value = raw
+        node = opts
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    return strategy, opts
 
 
 def _common(model, engine, base_url, temperature, top_p, min_p, max_tokens, seed, prompt, system, strategy,
             threads, n_ctx, parallel=None, tools=None) -> dict[tuple[str, ...], Any]:
     if tools is not None:
-        from reasonlab.errors import ConfigError
-
-        if tools != "python":
-            raise ConfigError(f"unknown --tools '{tools}' (known: python)")
-        strategy = strategy or "tir"  # tool-integrated reasoning: the trace policy that runs the model's code
         prompt = prompt or "tir"
     return {
         ("engine", "model"): model, ("engine", "engine"): engine, ("engine", "base_url"): base_url,
@@ -115,15 +176,21 @@ def solve(
     max_tokens: Optional[int] = MaxTokOpt, seed: Optional[int] = SeedOpt, prompt: Optional[str] = PromptOpt,
     system: Optional[str] = SystemOpt, strategy: Optional[str] = StrategyOpt, config: Optional[Path] = ConfigOpt,
     threads: Optional[int] = ThreadsOpt, n_ctx: Optional[int] = CtxOpt, parallel: Optional[int] = ParallelOpt,
-    tools: Optional[str] = ToolsOpt,
+    tools: Optional[str] = ToolsOpt, samples: Optional[int] = SamplesOpt, stop: Optional[str] = StopOpt,
+    policy: Optional[str] = PolicyOpt, max_thinking: Optional[int] = MaxThinkOpt,
+    min_thinking: Optional[int] = MinThinkOpt, option: Optional[list[str]] = OptionOpt,
+    budget_tokens: Optional[int] = BudgetTokOpt, budget_seconds: Optional[float] = BudgetSecOpt,
     quiet: bool = typer.Option(False, "--quiet", "-q", help="print only the answer"),
 ) -> None:
     """Solve one problem and show the reasoning and the extracted answer."""
     from reasonlab.engines import load_engine
     from reasonlab.evaluate import solve as solve_one
 
-    cfg = _config(config, _common(model, engine, base_url, temperature, top_p, min_p, max_tokens, seed, prompt,
-                                  system, strategy, threads, n_ctx, parallel, tools))
+    strategy, opts = _strategy_flags(strategy, tools, samples, stop, policy, max_thinking, min_thinking, option, config)
+    flags = _common(model, engine, base_url, temperature, top_p, min_p, max_tokens, seed, prompt, system, strategy,
+                    threads, n_ctx, parallel, tools)
+    flags.update({("budget", "max_tokens"): budget_tokens, ("budget", "max_seconds"): budget_seconds})
+    cfg = _config(config, flags, opts)
     with load_engine(cfg.engine) as eng:
         attempt = solve_one(question, eng, cfg)
     if quiet:
@@ -153,7 +220,11 @@ def eval_cmd(
     max_tokens: Optional[int] = MaxTokOpt, seed: Optional[int] = SeedOpt, prompt: Optional[str] = PromptOpt,
     system: Optional[str] = SystemOpt, strategy: Optional[str] = StrategyOpt, config: Optional[Path] = ConfigOpt,
     threads: Optional[int] = ThreadsOpt, n_ctx: Optional[int] = CtxOpt, parallel: Optional[int] = ParallelOpt,
-    tools: Optional[str] = ToolsOpt,
+    tools: Optional[str] = ToolsOpt, samples: Optional[int] = SamplesOpt, stop: Optional[str] = StopOpt,
+    policy: Optional[str] = PolicyOpt, max_thinking: Optional[int] = MaxThinkOpt,
+    min_thinking: Optional[int] = MinThinkOpt, option: Optional[list[str]] = OptionOpt,
+    budget_tokens: Optional[int] = BudgetTokOpt, budget_seconds: Optional[float] = BudgetSecOpt,
+    run_seconds: Optional[float] = RunSecOpt,
     concurrency: Optional[int] = typer.Option(None, "--concurrency", help="problems in flight (servers)"),
     out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="run directory (default runs/<dataset>-<model>-<strategy>)"),
     force_new: bool = typer.Option(False, "--force-new", help="start over when --out holds another config"),
@@ -163,9 +234,12 @@ def eval_cmd(
     """Evaluate a model and strategy on a dataset; re-running the same command resumes."""
     from reasonlab.evaluate import evaluate
 
+    strategy, opts = _strategy_flags(strategy, tools, samples, stop, policy, max_thinking, min_thinking, option, config)
     flags = _common(model, engine, base_url, temperature, top_p, min_p, max_tokens, seed, prompt, system,
                     strategy, threads, n_ctx, parallel, tools)
     flags.update({
+        ("budget", "max_tokens"): budget_tokens, ("budget", "max_seconds"): budget_seconds,
+        ("budget", "run_seconds"): run_seconds,
         ("dataset", "name"): dataset, ("dataset", "limit"): limit, ("dataset", "offset"): offset,
         ("dataset", "shuffle"): shuffle, ("dataset", "seed"): seed, ("dataset", "split"): split,
         ("dataset", "question_field"): question_field, ("dataset", "answer_field"): answer_field,
@@ -174,7 +248,7 @@ def eval_cmd(
     })
     if concurrency is not None:
         flags[("engine", "concurrency")] = concurrency
-    cfg = _config(config, flags)
+    cfg = _config(config, flags, opts)
     summary = evaluate(cfg, out=out_dir, force_new=force_new, progress=None if not no_progress else False)
     if json_out:
         out.print_json(json.dumps(summary))
@@ -196,6 +270,103 @@ def summary(runs: list[Path] = typer.Argument(..., help="run directories")) -> N
         rows.append({**summarize(records), "run_dir": str(run), "model": cfg.get("engine", {}).get("model", "?"),
                      "strategy": cfg.get("strategy", "?")})
     out.print(summary_table(rows, title="results" if len(rows) > 1 else str(rows[0]["run_dir"])))
+
+
+def _find(tree: dict[str, Any], value: Any, prefix: str = "") -> Optional[str]:
+    """The dotted path where ``value`` sits in a nested dict."""
+    for key, v in tree.items():
+        if v is value or (isinstance(v, str) and v == value):
+            return prefix + key
+        if isinstance(v, dict):
+            hit = _find(v, value, prefix + key + ".")
+            if hit:
+                return hit
+    return None
+
+
+@app.command()
+def sweep(
+    dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="bundled name, file path, or HF id"),
+    limit: Optional[int] = typer.Option(None, "--limit", "-n", help="at most this many problems"),
+    offset: Optional[int] = typer.Option(None, "--offset", help="skip this many problems first"),
+    model: Optional[str] = ModelOpt, engine: Optional[str] = EngineOpt, base_url: Optional[str] = BaseUrlOpt,
+    temperature: Optional[float] = TempOpt, top_p: Optional[float] = TopPOpt, min_p: Optional[float] = MinPOpt,
+    max_tokens: Optional[int] = MaxTokOpt, seed: Optional[int] = SeedOpt, prompt: Optional[str] = PromptOpt,
+    system: Optional[str] = SystemOpt, strategy: Optional[str] = StrategyOpt, config: Optional[Path] = ConfigOpt,
+    threads: Optional[int] = ThreadsOpt, n_ctx: Optional[int] = CtxOpt, parallel: Optional[int] = ParallelOpt,
+    tools: Optional[str] = ToolsOpt, stop: Optional[str] = StopOpt, policy: Optional[str] = PolicyOpt,
+    option: Optional[list[str]] = OptionOpt,
+    samples: Optional[str] = typer.Option(None, "--samples", "-k", help="vote sample counts, e.g. 1,2,4,8"),
+    max_thinking: Optional[str] = typer.Option(None, "--max-thinking", help="budget forcing caps, e.g. 128,256,512"),
+    min_thinking: Optional[str] = typer.Option(None, "--min-thinking", help="budget forcing minimums, e.g. 64,128"),
+    vary: Optional[str] = typer.Option(None, "--vary", help="any strategy option: KEY=v1,v2,... (dots nest)"),
+    out_dir: Path = typer.Option(..., "--out", "-o", help="directory for one run per value, sweep.json, sweep.png"),
+) -> None:
+    """A scaling curve in one command: one run per value (or shared samples for maj@k), sweep.json and a plot."""
+    import yaml
+
+    from reasonlab.errors import ConfigError
+    from reasonlab.evaluate.sweep import sweep as run_sweep
+
+    lists = {name: text for name, text in (("samples", samples), ("max_thinking", max_thinking),
+                                            ("min_thinking", min_thinking)) if text}
+    swept = [n for n, t in lists.items() if "," in t] + (["vary"] if vary else [])
+    if len(swept) != 1:
+        raise ConfigError("sweep: give exactly one list to sweep (--samples, --max-thinking, --min-thinking or --vary)")
+    if vary:
+        vkey, eq, vtext = vary.partition("=")
+        if not eq:
+            raise ConfigError(f"--vary '{vary}': expected KEY=v1,v2")
+        values = [yaml.safe_load(x) for x in vtext.split(",")]
+    else:
+        values = [int(x) for x in lists[swept[0]].split(",")]
+    first = {name: int(text.split(",")[0]) for name, text in lists.items()}
+    marker = -987654321  # find where the swept flag lands in the config (forced vs a vote's policy options)
+    if swept[0] != "vary":
+        first[swept[0]] = marker
+    strategy, opts = _strategy_flags(strategy, tools, first.get("samples"), stop, policy, first.get("max_thinking"),
+                                     first.get("min_thinking"), option, config)
+    flags = _common(model, engine, base_url, temperature, top_p, min_p, max_tokens, seed, prompt, system, strategy,
+                    threads, n_ctx, parallel, tools)
+    flags.update({("dataset", "name"): dataset, ("dataset", "limit"): limit, ("dataset", "offset"): offset,
+                  ("dataset", "seed"): seed})
+    base = _merged_layers(config, flags, opts)
+    key = "strategy_options." + vkey.strip() if vary else "strategy_options." + (_find(opts, marker) or swept[0])
+    res = run_sweep(base, key, values, out_dir, say=lambda line: err.print(line, markup=False, highlight=False))
+    table = Table(title=f"sweep {key}")
+    for col in ("value", "accuracy", "95% CI", "tokens/problem", "s/problem"):
+        table.add_column(col, justify="right")
+    for pt in res["points"]:
+        table.add_row(str(pt["value"]), f"{pt['accuracy']:.3f}", f"{pt['ci95'][0]:.2f}-{pt['ci95'][1]:.2f}",
+                      f"{pt['mean_tokens']:.0f}", f"{pt['seconds_per_problem']:.1f}")
+    if res["reused_samples"]:
+        table.caption = "maj@k estimated from the same samples (random k-subsets), bootstrap 95% CI"
+    out.print(table)
+    out.print(f"wrote {out_dir}/sweep.json and {res['plot']}", soft_wrap=True)
+
+
+def _merged_layers(recipe: Optional[Path], flags: dict[tuple[str, ...], Any], options: dict[str, Any]) -> dict[str, Any]:
+    """The merged (unvalidated) layers: recipe <- flags <- strategy options, as one dict."""
+    from reasonlab.evaluate import EvalConfig
+    from reasonlab.evaluate.config import _deep_merge
+
+    merged: dict[str, Any] = {}
+    for layer in (EvalConfig.read_yaml(recipe) if recipe else {}, _layer(flags), {"strategy_options": options}):
+        _deep_merge(merged, layer)
+    EvalConfig.from_layers(merged)  # fail now, before any run starts
+    return merged
+
+
+@app.command()
+def report(
+    runs: list[Path] = typer.Argument(..., help="run directories (a sweep's subdirectories too)"),
+    out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="where report.html goes (default: the run, if one)"),
+) -> None:
+    """report.html with plots and every problem's traces, for one or more runs side by side."""
+    from reasonlab.evaluate.report import write_report
+
+    page = write_report(list(runs), out_dir)
+    out.print(f"wrote {page}", soft_wrap=True)
 
 
 def _ints(text: Optional[str]) -> Optional[tuple[int, ...]]:

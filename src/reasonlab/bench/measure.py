@@ -26,7 +26,7 @@ class _Clock:
     def __init__(self) -> None:
         self.times: list[float] = []
 
-    def __call__(self, index: int, sample: int, n: int) -> bool:
+    def __call__(self, index: int, sample: int, n: int, logprob: float | None = None) -> bool:
         self.times.append(time.perf_counter())
         return False  # never cancel: we only watch
 

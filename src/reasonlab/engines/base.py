@@ -17,7 +17,10 @@ from typing import Any, Callable, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 Message = dict[str, str]  # {"role": "system" | "user" | "assistant", "content": "..."}
-CancelFn = Callable[[int, int, int], bool]  # (prompt index, sample, tokens so far) -> end this sample now
+# (prompt index, sample, tokens so far, log-prob of the newest token or None) -> end this sample now.
+# The log-prob is given when params.logprobs is set and the engine computes it while decoding (llamacpp
+# batched path); DeepConf-style confidence stopping reads it.
+CancelFn = Callable[[int, int, int, "float | None"], bool]
 FinishReason = Literal["stop", "length", "cancelled", "error"]
 
 

@@ -301,7 +301,7 @@ class LlamaCppEngine(Engine):
                 if any(x in tail for x in params.stop):
                     flags["stopped"] = True
                     return True
-            if cancel is not None and cancel(i, s, len(ids) - n0):
+            if cancel is not None and cancel(i, s, len(ids) - n0, None):
                 flags["cancelled"] = True
                 return True
             return False

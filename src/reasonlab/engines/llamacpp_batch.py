@@ -252,7 +252,8 @@ class BatchedDecoder:
                 self._end(seq, "stop", active, free, holders)
             elif len(seq.out) >= params.max_tokens or seq.pos >= self.n_ctx:
                 self._end(seq, "length", active, free, holders)
-            elif seq.job.cancel is not None and seq.job.cancel(seq.job.index, seq.job.sample, len(seq.out)):
+            elif seq.job.cancel is not None and seq.job.cancel(
+                    seq.job.index, seq.job.sample, len(seq.out), seq.logprobs[-1] if seq.logprobs else None):
                 self._end(seq, "cancelled", active, free, holders)
             else:
                 seq.feed = tok

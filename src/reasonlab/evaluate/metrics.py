@@ -31,7 +31,7 @@ def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
     prompt_tokens = sum(int(r.get("prompt_tokens", 0)) for r in records)
     seconds = sum(float(r.get("seconds", 0.0)) for r in records)
     lo, hi = wilson_interval(correct, n)
-    return {
+    out = {
         "n": n,
         "correct": correct,
         "accuracy": correct / n if n else 0.0,
@@ -44,4 +44,144 @@ def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
         "tokens_per_s": round(tokens / seconds, 2) if seconds else 0.0,
         "truncated": sum(1 for r in records if r.get("finish_reason") == "length"),
         "errors": sum(1 for r in records if r.get("error") or r.get("finish_reason") == "error"),
+        "stop_reasons": _count(r.get("stop_reason", "done") for r in records),
+        "mean_traces": round(sum(len(r.get("traces", [])) for r in records) / n, 3) if n else 0.0,
     }
+    if any(len(r.get("traces", [])) > 1 for r in records):
+        out["samples"] = sample_curves(records)
+        out["length_vs_correctness"] = length_vs_correctness(records)
+    for tag in ("model", "variant"):
+        per = by_tag(records, tag)
+        if per:
+            out[f"by_{tag}"] = per
+    return out
+
+
+def _count(items: Any) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for x in items:
+        out[x] = out.get(x, 0) + 1
+    return out
+
+
+# --- sample-level metrics: pass@k, maj@k, avg@n, from the traces each record keeps ------------------------
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Unbiased pass@k (Chen et al. 2021): 1 - C(n-c, k) / C(n, k), for c correct of n samples.
+
+    >>> pass_at_k(8, 0, 1), pass_at_k(8, 2, 1), round(pass_at_k(8, 2, 4), 4), pass_at_k(8, 7, 2)
+    (0.0, 0.25, 0.7857, 1.0)
+    """
+    if k > n:
+        raise ValueError(f"pass@{k} needs at least {k} samples, have {n}")
+    if n - c < k:
+        return 1.0
+    return 1.0 - math.comb(n - c, k) / math.comb(n, k)
+
+
+def _voters(record: dict[str, Any]) -> list[tuple[str | None, bool]]:
+    """(vote key, correct) per trace in sample order. Correct answers all share one key (they are all
+    equivalent to the gold answer, hence to each other); wrong ones are keyed by their normalised text."""
+    from reasonlab.answers.normalize import normalize
+
+    out = []
+    for t in sorted(record.get("traces", []), key=lambda t: t.get("sample", 0)):
+        if not t.get("valid", True):
+            out.append((None, False))
+            continue
+        ans = t.get("tags", {}).get("vote_answer", t.get("answer"))
+        if ans is None:
+            out.append((None, False))
+        elif t.get("correct"):
+            out.append(("<correct>", True))
+        else:
+            out.append((normalize(ans), False))
+    return out
+
+
+def majority_correct(keys: list[tuple[str | None, bool]]) -> float:
+    """Expected correctness of a majority vote over these traces; a tie is broken uniformly at random.
+
+    >>> majority_correct([("<correct>", True), ("5", False), ("5", False)])
+    0.0
+    >>> majority_correct([("<correct>", True), ("5", False)])
+    0.5
+    """
+    counts: dict[str, int] = {}
+    for key, _ in keys:
+        if key is not None:
+            counts[key] = counts.get(key, 0) + 1
+    if not counts:
+        return 0.0
+    top = max(counts.values())
+    leaders = [k for k, v in counts.items() if v == top]
+    return ("<correct>" in leaders) / len(leaders)
+
+
+def maj_at_k(voters: list[tuple[str | None, bool]], k: int, rng: Any, draws: int = 64) -> float:
+    """maj@k of one problem estimated from n >= k samples: the mean over random k-subsets
+    (all of them when k == n), so every sample is used, not just the first k."""
+    n = len(voters)
+    if k >= n:
+        return majority_correct(voters)
+    return sum(majority_correct(rng.sample(voters, k)) for _ in range(draws)) / draws
+
+
+def bootstrap_ci(values: list[float], rng: Any, resamples: int = 1000) -> tuple[float, float]:
+    """95% percentile bootstrap interval of the mean of per-problem values."""
+    n = len(values)
+    if n == 0:
+        return (0.0, 0.0)
+    means = sorted(sum(values[rng.randrange(n)] for _ in range(n)) / n for _ in range(resamples))
+    return (means[int(0.025 * resamples)], means[min(resamples - 1, int(0.975 * resamples))])
+
+
+def sample_curves(records: list[dict[str, Any]], ks: list[int] | None = None, seed: int = 0) -> dict[str, Any]:
+    """pass@k, maj@k and avg@n over the problems, with bootstrap 95% intervals, for k up to the
+    smallest sample count any problem has."""
+    import random
+
+    rng = random.Random(seed)
+    per = [_voters(r) for r in records]
+    per = [v for v in per if v]
+    if not per:
+        return {}
+    n_min = min(len(v) for v in per)
+    ks = [k for k in (ks or [1, 2, 4, 8, 16, 32, 64]) if k <= n_min] or [n_min]
+    out: dict[str, Any] = {"n_samples": n_min, "k": ks, "pass": [], "pass_ci95": [], "maj": [], "maj_ci95": []}
+    for k in ks:
+        p = [pass_at_k(len(v), sum(c for _, c in v), k) for v in per]
+        m = [maj_at_k(v, k, rng) for v in per]
+        for name, vals in (("pass", p), ("maj", m)):
+            out[name].append(round(sum(vals) / len(vals), 4))
+            out[f"{name}_ci95"].append([round(x, 4) for x in bootstrap_ci(vals, rng)])
+    avg = [sum(c for _, c in v) / len(v) for v in per]
+    out["avg"] = round(sum(avg) / len(avg), 4)
+    out["avg_ci95"] = [round(x, 4) for x in bootstrap_ci(avg, rng)]
+    return out
+
+
+def length_vs_correctness(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Do wrong answers run longer? Mean generated tokens of correct vs wrong finished traces."""
+    right = [t.get("completion_tokens", 0) for r in records for t in r.get("traces", [])
+             if t.get("answer") is not None and t.get("correct")]
+    wrong = [t.get("completion_tokens", 0) for r in records for t in r.get("traces", [])
+             if t.get("answer") is not None and not t.get("correct")]
+    none = [t.get("completion_tokens", 0) for r in records for t in r.get("traces", []) if t.get("answer") is None]
+
+    def mean(xs: list[int]) -> float | None:
+        return round(sum(xs) / len(xs), 1) if xs else None
+
+    return {"correct_traces": len(right), "mean_tokens_correct": mean(right), "wrong_traces": len(wrong),
+            "mean_tokens_wrong": mean(wrong), "no_answer_traces": len(none), "mean_tokens_no_answer": mean(none)}
+
+
+def by_tag(records: list[dict[str, Any]], tag: str) -> dict[str, dict[str, float]]:
+    """Trace accuracy per value of a trace tag (``model`` in a mixture, ``variant`` in prompts)."""
+    acc: dict[str, list[int]] = {}
+    for r in records:
+        for t in r.get("traces", []):
+            value = t.get("tags", {}).get(tag)
+            if value is not None:
+                acc.setdefault(str(value), []).append(bool(t.get("correct")))
+    return {k: {"traces": len(v), "accuracy": round(sum(v) / len(v), 4)} for k, v in acc.items()}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import platform
 import sys
+import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from importlib import metadata
@@ -20,7 +21,7 @@ from reasonlab.engines import Engine, load_engine
 from reasonlab.evaluate.config import EvalConfig
 from reasonlab.evaluate.metrics import summarize
 from reasonlab.evaluate.store import RunStore
-from reasonlab.strategies import Attempt, Strategy, get_template, make_strategy
+from reasonlab.strategies import Attempt, Budget, Strategy, get_template, make_strategy
 
 
 def versions() -> dict[str, str]:
@@ -65,6 +66,7 @@ def record_for(problem: Problem, attempt: Attempt, verifier: Verifier) -> dict[s
         "finish_reason": attempt.traces[-1].finish_reason if attempt.traces else "error",
         "stop_reason": attempt.stop_reason,
         "votes": attempt.votes,
+        "strategy_meta": attempt.meta,
         "error": "; ".join(errors) or None,
         "traces": traces,
         "meta": problem.meta,
@@ -104,6 +106,40 @@ class _Progress:
             self.bar.stop()
 
 
+def allot(time_left: float, problems_left: int, concurrency: int, floor: float) -> float:
+    """A problem's share of a run's time (AIMO): the time left over the problems left, times the
+    problems running at once; never below ``floor`` nor above the time left (unless that is below the floor).
+
+    >>> allot(100.0, 10, 1, 5.0), allot(100.0, 10, 2, 5.0), allot(3.0, 10, 1, 5.0), allot(50.0, 1, 4, 5.0)
+    (10.0, 20.0, 5.0, 50.0)
+    """
+    if problems_left <= 0:
+        return max(floor, time_left)
+    share = time_left * min(concurrency, problems_left) / problems_left
+    return max(floor, min(time_left, share))
+
+
+class RunClock:
+    """Hands each problem its budget as it starts; with ``run_seconds`` set, a time allotment that
+    lets time a problem leaves unused flow to the ones after it."""
+
+    def __init__(self, budget: Budget, problems: int, concurrency: int,
+                 clock: Callable[[], float] = time.perf_counter) -> None:
+        self.budget, self.left, self.concurrency, self.clock = budget, problems, max(1, concurrency), clock
+        self.start = clock()
+        self.lock = threading.Lock()
+
+    def next_budget(self) -> Budget:
+        with self.lock:
+            b = self.budget
+            if b.run_seconds is not None:
+                time_left = b.run_seconds - (self.clock() - self.start)
+                share = allot(time_left, self.left, self.concurrency, b.min_problem_seconds)
+                b = b.model_copy(update={"max_seconds": min(share, b.max_seconds or share)})
+            self.left -= 1
+            return b
+
+
 def run_problems(problems: Iterable[Problem], strategy: Strategy, engine: Engine, cfg: EvalConfig,
                  on_record: Callable[[dict[str, Any]], None], concurrency: int = 1) -> None:
     """Solve problems, calling ``on_record`` (on this thread) as each finishes.
@@ -112,8 +148,15 @@ def run_problems(problems: Iterable[Problem], strategy: Strategy, engine: Engine
     flight in a thread pool (servers batch concurrent requests). An exception stops the run after the
     records already finished were handed over; problems not started are cancelled.
     """
+    problems = list(problems)
+    clock = RunClock(cfg.budget, len(problems), concurrency)
+
     def one(p: Problem) -> dict[str, Any]:
-        return record_for(p, strategy.solve(p, engine, cfg.budget), strategy.verifier)
+        budget = clock.next_budget()
+        rec = record_for(p, strategy.solve(p, engine, budget), strategy.verifier)
+        if budget.max_seconds is not None:
+            rec["budget_seconds"] = round(budget.max_seconds, 3)
+        return rec
 
     if concurrency <= 1:
         for p in problems:

@@ -33,6 +33,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import threading
 import select
 import shutil
 import signal
@@ -201,18 +202,39 @@ class SandboxPool:
         '2\\n'
     """
 
-    def __init__(self, size: int = 2, **options: Any) -> None:
+    def __init__(self, size: int = 2, max_size: int | None = None, **options: Any) -> None:
+        """``size`` workers start warm; more start on demand while all are busy, up to ``max_size``
+        (None: no cap), and then callers wait for one to come back."""
         self.options = options
+        self.max_size = max_size
         self._idle: queue.Queue[PythonSandbox] = queue.Queue()
         self._all: list[PythonSandbox] = []
+        self._grow = threading.Lock()
         for _ in range(size):
             sb = PythonSandbox(**options)
             self._all.append(sb)
             self._idle.put(sb)
 
+    def _take(self) -> PythonSandbox:
+        try:
+            return self._idle.get_nowait()
+        except queue.Empty:
+            pass
+        with self._grow:
+            if self.max_size is None or len(self._all) < self.max_size:
+                sb = PythonSandbox(**self.options)
+                self._all.append(sb)
+                return sb
+        return self._idle.get()
+
+    @property
+    def started(self) -> int:
+        """Workers started so far (warm or busy)."""
+        return len(self._all)
+
     @contextmanager
     def sandbox(self) -> Iterator[PythonSandbox]:
-        sb = self._idle.get()
+        sb = self._take()
         try:
             yield sb
         finally:

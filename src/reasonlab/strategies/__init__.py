@@ -10,12 +10,18 @@ from reasonlab.answers import Verifier
 from reasonlab.engines import SamplingParams
 from reasonlab.errors import ConfigError
 from reasonlab.registry import Registry
-from reasonlab.strategies.base import Attempt, Budget, Strategy, Trace
+from reasonlab.strategies.base import Attempt, Budget, Strategy, Trace, TracePolicy
 from reasonlab.strategies.prompts import TEMPLATES, PromptTemplate, get_template
 
 STRATEGIES: Registry[type[Strategy]] = Registry("strategy")
 STRATEGIES.register("single", "reasonlab.strategies.single:Single")
 STRATEGIES.register("tir", "reasonlab.strategies.tir:TIR")
+STRATEGIES.register("forced", "reasonlab.strategies.forced:Forced")
+STRATEGIES.register("timed", "reasonlab.strategies.timed:Timed")
+STRATEGIES.register("vote", "reasonlab.strategies.vote:Vote")
+STRATEGIES.register("prompts", "reasonlab.strategies.vote:Prompts")
+STRATEGIES.register("mixture", "reasonlab.strategies.vote:Mixture")
+STRATEGIES.register("branch", "reasonlab.strategies.branch:Branch")
 
 
 def make_strategy(name: str, options: dict[str, Any] | None, prompt: PromptTemplate,
@@ -30,5 +36,5 @@ def make_strategy(name: str, options: dict[str, Any] | None, prompt: PromptTempl
     return cls(config, prompt, params, verifier)
 
 
-__all__ = ["STRATEGIES", "TEMPLATES", "Attempt", "Budget", "PromptTemplate", "Strategy", "Trace",
+__all__ = ["STRATEGIES", "TEMPLATES", "Attempt", "Budget", "PromptTemplate", "Strategy", "Trace", "TracePolicy",
            "get_template", "make_strategy"]

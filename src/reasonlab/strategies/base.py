@@ -5,12 +5,20 @@
 A *trace* is one generated solution; an *attempt* is everything a strategy did for one problem:
 its traces, the votes they cast, the final answer, and what it cost. Strategies never touch files;
 the runner stores attempts.
+
+Two kinds of strategy share the seam. A *trace policy* (``TracePolicy``: single, forced, timed, tir)
+writes one trace per sample and also answers ``traces(problem, engine, prompt, params, cancel)`` for
+many samples at once; a *search strategy* (vote, prompts, mixture, branch) spends a budget across
+traces of any policy, which it builds from the registry by name. So "early-stop vote over
+budget-forced traces" is configuration: ``vote`` with ``policy: forced``.
 """
 
 from __future__ import annotations
 
 import abc
-from typing import Any, ClassVar
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -25,9 +33,21 @@ class Budget(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    max_samples: int = Field(1, ge=1, description="traces per problem")
+    max_samples: int | None = Field(None, ge=1, description="traces per problem (caps a search strategy's own count)")
     max_tokens: int | None = Field(None, ge=1, description="generated tokens per problem, all traces together")
     max_seconds: float | None = Field(None, gt=0, description="wall time per problem")
+    run_seconds: float | None = Field(
+        None, gt=0, description="wall time for the whole run (AIMO-style): each problem gets the time left divided by "
+                                "the problems left (never below min_problem_seconds); time one leaves flows to the next")
+    min_problem_seconds: float = Field(5.0, gt=0, description="floor of a problem's share of run_seconds")
+
+    def deadline(self, start: float) -> float | None:
+        """perf_counter time at which a problem started at ``start`` must stop (None: no limit)."""
+        return start + self.max_seconds if self.max_seconds is not None else None
+
+
+# (sample, tokens so far in this trace, log-prob of the newest token or None) -> end this trace now
+TraceCancel = Callable[[int, int, "float | None"], bool]
 
 
 class Trace(BaseModel):
@@ -40,13 +60,19 @@ class Trace(BaseModel):
     finish_reason: str = "stop"
     seconds: float = 0.0
     events: list[dict[str, Any]] = Field(default_factory=list)  # tool calls, forced "Wait"s, prunes, errors
+    sample: int = 0  # which sample of the problem (its seed offset)
+    tags: dict[str, Any] = Field(default_factory=dict)  # who wrote it: prompt variant, model, branch path
+    token_logprobs: list[float] | None = None  # kept only when a strategy asks (confidence rules, analysis)
+    confidence: float | None = None  # lowest sliding-window mean token log-prob (DeepConf), when measured
+    valid: bool = True  # False: the trace does not vote (cancelled, no code under SC-TIR, invented output)
+    dropped: str | None = None  # why it does not vote
 
     @classmethod
-    def from_generation(cls, gen: Generation, answer: str | None) -> Trace:
+    def from_generation(cls, gen: Generation, answer: str | None, sample: int = 0) -> Trace:
         events = [{"type": "error", "message": gen.error}] if gen.error else []
         return cls(text=gen.text, answer=answer, completion_tokens=gen.completion_tokens,
                    prompt_tokens=gen.prompt_tokens, finish_reason=gen.finish_reason, seconds=gen.seconds,
-                   events=events)
+                   events=events, sample=sample, token_logprobs=gen.token_logprobs)
 
 
 class Attempt(BaseModel):
@@ -57,6 +83,7 @@ class Attempt(BaseModel):
     votes: dict[str, float] = Field(default_factory=dict)  # answer -> weight, equivalent answers merged
     stop_reason: str = "done"
     seconds: float = 0.0
+    meta: dict[str, Any] = Field(default_factory=dict)  # strategy facts: thresholds, waves, votes at each stop check
 
     @property
     def completion_tokens(self) -> int:
@@ -89,3 +116,54 @@ class Strategy(abc.ABC):
 
     def close(self) -> None:
         """Release what the strategy holds (sandboxes, pools); the runner calls it at the end of a run."""
+
+
+class TracePolicy(Strategy):
+    """A strategy that writes one trace per sample (single, forced, timed, tir).
+
+    Subclasses implement ``trace``; ``traces`` writes ``params.n`` of them concurrently (threads, so a
+    batching engine decodes them together) and policies that can do better (one batched call) override it.
+    """
+
+    @abc.abstractmethod
+    def trace(self, problem: Problem, engine: Engine, prompt: str, params: SamplingParams, sample: int,
+              cancel: TraceCancel | None = None) -> Trace:
+        """One trace continuing ``prompt``; ``params.n`` is 1 and ``params.seed`` already this sample's."""
+
+    def traces(self, problem: Problem, engine: Engine, prompt: str, params: SamplingParams,
+               cancel: TraceCancel | None = None, first: int = 0) -> list[Trace]:
+        """``params.n`` traces numbered ``first``...; trace s is seeded ``params.seed + first + s`` when a seed is set."""
+        def one(s: int) -> Trace:
+            seed = None if params.seed is None else params.seed + first + s
+            return self.trace(problem, engine, prompt, params.model_copy(update={"n": 1, "seed": seed}),
+                              first + s, cancel)
+
+        if params.n == 1:
+            return [one(0)]
+        with ThreadPoolExecutor(max_workers=params.n, thread_name_prefix=f"{self.name}-trace") as pool:
+            return list(pool.map(one, range(params.n)))
+
+    def solve(self, problem: Problem, engine: Engine, budget: Budget) -> Attempt:
+        start = time.perf_counter()
+        params = self.params
+        if budget.max_tokens is not None and budget.max_tokens < params.max_tokens:
+            params = params.model_copy(update={"max_tokens": budget.max_tokens})
+        deadline = budget.deadline(start)
+        cancel = None if deadline is None else (lambda s, n, lp: time.perf_counter() > deadline)
+        trace = self.traces(problem, engine, self.prompts_for(engine, problem), params.model_copy(update={"n": 1}),
+                            cancel)[0]
+        votes = {trace.answer: 1.0} if trace.answer is not None else {}
+        reason = ("error" if trace.finish_reason == "error" else
+                  "budget_time" if trace.finish_reason == "cancelled" else "done")
+        return Attempt(answer=trace.answer, traces=[trace], votes=votes, stop_reason=reason,
+                       seconds=time.perf_counter() - start)
+
+
+def engine_cancel(cancel: TraceCancel | None, first: int = 0, used: int = 0) -> Any:
+    """Adapt a trace-level cancel hook to the engine's (prompt, sample, tokens, logprob) hook.
+
+    ``first`` numbers the call's samples; ``used`` adds tokens the trace spent in earlier calls.
+    """
+    if cancel is None:
+        return None
+    return lambda _i, s, n, lp: cancel(first + s, used + n, lp)

@@ -1,15 +1,16 @@
-"""The single-trace strategy: one sample, its extracted answer. The baseline every other strategy beats."""
+"""The single-trace policy: one sample continuing the prompt, its extracted answer. The baseline
+every other strategy beats, and the "plain" trace policy that search strategies vote over.
+"""
 
 from __future__ import annotations
 
-import time
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
 from reasonlab.data import Problem
-from reasonlab.engines import Engine
-from reasonlab.strategies.base import Attempt, Budget, Strategy, Trace
+from reasonlab.engines import Engine, SamplingParams
+from reasonlab.strategies.base import Trace, TraceCancel, TracePolicy, engine_cancel
 
 
 class SingleConfig(BaseModel):
@@ -19,18 +20,19 @@ class SingleConfig(BaseModel):
     kind: Literal["single"] = "single"
 
 
-class Single(Strategy):
+class Single(TracePolicy):
     name = "single"
     Config = SingleConfig
 
-    def solve(self, problem: Problem, engine: Engine, budget: Budget) -> Attempt:
-        start = time.perf_counter()
-        params = self.params
-        if budget.max_tokens is not None and budget.max_tokens < params.max_tokens:
-            params = params.model_copy(update={"max_tokens": budget.max_tokens})
-        gen = engine.generate([self.prompts_for(engine, problem)], params.model_copy(update={"n": 1}))[0]
-        trace = Trace.from_generation(gen, self.verifier.extract(gen.text))
-        votes = {trace.answer: 1.0} if trace.answer is not None else {}
-        return Attempt(answer=trace.answer, traces=[trace], votes=votes,
-                       stop_reason="error" if gen.finish_reason == "error" else "done",
-                       seconds=time.perf_counter() - start)
+    def trace(self, problem: Problem, engine: Engine, prompt: str, params: SamplingParams, sample: int,
+              cancel: TraceCancel | None = None) -> Trace:
+        gen = engine.generate([prompt], params.model_copy(update={"n": 1}), cancel=engine_cancel(cancel, sample))[0]
+        return Trace.from_generation(gen, self.verifier.extract(gen.text), sample=sample)
+
+    def traces(self, problem: Problem, engine: Engine, prompt: str, params: SamplingParams,
+               cancel: TraceCancel | None = None, first: int = 0) -> list[Trace]:
+        # one batched call: the engine shares the prompt between the samples (sample s seeded seed + s)
+        if params.seed is not None and first:
+            params = params.model_copy(update={"seed": params.seed + first})
+        gens = engine.generate([prompt], params, cancel=engine_cancel(cancel, first))
+        return [Trace.from_generation(g, self.verifier.extract(g.text), sample=first + g.sample) for g in gens]

@@ -19,13 +19,14 @@ import re
 import textwrap
 import threading
 import time
+from contextlib import ExitStack
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from reasonlab.data import Problem
-from reasonlab.engines import Engine, Generation
-from reasonlab.strategies.base import Attempt, Budget, Strategy, Trace
+from reasonlab.engines import Engine, Generation, SamplingParams
+from reasonlab.strategies.base import Trace, TraceCancel, TracePolicy, engine_cancel
 
 FENCE_END = "```\n"  # stops at a closing fence (and at a plain opening one), never at "```python"
 CODE_OPEN = re.compile(r"```(?:python3?|py)[ \t]*\n")
@@ -56,7 +57,7 @@ def split_code(text: str) -> str | None:
     return textwrap.dedent(body)
 
 
-class TIR(Strategy):
+class TIR(TracePolicy):
     name = "tir"
     Config = TIRConfig
 
@@ -65,29 +66,31 @@ class TIR(Strategy):
         self._pool: Any = None
         self._pool_lock = threading.Lock()
 
-    def _sandboxes(self, size: int) -> Any:
+    def _sandboxes(self) -> Any:
         from reasonlab.sandbox import SandboxPool
 
-        with self._pool_lock:  # warm sandboxes, one per problem in flight, created on first use
+        with self._pool_lock:  # warm sandboxes, created on first use, more started while all are busy
             if self._pool is None:
                 cfg: TIRConfig = self.config  # type: ignore[assignment]
-                self._pool = SandboxPool(size=size, timeout_s=cfg.timeout_s, memory_mb=cfg.memory_mb,
+                self._pool = SandboxPool(size=1, timeout_s=cfg.timeout_s, memory_mb=cfg.memory_mb,
                                          max_output_chars=cfg.max_output_chars)
             return self._pool
 
-    def _continue(self, engine: Engine, prompt: str, text: str, max_tokens: int, stop: tuple[str, ...]) -> Generation:
-        params = self.params.model_copy(update={"n": 1, "max_tokens": max(1, max_tokens), "stop": stop})
-        return engine.generate([prompt + text], params)[0]
-
-    def solve(self, problem: Problem, engine: Engine, budget: Budget) -> Attempt:
+    def trace(self, problem: Problem, engine: Engine, prompt: str, params: SamplingParams, sample: int,
+              cancel: TraceCancel | None = None) -> Trace:
         cfg: TIRConfig = self.config  # type: ignore[assignment]
         start = time.perf_counter()
-        prompt = self.prompts_for(engine, problem)
-        limit = min(self.params.max_tokens, budget.max_tokens or self.params.max_tokens)
+        limit = params.max_tokens
         text, events, used, prompt_tokens, finish = "", [], 0, 0, "stop"
-        with self._sandboxes(max(1, engine.max_concurrency)).sandbox() as sb:
+
+        def more(max_tokens: int, stop: tuple[str, ...]) -> Generation:
+            p = params.model_copy(update={"n": 1, "max_tokens": max(1, max_tokens), "stop": stop})
+            return engine.generate([prompt + text], p, cancel=engine_cancel(cancel, sample, used))[0]
+
+        with ExitStack() as stack:
+            sb = None  # a sandbox is taken only when the trace first runs code
             if cfg.force_code:
-                gen = self._continue(engine, prompt, text, min(limit, 256), ("\n\n",))
+                gen = more(min(limit, 256), ("\n\n",))
                 used, prompt_tokens = gen.completion_tokens, gen.prompt_tokens
                 text += gen.text + "\n\n```python\n"
                 events.append({"type": "forced_code"})
@@ -97,8 +100,7 @@ class TIR(Strategy):
                     break
                 calls = sum(1 for e in events if e["type"] == "tool")
                 tools_open = calls < cfg.max_calls
-                gen = self._continue(engine, prompt, text, limit - used,
-                                     self.params.stop + ((FENCE_END,) if tools_open else ()))
+                gen = more(limit - used, params.stop + ((FENCE_END,) if tools_open else ()))
                 used += gen.completion_tokens
                 prompt_tokens = prompt_tokens or gen.prompt_tokens
                 text += gen.text
@@ -110,12 +112,14 @@ class TIR(Strategy):
                 # engines that cannot say which stop fired (some servers) report None: an open block means the fence
                 at_fence = gen.stop_reason == FENCE_END or (gen.stop_reason is None and code is not None)
                 if not at_fence:
-                    break  # the model finished, hit the token limit, or stopped on a caller's stop string
+                    break  # the model finished, hit the token limit, was cancelled, or hit a caller's stop string
                 if code is None:
                     text += FENCE_END  # a plain fence, not a python block's end: give it back, go on
                     if gen.completion_tokens == 0:
                         break
                     continue
+                if sb is None:
+                    sb = stack.enter_context(self._sandboxes().sandbox())
                 res = sb.run(code)
                 shown = (res.stdout if res.ok else res.stdout + (res.error or ""))[: cfg.max_output_chars].rstrip("\n")
                 text += f"{FENCE_END}```output\n{shown}\n{FENCE_END}"
@@ -124,13 +128,21 @@ class TIR(Strategy):
                 events.append({"type": "tool", "code": code, "output": res.stdout, "error": res.error,
                                "timed_out": res.timed_out, "crashed": res.crashed,
                                "duration_s": round(res.duration_s, 4)})
-        answer = self.verifier.extract(text)
-        trace = Trace(text=text, answer=answer, completion_tokens=used, prompt_tokens=prompt_tokens,
-                      finish_reason=finish, seconds=time.perf_counter() - start, events=events)
-        return Attempt(answer=answer, traces=[trace], votes={answer: 1.0} if answer is not None else {},
-                       stop_reason="error" if finish == "error" else "done", seconds=time.perf_counter() - start)
+        return Trace(text=text, answer=self.verifier.extract(text), completion_tokens=used,
+                     prompt_tokens=prompt_tokens, finish_reason=finish, seconds=time.perf_counter() - start,
+                     events=events, sample=sample)
 
     def close(self) -> None:
         if self._pool is not None:
             self._pool.close()
             self._pool = None
+
+
+def tool_calls(trace: Trace) -> int:
+    """Code cells the sandbox ran for ``trace``."""
+    return sum(1 for e in trace.events if e.get("type") == "tool")
+
+
+def invented_outputs(trace: Trace) -> int:
+    """```output blocks in the text that the sandbox did not write (the model made them up)."""
+    return max(0, trace.text.count("```output") - tool_calls(trace))

@@ -1,0 +1,107 @@
+"""Budget forcing (s1, Muennighoff et al. 2025): control how long a model thinks by editing its trace.
+
+- minimum: when the model tries to finish (end of sequence, or closing ``</think>``) before
+  ``min_thinking`` tokens, the ending is replaced by "Wait" and generation continues, at most
+  ``max_waits`` times (``num_waits`` forces that many regardless of length, as in s1's "Wait" x N);
+- maximum: at ``max_thinking`` tokens the trace is cut and a final-answer cue
+  ("\\n\\nFinal Answer: \\boxed{") is appended, so a cut trace still answers.
+
+Everything is raw continuation of the same text, so it works on every engine (the OpenAI-compatible
+one through its completions endpoint).
+
+    >>> close_braces("\\\\boxed{\\\\frac{1}{2")
+    '\\\\boxed{\\\\frac{1}{2}}'
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from reasonlab.data import Problem
+from reasonlab.engines import Engine, Generation, SamplingParams
+from reasonlab.strategies.base import Trace, TraceCancel, TracePolicy, engine_cancel
+
+
+class ForcedConfig(BaseModel):
+    """Budget forcing: a minimum and a maximum thinking length, in generated tokens."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    kind: Literal["forced"] = "forced"
+    max_thinking: int | None = Field(None, ge=1, description="cut the trace here and cue the final answer")
+    min_thinking: int | None = Field(None, ge=1, description="replace an earlier ending with the wait text")
+    num_waits: int = Field(0, ge=0, description="force this many waits however long the trace already is")
+    max_waits: int = Field(2, ge=0, description="most waits to reach min_thinking")
+    wait_text: str = Field("\n\nWait,", description="what replaces the ending")
+    think_end: str | None = Field("</think>", description="the end-of-thinking marker a wait replaces; None: only EOS")
+    answer_cue: str = Field("\n\nFinal Answer: \\boxed{", description="appended to a cut trace")
+    answer_tokens: int = Field(24, ge=1, description="tokens the answer after the cue may take")
+
+
+def close_braces(text: str) -> str:
+    """Close the braces a cut answer left open, so ``\\boxed{`` extraction finds it."""
+    depth = 0
+    for ch in text:
+        depth += ch == "{"
+        depth -= ch == "}" and depth > 0
+    return text + "}" * depth
+
+
+class Forced(TracePolicy):
+    name = "forced"
+    Config = ForcedConfig
+
+    def trace(self, problem: Problem, engine: Engine, prompt: str, params: SamplingParams, sample: int,
+              cancel: TraceCancel | None = None) -> Trace:
+        cfg: ForcedConfig = self.config  # type: ignore[assignment]
+        start = time.perf_counter()
+        limit = min(params.max_tokens, cfg.max_thinking or params.max_tokens)
+        stop = params.stop + ((cfg.think_end,) if cfg.think_end else ())
+        text, used, prompt_tokens, waits, events = "", 0, 0, 0, []
+        finish = "stop"
+
+        def more(max_tokens: int, stop: tuple[str, ...]) -> Generation:
+            p = params.model_copy(update={"n": 1, "max_tokens": max(1, max_tokens), "stop": stop})
+            return engine.generate([prompt + text], p, cancel=engine_cancel(cancel, sample, used))[0]
+
+        while True:
+            gen = more(limit - used, stop)
+            used += gen.completion_tokens
+            prompt_tokens = prompt_tokens or gen.prompt_tokens
+            text += gen.text
+            finish = gen.finish_reason
+            if gen.error:
+                events.append({"type": "error", "message": gen.error})
+                break
+            if finish == "cancelled":
+                break
+            if finish == "length" or used >= limit:
+                if cfg.max_thinking is not None and used >= cfg.max_thinking:
+                    # the budget is spent: cut here and make the model answer now
+                    text += cfg.answer_cue
+                    events.append({"type": "cut", "at_tokens": used})
+                    ans = more(cfg.answer_tokens, ("\n",) + params.stop)
+                    used += ans.completion_tokens
+                    text = close_braces(text + ans.text.split("$")[0])
+                    finish = "cut"
+                break
+            # the model wants to stop (end of sequence, </think>, or a caller's stop string)
+            ended_by_think = gen.stop_reason is not None and gen.stop_reason == cfg.think_end
+            short = cfg.min_thinking is not None and used < cfg.min_thinking and waits < cfg.max_waits
+            if waits < cfg.num_waits or short:
+                waits += 1
+                text = text.rstrip() + cfg.wait_text  # the ending (EOS or </think>) is dropped, "Wait" continues
+                events.append({"type": "wait", "at_tokens": used})
+                continue
+            if ended_by_think:
+                text += cfg.think_end  # the model may finish: give the marker back and let it write the answer
+                gen = more(limit - used, params.stop)
+                used += gen.completion_tokens
+                text += gen.text
+                finish = gen.finish_reason
+            break
+        return Trace(text=text, answer=self.verifier.extract(text), completion_tokens=used,
+                     prompt_tokens=prompt_tokens, finish_reason=finish, seconds=time.perf_counter() - start,
+                     events=events, sample=sample)

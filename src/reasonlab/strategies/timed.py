@@ -1,0 +1,88 @@
+"""Budget-aware prompting (TALE, Han et al. 2024): tell the model its budget, and remind it as it goes.
+
+The prompt states the budget ("Use at most about 256 tokens."); every ``cadence`` generated tokens,
+at the next line break, a reminder such as "(About 128 tokens left.)" is written into the trace and
+generation continues. The budget is counted in tokens or in seconds of wall time.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from reasonlab.data import Problem
+from reasonlab.engines import Engine, Generation, SamplingParams
+from reasonlab.strategies.base import Trace, TraceCancel, TracePolicy, engine_cancel
+
+
+class TimedConfig(BaseModel):
+    """Budget-aware prompting: the budget in the prompt, reminders in the trace."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    kind: Literal["timed"] = "timed"
+    unit: Literal["tokens", "seconds"] = Field("tokens", description="what the budget counts")
+    budget: float = Field(256, gt=0, description="the budget stated to the model (tokens, or seconds)")
+    cadence: int = Field(128, ge=0, description="generated tokens between reminders; 0: only the prompt line")
+    prompt_line: str = Field("Use at most about {budget} {unit}.", description="added to the question")
+    reminder: str = Field("\n(About {left} {unit} left.)\n", description="written into the trace")
+    line_tokens: int = Field(40, ge=1, description="most tokens spent finishing the line before a reminder")
+    enforce: bool = Field(True, description="stop generating when the budget is spent (tokens: max_tokens caps too)")
+
+
+class Timed(TracePolicy):
+    name = "timed"
+    Config = TimedConfig
+
+    def prompts_for(self, engine: Engine, problem: Problem) -> str:
+        cfg: TimedConfig = self.config  # type: ignore[assignment]
+        line = cfg.prompt_line.replace("{budget}", f"{cfg.budget:g}").replace("{unit}", cfg.unit)
+        return self.prompt.render(engine, f"{problem.question}\n{line}")
+
+    def trace(self, problem: Problem, engine: Engine, prompt: str, params: SamplingParams, sample: int,
+              cancel: TraceCancel | None = None) -> Trace:
+        cfg: TimedConfig = self.config  # type: ignore[assignment]
+        start = time.perf_counter()
+        limit = params.max_tokens
+        if cfg.unit == "tokens" and cfg.enforce:
+            limit = min(limit, int(cfg.budget))
+        text, used, prompt_tokens, events, finish = "", 0, 0, [], "stop"
+
+        def more(max_tokens: int, stop: tuple[str, ...]) -> Generation:
+            p = params.model_copy(update={"n": 1, "max_tokens": max(1, max_tokens), "stop": stop})
+            return engine.generate([prompt + text], p, cancel=engine_cancel(cancel, sample, used))[0]
+
+        def left() -> str:
+            if cfg.unit == "tokens":
+                return f"{max(0, int(cfg.budget) - used)}"
+            return f"{max(0.0, cfg.budget - (time.perf_counter() - start)):.0f}"
+
+        while used < limit:
+            if cfg.unit == "seconds" and cfg.enforce and time.perf_counter() - start > cfg.budget:
+                finish = "length"
+                events.append({"type": "budget_spent", "at_tokens": used})
+                break
+            chunk = limit - used if cfg.cadence == 0 else min(cfg.cadence, limit - used)
+            gen = more(chunk, params.stop)
+            used += gen.completion_tokens
+            prompt_tokens = prompt_tokens or gen.prompt_tokens
+            text += gen.text
+            finish = gen.finish_reason
+            if gen.error:
+                events.append({"type": "error", "message": gen.error})
+            if finish != "length" or used >= limit:
+                break
+            if not text.endswith("\n"):  # finish the line: a reminder mid-sentence derails small models
+                gen = more(min(cfg.line_tokens, limit - used), params.stop + ("\n",))
+                used += gen.completion_tokens
+                text += gen.text
+                finish = gen.finish_reason
+                if gen.stop_reason != "\n" or used >= limit:
+                    break
+            note = cfg.reminder.replace("{left}", left()).replace("{unit}", cfg.unit)
+            text = text.rstrip("\n") + note
+            events.append({"type": "reminder", "at_tokens": used, "text": note.strip()})
+        return Trace(text=text, answer=self.verifier.extract(text), completion_tokens=used,
+                     prompt_tokens=prompt_tokens, finish_reason=finish, seconds=time.perf_counter() - start,
+                     events=events, sample=sample)

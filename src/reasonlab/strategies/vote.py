@@ -1,0 +1,428 @@
+"""Self-consistency that stops early, over traces of any policy; prompt variants; model mixtures.
+
+``vote`` samples up to ``samples`` traces of its ``policy`` (single, forced, timed, tir) in waves and
+after each wave asks its stop rule (``reasonlab.strategies.stopping``) whether the vote is decided:
+
+    none        every sample (maj@k)
+    window      ESC: waves of ``window``; stop when a wave is unanimous
+    adaptive    Adaptive-Consistency: stop when P(leader is the mode) >= ``threshold``
+    quorum      stop when the leader has >= ``quorum_votes`` votes and > ``quorum_fraction`` of them
+    confidence  DeepConf online: the first ``warmup`` traces run whole and calibrate a threshold (a
+                percentile of their lowest sliding-window mean token log-prob); every later trace is
+                cut mid-generation as soon as its window mean falls below it; the vote stops at a
+                (confidence-weighted) ``consensus`` share
+
+Answers the verifier calls equivalent share one vote. Traces do not vote when cancelled or cut, and,
+for SC-TIR, when they ran no code (``require_code``) or wrote an ```output block the sandbox did not
+(``drop_invented_output``); ``integer_mod`` maps answers to non-negative integers mod m outside the model.
+
+Stopping saves tokens only when samples are not all launched at once: votes run in waves, and the
+runner keeps several problems in flight so a batching engine fills the slots a decided problem frees.
+A problem's time and token budgets cancel samples still in flight (their tokens so far are counted).
+
+``prompts`` pools votes across prompt variants (personas, another language); ``mixture`` splits the
+samples between several models by percentage and reports each model's accuracy.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from reasonlab.answers.normalize import to_number
+from reasonlab.data import Problem
+from reasonlab.engines import Engine, EngineConfig, SamplingParams, load_engine
+from reasonlab.strategies import stopping
+from reasonlab.strategies.base import Attempt, Budget, Strategy, Trace, TracePolicy
+from reasonlab.strategies.prompts import PromptTemplate
+
+StopRule = Literal["none", "window", "adaptive", "quorum", "confidence"]
+Weight = Literal["count", "logprob", "confidence", "length"]
+
+
+class VoteConfig(BaseModel):
+    """Self-consistency with an optional early-stop rule, over traces of any registered trace policy."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    kind: Literal["vote"] = "vote"
+    samples: int = Field(8, ge=1, description="most traces per problem (k)")
+    policy: str = Field("single", description="trace policy: single, forced, timed, tir")
+    policy_options: dict[str, Any] = Field(default_factory=dict, description="the policy's own options")
+    stop: StopRule = Field("none", description="early-stop rule")
+    wave: int | None = Field(None, ge=1, description="traces launched together; default: k (none), "
+                                                      "window (window), 2 (adaptive, quorum, confidence)")
+    window: int = Field(2, ge=1, description="window: wave size that must agree")
+    threshold: float = Field(0.95, gt=0, lt=1, description="adaptive: posterior probability to stop at")
+    quorum_votes: float = Field(2, gt=0, description="quorum: votes the leader needs")
+    quorum_fraction: float = Field(0.5, ge=0, lt=1, description="quorum: share of all votes the leader must exceed")
+    warmup: int = Field(2, ge=1, description="confidence: traces run whole to calibrate the threshold")
+    conf_window: int = Field(64, ge=1, description="confidence: tokens in the sliding window")
+    conf_keep: float = Field(0.9, gt=0, le=1, description="confidence: share of warmup traces the threshold "
+                                                            "would keep (0.9 = DeepConf-high, 0.1 = -low)")
+    consensus: float | None = Field(0.95, gt=0, le=1, description="confidence: stop at this vote share; None: never")
+    min_samples: int = Field(1, ge=1, description="no rule stops before this many traces")
+    weight: Weight = Field("count", description="vote weight: 1, exp(mean log-prob), exp(lowest window mean), "
+                                                "or shorter traces weigh more (median length / length)")
+    require_code: bool = Field(False, description="SC-TIR: traces that ran no code do not vote")
+    drop_invented_output: bool = Field(False, description="SC-TIR: traces with an ```output block the "
+                                                          "sandbox did not write do not vote")
+    integer_mod: int | None = Field(None, ge=2, description="vote on int(answer) mod this (AIMO: 1000); "
+                                                            "non-integers do not vote")
+    keep_logprobs: bool = Field(False, description="store each trace's token log-probs (for offline analysis)")
+
+    @model_validator(mode="after")
+    def _check(self) -> VoteConfig:
+        if self.stop == "confidence" and self.warmup >= self.samples:
+            raise ValueError(f"confidence: warmup ({self.warmup}) must be below samples ({self.samples})")
+        return self
+
+    def wave_size(self) -> int:
+        if self.wave is not None:
+            return self.wave
+        return {"none": self.samples, "window": self.window}.get(self.stop, 2)
+
+
+@dataclass
+class _Group:
+    """Equivalent answers: one vote bucket."""
+
+    answer: str
+    weight: float = 0.0
+    count: int = 0
+    first: int = 0  # sample that opened it (ties go to the earlier)
+
+
+@dataclass
+class _State:
+    """One problem's vote while it runs; the cancel hook reads it from the engine's thread."""
+
+    deadline: float | None
+    max_tokens: int | None
+    conf_window: int
+    spent: int = 0
+    inflight: dict[int, int] = field(default_factory=dict)
+    running: dict[int, stopping.RunningConfidence] = field(default_factory=dict)
+    threshold: float | None = None
+    cut: set[int] = field(default_factory=set)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def cancel(self, sample: int, n: int, logprob: float | None) -> bool:
+        with self.lock:
+            self.inflight[sample] = n
+            if self.deadline is not None and time.perf_counter() > self.deadline:
+                return True
+            if self.max_tokens is not None and self.spent + sum(self.inflight.values()) >= self.max_tokens:
+                return True
+            if self.threshold is not None and logprob is not None:
+                run = self.running.setdefault(sample, stopping.RunningConfidence(self.conf_window))
+                mean = run.add(logprob)
+                if mean is not None and mean < self.threshold:
+                    self.cut.add(sample)
+                    return True
+        return False
+
+
+class Vote(Strategy):
+    name = "vote"
+    Config = VoteConfig
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        from reasonlab.strategies import make_strategy  # the registry imports this module lazily
+
+        cfg: VoteConfig = self.config  # type: ignore[assignment]
+        policy = make_strategy(cfg.policy, cfg.policy_options, self.prompt, self.params, self.verifier)
+        if not isinstance(policy, TracePolicy):
+            raise_config(f"vote: policy '{cfg.policy}' is a search strategy, not a trace policy "
+                         f"(use single, forced, timed or tir)")
+        self.policy: TracePolicy = policy  # type: ignore[assignment]
+
+    # --- who writes sample i: hooks the variants and mixtures override -----------------------------------
+    def assignment(self, problem: Problem, engine: Engine, sample: int) -> tuple[Engine, str, dict[str, Any]]:
+        """(engine, raw prompt, tags) for ``sample``."""
+        return engine, self.policy.prompts_for(engine, problem), {}
+
+    # --- the vote ----------------------------------------------------------------------------------------
+    def _needs_logprobs(self) -> bool:
+        cfg: VoteConfig = self.config  # type: ignore[assignment]
+        return cfg.stop == "confidence" or cfg.weight in ("logprob", "confidence") or cfg.keep_logprobs
+
+    def _key(self, answer: str | None) -> tuple[str | None, str | None]:
+        """(answer as voted, or None with the reason it cannot vote)."""
+        cfg: VoteConfig = self.config  # type: ignore[assignment]
+        if answer is None:
+            return None, "no answer"
+        if cfg.integer_mod is None:
+            return answer, None
+        value = to_number(answer)
+        if value is None or value != int(value):
+            return None, "not an integer"
+        return str(int(value) % cfg.integer_mod), None
+
+    def _judge(self, trace: Trace, state: _State) -> None:
+        """Mark traces that do not vote, and measure confidence."""
+        cfg: VoteConfig = self.config  # type: ignore[assignment]
+        from reasonlab.strategies.tir import invented_outputs, tool_calls
+
+        if trace.token_logprobs:
+            trace.confidence = stopping.lowest_group_confidence(trace.token_logprobs, cfg.conf_window)
+        reason = None
+        if trace.sample in state.cut:
+            reason = "low confidence"
+        elif trace.finish_reason in ("cancelled", "error"):
+            reason = trace.finish_reason
+        elif cfg.require_code and tool_calls(trace) == 0:
+            reason = "no code"
+        elif cfg.drop_invented_output and invented_outputs(trace) > 0:
+            reason = "invented output"
+        if reason is None:
+            key, reason = self._key(trace.answer)
+            trace.tags["vote_answer"] = key
+        if reason is not None:
+            trace.valid, trace.dropped = False, reason
+        if not cfg.keep_logprobs:
+            trace.token_logprobs = None
+
+    def _weight(self, trace: Trace, median_len: float) -> float:
+        cfg: VoteConfig = self.config  # type: ignore[assignment]
+        if cfg.weight == "confidence" and trace.confidence is not None:
+            return math.exp(trace.confidence)
+        if cfg.weight == "logprob" and trace.tags.get("mean_logprob") is not None:
+            return math.exp(trace.tags["mean_logprob"])
+        if cfg.weight == "length":
+            return median_len / max(1, trace.completion_tokens)
+        return 1.0
+
+    def _tally(self, traces: list[Trace], answer_type: Any) -> list[_Group]:
+        groups: list[_Group] = []
+        voters = [t for t in traces if t.valid and t.tags.get("vote_answer") is not None]
+        lengths = sorted(t.completion_tokens for t in voters) or [1]
+        median_len = float(lengths[len(lengths) // 2])
+        for t in voters:
+            ans = t.tags["vote_answer"]
+            group = next((g for g in groups if g.answer == ans), None)
+            if group is None:  # equivalent spellings ("1/2" and "\frac{1}{2}") share one vote
+                group = next((g for g in groups if self.verifier.equivalent(ans, g.answer, answer_type)), None)
+            if group is None:
+                group = _Group(answer=ans, first=t.sample)
+                groups.append(group)
+            group.weight += self._weight(t, median_len)
+            group.count += 1
+        return groups
+
+    def _decided(self, groups: list[_Group], wave: list[Trace], n_done: int, state: _State) -> str | None:
+        cfg: VoteConfig = self.config  # type: ignore[assignment]
+        if n_done < cfg.min_samples:
+            return None
+        votes = {g.answer: g.weight for g in groups}
+        if cfg.stop == "window":
+            keys = [t.tags.get("vote_answer") if t.valid else None for t in wave]
+            if len(keys) >= cfg.window and stopping.window_unanimous(keys):
+                return "window_unanimous"
+            # equivalent spellings count as agreeing too
+            if len(groups) == 1 and all(t.valid for t in wave) and len(wave) >= cfg.window:
+                return "window_unanimous"
+        elif cfg.stop == "adaptive" and stopping.adaptive_confident(votes, cfg.threshold):
+            return "adaptive_confident"
+        elif cfg.stop == "quorum" and stopping.quorum_reached(votes, cfg.quorum_votes, cfg.quorum_fraction):
+            return "quorum"
+        elif (cfg.stop == "confidence" and cfg.consensus is not None and n_done >= cfg.warmup
+              and stopping.consensus_reached(votes, cfg.consensus)):
+            return "consensus"
+        return None
+
+    def _run_wave(self, problem: Problem, engine: Engine, samples: list[int], params: SamplingParams,
+                  state: _State) -> list[Trace]:
+        """Run the samples; runs of consecutive samples with one engine and prompt go as one call."""
+        runs: list[tuple[Engine, str, dict[str, Any], list[int]]] = []
+        for s in samples:
+            eng, prompt, tags = self.assignment(problem, engine, s)
+            if runs and runs[-1][0] is eng and runs[-1][1] == prompt:
+                runs[-1][3].append(s)
+            else:
+                runs.append((eng, prompt, tags, [s]))
+
+        def go(run: tuple[Engine, str, dict[str, Any], list[int]]) -> list[Trace]:
+            eng, prompt, tags, ss = run
+            out = self.policy.traces(problem, eng, prompt, params.model_copy(update={"n": len(ss)}),
+                                     state.cancel, first=ss[0])
+            for t in out:
+                t.tags.update(tags)
+                if t.token_logprobs:
+                    t.tags["mean_logprob"] = round(sum(t.token_logprobs) / len(t.token_logprobs), 4)
+            return out
+
+        if len(runs) == 1:
+            return go(runs[0])
+        with ThreadPoolExecutor(max_workers=len(runs), thread_name_prefix="vote-wave") as pool:
+            return [t for part in pool.map(go, runs) for t in part]
+
+    def solve(self, problem: Problem, engine: Engine, budget: Budget) -> Attempt:
+        cfg: VoteConfig = self.config  # type: ignore[assignment]
+        start = time.perf_counter()
+        k = min(cfg.samples, budget.max_samples or cfg.samples)
+        params = self.params
+        if self._needs_logprobs():
+            params = params.model_copy(update={"logprobs": 0})
+        if budget.max_tokens is not None:
+            params = params.model_copy(update={"max_tokens": min(params.max_tokens, budget.max_tokens)})
+        state = _State(deadline=budget.deadline(start), max_tokens=budget.max_tokens, conf_window=cfg.conf_window)
+        traces: list[Trace] = []
+        checks: list[dict[str, Any]] = []
+        reason, launched, groups = "samples_done", 0, []
+        while launched < k:
+            if state.deadline is not None and time.perf_counter() > state.deadline:
+                reason = "budget_time"
+                break
+            if state.max_tokens is not None and state.spent >= state.max_tokens:
+                reason = "budget_tokens"
+                break
+            size = cfg.warmup if cfg.stop == "confidence" and launched == 0 else cfg.wave_size()
+            wave_samples = list(range(launched, min(k, launched + size)))
+            wave = sorted(self._run_wave(problem, engine, wave_samples, params, state), key=lambda t: t.sample)
+            launched += len(wave_samples)
+            with state.lock:
+                state.spent += sum(t.completion_tokens for t in wave)
+                state.inflight.clear()
+            for t in wave:
+                self._judge(t, state)
+            traces += wave
+            groups = self._tally(traces, problem.answer_type)
+            if cfg.stop == "confidence" and state.threshold is None:
+                confs = [t.confidence for t in traces if t.confidence is not None]
+                if confs:  # calibrate on the warmup traces: later traces below this are cut mid-generation
+                    state.threshold = stopping.percentile(confs, 100 * (1 - cfg.conf_keep))
+            checks.append({"after": launched, "votes": {g.answer: round(g.weight, 4) for g in groups}})
+            decided = self._decided(groups, wave, launched, state)
+            if decided:
+                reason = decided
+                break
+            if any(t.finish_reason == "cancelled" and t.sample not in state.cut for t in wave):
+                reason = "budget_time" if state.deadline and time.perf_counter() > state.deadline else "budget_tokens"
+                break
+        best = max(groups, key=lambda g: (g.weight, -g.first), default=None)
+        meta: dict[str, Any] = {"launched": launched, "checks": checks}
+        if state.threshold is not None:
+            meta["threshold"] = round(state.threshold, 4)
+        return Attempt(answer=best.answer if best else None, traces=traces,
+                       votes={g.answer: round(g.weight, 4) for g in groups}, stop_reason=reason,
+                       seconds=time.perf_counter() - start, meta=meta)
+
+    def close(self) -> None:
+        self.policy.close()
+
+
+def raise_config(message: str) -> None:
+    from reasonlab.errors import ConfigError
+
+    raise ConfigError(message)
+
+
+# --- prompt variants ---------------------------------------------------------------------------------------
+PERSONAS = ("thorough, methodical", "genius, expert", "efficient, effective", "inquisitive, analytical")
+ZH_INSTRUCTION = "请一步一步地推理，并把最终答案写在 \\boxed{} 中。"
+
+
+class PromptsConfig(VoteConfig):
+    """Votes pooled across prompt variants; sample i uses variant i mod len(variants)."""
+
+    kind: Literal["prompts"] = "prompts"  # type: ignore[assignment]
+    variants: tuple[str, ...] = Field(PERSONAS + ("lang:zh",), min_length=1,
+                                      description="persona phrases, 'plain' (the run's prompt), or 'lang:zh'")
+    persona_line: str = Field("You are a {persona} mathematician.", description="prefix for persona variants")
+
+
+class Prompts(Vote):
+    name = "prompts"
+    Config = PromptsConfig
+
+    def _template(self, variant: str) -> PromptTemplate:
+        cfg: PromptsConfig = self.config  # type: ignore[assignment]
+        if variant == "plain":
+            return self.prompt
+        if variant == "lang:zh":  # the problem as given, the instruction in Chinese
+            return self.prompt.model_copy(update={"user": "{question}\n" + ZH_INSTRUCTION})
+        line = cfg.persona_line.replace("{persona}", variant)
+        return self.prompt.model_copy(update={"user": f"{line}\n\n{self.prompt.user}"})
+
+    def assignment(self, problem: Problem, engine: Engine, sample: int) -> tuple[Engine, str, dict[str, Any]]:
+        cfg: PromptsConfig = self.config  # type: ignore[assignment]
+        variant = cfg.variants[sample % len(cfg.variants)]
+        return engine, self._template(variant).render(engine, problem.question), {"variant": variant}
+
+
+# --- model mixtures ----------------------------------------------------------------------------------------
+class Member(BaseModel):
+    """One model of a mixture and its share of the samples."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    model: str | None = Field(None, description="registered name, path, hub id or URL; None: the run's engine")
+    share: float = Field(..., gt=0, description="percentage (or any weight) of the samples")
+    engine: dict[str, Any] = Field(default_factory=dict, description="other EngineConfig fields for this model")
+
+
+class MixtureConfig(VoteConfig):
+    """Votes pooled across models; the samples are split by share, interleaved so early stops stay fair."""
+
+    kind: Literal["mixture"] = "mixture"  # type: ignore[assignment]
+    members: tuple[Member, ...] = Field(..., min_length=1, description="models and their shares")
+
+
+def split_samples(shares: list[float], k: int) -> list[int]:
+    """Which member writes each of k samples: largest-remainder counts, interleaved by deficit.
+
+    >>> split_samples([75, 25], 4)
+    [0, 0, 1, 0]
+    >>> split_samples([50, 50], 3)
+    [0, 1, 0]
+    """
+    total = sum(shares)
+    owner: list[int] = []
+    given = [0] * len(shares)
+    for i in range(k):
+        # the member furthest behind its share of the first i + 1 samples goes next (earliest wins ties)
+        deficit = [shares[m] / total * (i + 1) - given[m] for m in range(len(shares))]
+        m = max(range(len(shares)), key=lambda j: (deficit[j], -j))
+        owner.append(m)
+        given[m] += 1
+    return owner
+
+
+class Mixture(Vote):
+    name = "mixture"
+    Config = MixtureConfig
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._engines: dict[int, Engine] = {}
+        self._load_lock = threading.Lock()
+
+    def _engine(self, m: int, run_engine: Engine) -> Engine:
+        cfg: MixtureConfig = self.config  # type: ignore[assignment]
+        member = cfg.members[m]
+        if member.model is None:
+            return run_engine
+        with self._load_lock:  # each member's model loads once, on first use
+            if m not in self._engines:
+                self._engines[m] = load_engine(EngineConfig(model=member.model, **member.engine))
+            return self._engines[m]
+
+    def assignment(self, problem: Problem, engine: Engine, sample: int) -> tuple[Engine, str, dict[str, Any]]:
+        cfg: MixtureConfig = self.config  # type: ignore[assignment]
+        owners = split_samples([m.share for m in cfg.members], max(cfg.samples, sample + 1))
+        m = owners[sample]
+        eng = self._engine(m, engine)
+        name = cfg.members[m].model or engine.model
+        return eng, self.policy.prompts_for(eng, problem), {"model": name}
+
+    def close(self) -> None:
+        super().close()
+        for eng in self._engines.values():
+            eng.close()
+        self._engines.clear()

@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip --disable-pip-version-check
 
-.PHONY: demo test setup setup-dev bench bench-overhead clean
+.PHONY: demo test setup setup-dev browser bench bench-overhead bench-early-stop clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,7 +28,15 @@ demo: setup
 	$(BIN)/reasonlab models pull qwen2.5-coder-0.5b
 	$(BIN)/reasonlab eval --dataset gsm8k --limit 20 --out runs/demo
 
-test: setup-dev
+# the report test opens report.html in Debian's headless chromium; install it when missing
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get install -y -q chromium >/dev/null 2>&1 || \
+	  { $$SUDO apt-get update -q >/dev/null && $$SUDO apt-get install -y -q chromium >/dev/null; }; }
+	@echo "browser: $$(command -v chromium)"
+
+test: setup-dev browser
 	$(BIN)/reasonlab models pull smollm2-135m
 	$(BIN)/python -m pytest
 
@@ -39,6 +47,10 @@ bench: setup
 bench-overhead: setup
 	$(BIN)/reasonlab models pull qwen2.5-coder-0.5b
 	$(BIN)/python benchmarks/overhead.py
+
+bench-early-stop: setup
+	$(BIN)/reasonlab models pull qwen2.5-coder-0.5b
+	$(BIN)/python benchmarks/early_stop.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info

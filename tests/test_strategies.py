@@ -50,7 +50,7 @@ class ScriptedVoteEngine(Engine):
                 if finish == "stop" and tokens > params.max_tokens:
                     finish = "length"
                 out.append(Generation(text=text if finish == "stop" else "", index=i, sample=s, completion_tokens=n,
-                                      prompt_tokens=5, finish_reason=finish,
+                                      prompt_tokens=5, finish_reason=finish, seconds=0.01 * n,
                                       token_logprobs=[lp] * n if params.logprobs is not None else None))
         return out
 

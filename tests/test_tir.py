@@ -122,3 +122,22 @@ def test_forced_code_opens_a_block(verifier) -> None:
                            ("\\boxed{4}", "stop", None)], verifier, force_code=True)
     assert engine.prompts[1].endswith("First, set up.\n\n```python\n")
     assert [e["type"] for e in attempt.traces[0].events] == ["forced_code", "tool"] and attempt.answer == "4"
+
+
+def test_sc_tir_vote_over_tir_traces_with_early_stop(verifier) -> None:
+    """SC-TIR composes with an early-stop rule: quorum over TIR traces, code-less traces dropped."""
+    code = ("Compute.\n```python\nprint(6 * 7)\n", "stop", FENCE_END)
+    script = [("I just know: \\boxed{41}", "stop", None),  # trace 0: no code -> does not vote
+              code, ("So \\boxed{42}", "stop", None),  # trace 1
+              code, ("So \\boxed{42}", "stop", None)]  # trace 2 -> 2 votes of 2: quorum
+    options = {"samples": 8, "policy": "tir", "stop": "quorum", "wave": 1, "require_code": True,
+               "drop_invented_output": True}
+    strategy = make_strategy("vote", options, get_template("tir"), SamplingParams(max_tokens=400), verifier)
+    engine = ScriptedStopEngine(script)
+    try:
+        attempt = strategy.solve(PROBLEM, engine, Budget())
+    finally:
+        strategy.close()
+    assert attempt.answer == "42" and attempt.stop_reason == "quorum" and len(attempt.traces) == 3
+    assert attempt.traces[0].dropped == "no code" and attempt.votes == {"42": 2.0}
+    assert all("```output\n42\n```" in t.text for t in attempt.traces[1:])

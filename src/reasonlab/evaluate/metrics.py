@@ -118,12 +118,17 @@ def majority_correct(keys: list[tuple[str | None, bool]]) -> float:
     return ("<correct>" in leaders) / len(leaders)
 
 
-def maj_at_k(voters: list[tuple[str | None, bool]], k: int, rng: Any, draws: int = 64) -> float:
-    """maj@k of one problem estimated from n >= k samples: the mean over random k-subsets
-    (all of them when k == n), so every sample is used, not just the first k."""
+def maj_at_k(voters: list[tuple[str | None, bool]], k: int, rng: Any, draws: int = 256) -> float:
+    """maj@k of one problem from n >= k samples: the mean over its k-subsets — all of them (exact)
+    when there are at most ``draws``, else ``draws`` random ones — so every sample is used, not just the first k."""
+    import itertools
+
     n = len(voters)
     if k >= n:
         return majority_correct(voters)
+    if math.comb(n, k) <= draws:
+        subsets = list(itertools.combinations(voters, k))
+        return sum(majority_correct(list(c)) for c in subsets) / len(subsets)
     return sum(majority_correct(rng.sample(voters, k)) for _ in range(draws)) / draws
 
 

@@ -62,9 +62,13 @@ class Forced(TracePolicy):
         text, used, prompt_tokens, waits, events = "", 0, 0, 0, []
         finish = "stop"
 
+        lps: list[float] = []
+
         def more(max_tokens: int, stop: tuple[str, ...]) -> Generation:
             p = params.model_copy(update={"n": 1, "max_tokens": max(1, max_tokens), "stop": stop})
-            return engine.generate([prompt + text], p, cancel=engine_cancel(cancel, sample, used))[0]
+            gen = engine.generate([prompt + text], p, cancel=engine_cancel(cancel, sample, used))[0]
+            lps.extend(gen.token_logprobs or [])  # across calls: confidence rules read the whole trace
+            return gen
 
         while True:
             gen = more(limit - used, stop)
@@ -104,4 +108,4 @@ class Forced(TracePolicy):
             break
         return Trace(text=text, answer=self.verifier.extract(text), completion_tokens=used,
                      prompt_tokens=prompt_tokens, finish_reason=finish, seconds=time.perf_counter() - start,
-                     events=events, sample=sample)
+                     events=events, sample=sample, token_logprobs=lps if params.logprobs is not None else None)

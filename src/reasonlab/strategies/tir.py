@@ -83,9 +83,13 @@ class TIR(TracePolicy):
         limit = params.max_tokens
         text, events, used, prompt_tokens, finish = "", [], 0, 0, "stop"
 
+        lps: list[float] = []
+
         def more(max_tokens: int, stop: tuple[str, ...]) -> Generation:
             p = params.model_copy(update={"n": 1, "max_tokens": max(1, max_tokens), "stop": stop})
-            return engine.generate([prompt + text], p, cancel=engine_cancel(cancel, sample, used))[0]
+            gen = engine.generate([prompt + text], p, cancel=engine_cancel(cancel, sample, used))[0]
+            lps.extend(gen.token_logprobs or [])  # across calls: confidence rules read the whole trace
+            return gen
 
         with ExitStack() as stack:
             sb = None  # a sandbox is taken only when the trace first runs code
@@ -130,7 +134,7 @@ class TIR(TracePolicy):
                                "duration_s": round(res.duration_s, 4)})
         return Trace(text=text, answer=self.verifier.extract(text), completion_tokens=used,
                      prompt_tokens=prompt_tokens, finish_reason=finish, seconds=time.perf_counter() - start,
-                     events=events, sample=sample)
+                     events=events, sample=sample, token_logprobs=lps if params.logprobs is not None else None)
 
     def close(self) -> None:
         if self._pool is not None:

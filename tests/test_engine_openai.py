@@ -111,3 +111,19 @@ def test_garbage_responses(fake_server, mode: str, match: str) -> None:
 def test_retries_through_503(fake_server) -> None:
     eng = OpenAIEngine(fake_server("flaky"), max_retries=3, backoff_s=0.01)
     assert eng.generate(["x"], SamplingParams(max_tokens=2))[0].text == " ok"
+
+
+def test_budget_forcing_through_the_completions_endpoint(llama_server) -> None:
+    """Budget forcing is raw continuation: it works against a live OpenAI-compatible server too."""
+    from reasonlab.answers import Verifier
+    from reasonlab.data import Problem
+    from reasonlab.strategies import Budget, get_template, make_strategy
+
+    eng = OpenAIEngine(llama_server)
+    with Verifier() as v:
+        # llama-cpp-python's server has no template endpoint: the raw completion prompt, as for a base model
+        s = make_strategy("forced", {"max_thinking": 12}, get_template("completion"),
+                          SamplingParams(temperature=0.0, max_tokens=64), v)
+        t = s.solve(Problem(id="p", question="What is 6 times 7?", answer="42"), eng, Budget()).traces[0]
+    assert t.finish_reason == "cut" and "Final Answer: \\boxed{" in t.text and t.answer is not None
+    assert t.completion_tokens >= 12

@@ -143,3 +143,16 @@ def test_every_recipe_builds_its_strategy(recipe) -> None:
         s = make_strategy(cfg.strategy, cfg.strategy_options, get_template(cfg.prompt.template), cfg.sampling, v)
         assert s.name == cfg.strategy
         s.close()
+
+
+def test_report_command_writes_the_page(tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from reasonlab import EvalConfig, evaluate
+    from reasonlab.cli import app
+
+    evaluate(EvalConfig.from_layers(base_layer(tmp_path)), out=tmp_path / "a", engine=ScriptedVoteEngine(SCRIPT),
+             progress=False)
+    res = CliRunner().invoke(app, ["report", str(tmp_path / "a")])
+    assert res.exit_code == 0 and (tmp_path / "a" / "report.html").exists()
+    assert "maj@k" in (tmp_path / "a" / "report.html").read_text()

@@ -15,7 +15,7 @@ from reasonlab.engines import Engine, Generation, SamplingParams
 from reasonlab.evaluate.metrics import majority_correct, pass_at_k, sample_curves
 from reasonlab.evaluate.runner import RunClock, allot
 from reasonlab.strategies import Budget, get_template, make_strategy, stopping
-from reasonlab.strategies.vote import split_samples
+from reasonlab.strategies.variants import split_samples
 
 PROBLEM = Problem(id="p", question="What is 1 + 2?", answer="3")
 

@@ -19,8 +19,8 @@ STRATEGIES.register("tir", "reasonlab.strategies.tir:TIR")
 STRATEGIES.register("forced", "reasonlab.strategies.forced:Forced")
 STRATEGIES.register("timed", "reasonlab.strategies.timed:Timed")
 STRATEGIES.register("vote", "reasonlab.strategies.vote:Vote")
-STRATEGIES.register("prompts", "reasonlab.strategies.vote:Prompts")
-STRATEGIES.register("mixture", "reasonlab.strategies.vote:Mixture")
+STRATEGIES.register("prompts", "reasonlab.strategies.variants:Prompts")
+STRATEGIES.register("mixture", "reasonlab.strategies.variants:Mixture")
 STRATEGIES.register("branch", "reasonlab.strategies.branch:Branch")
 
 

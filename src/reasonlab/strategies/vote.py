@@ -20,8 +20,8 @@ Stopping saves tokens only when samples are not all launched at once: votes run 
 runner keeps several problems in flight so a batching engine fills the slots a decided problem frees.
 A problem's time and token budgets cancel samples still in flight (their tokens so far are counted).
 
-``prompts`` pools votes across prompt variants (personas, another language); ``mixture`` splits the
-samples between several models by percentage and reports each model's accuracy.
+``prompts`` and ``mixture`` (``strategies/variants.py``) are votes whose samples come from prompt
+variants or from several models.
 """
 
 from __future__ import annotations
@@ -37,10 +37,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from reasonlab.answers.normalize import to_number
 from reasonlab.data import Problem
-from reasonlab.engines import Engine, EngineConfig, SamplingParams, load_engine
+from reasonlab.engines import Engine, SamplingParams
 from reasonlab.strategies import stopping
 from reasonlab.strategies.base import Attempt, Budget, Strategy, Trace, TracePolicy
-from reasonlab.strategies.prompts import PromptTemplate
 
 StopRule = Literal["none", "window", "adaptive", "quorum", "confidence"]
 Weight = Literal["count", "logprob", "confidence", "length"]
@@ -322,107 +321,3 @@ def raise_config(message: str) -> None:
     from reasonlab.errors import ConfigError
 
     raise ConfigError(message)
-
-
-# --- prompt variants ---------------------------------------------------------------------------------------
-PERSONAS = ("thorough, methodical", "genius, expert", "efficient, effective", "inquisitive, analytical")
-ZH_INSTRUCTION = "请一步一步地推理，并把最终答案写在 \\boxed{} 中。"
-
-
-class PromptsConfig(VoteConfig):
-    """Votes pooled across prompt variants; sample i uses variant i mod len(variants)."""
-
-    kind: Literal["prompts"] = "prompts"  # type: ignore[assignment]
-    variants: tuple[str, ...] = Field(PERSONAS + ("lang:zh",), min_length=1,
-                                      description="persona phrases, 'plain' (the run's prompt), or 'lang:zh'")
-    persona_line: str = Field("You are a {persona} mathematician.", description="prefix for persona variants")
-
-
-class Prompts(Vote):
-    name = "prompts"
-    Config = PromptsConfig
-
-    def _template(self, variant: str) -> PromptTemplate:
-        cfg: PromptsConfig = self.config  # type: ignore[assignment]
-        if variant == "plain":
-            return self.prompt
-        if variant == "lang:zh":  # the problem as given, the instruction in Chinese
-            return self.prompt.model_copy(update={"user": "{question}\n" + ZH_INSTRUCTION})
-        line = cfg.persona_line.replace("{persona}", variant)
-        return self.prompt.model_copy(update={"user": f"{line}\n\n{self.prompt.user}"})
-
-    def assignment(self, problem: Problem, engine: Engine, sample: int) -> tuple[Engine, str, dict[str, Any]]:
-        cfg: PromptsConfig = self.config  # type: ignore[assignment]
-        variant = cfg.variants[sample % len(cfg.variants)]
-        return engine, self._template(variant).render(engine, problem.question), {"variant": variant}
-
-
-# --- model mixtures ----------------------------------------------------------------------------------------
-class Member(BaseModel):
-    """One model of a mixture and its share of the samples."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    model: str | None = Field(None, description="registered name, path, hub id or URL; None: the run's engine")
-    share: float = Field(..., gt=0, description="percentage (or any weight) of the samples")
-    engine: dict[str, Any] = Field(default_factory=dict, description="other EngineConfig fields for this model")
-
-
-class MixtureConfig(VoteConfig):
-    """Votes pooled across models; the samples are split by share, interleaved so early stops stay fair."""
-
-    kind: Literal["mixture"] = "mixture"  # type: ignore[assignment]
-    members: tuple[Member, ...] = Field(..., min_length=1, description="models and their shares")
-
-
-def split_samples(shares: list[float], k: int) -> list[int]:
-    """Which member writes each of k samples: largest-remainder counts, interleaved by deficit.
-
-    >>> split_samples([75, 25], 4)
-    [0, 0, 1, 0]
-    >>> split_samples([50, 50], 3)
-    [0, 1, 0]
-    """
-    total = sum(shares)
-    owner: list[int] = []
-    given = [0] * len(shares)
-    for i in range(k):
-        # the member furthest behind its share of the first i + 1 samples goes next (earliest wins ties)
-        deficit = [shares[m] / total * (i + 1) - given[m] for m in range(len(shares))]
-        m = max(range(len(shares)), key=lambda j: (deficit[j], -j))
-        owner.append(m)
-        given[m] += 1
-    return owner
-
-
-class Mixture(Vote):
-    name = "mixture"
-    Config = MixtureConfig
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._engines: dict[int, Engine] = {}
-        self._load_lock = threading.Lock()
-
-    def _engine(self, m: int, run_engine: Engine) -> Engine:
-        cfg: MixtureConfig = self.config  # type: ignore[assignment]
-        member = cfg.members[m]
-        if member.model is None:
-            return run_engine
-        with self._load_lock:  # each member's model loads once, on first use
-            if m not in self._engines:
-                self._engines[m] = load_engine(EngineConfig(model=member.model, **member.engine))
-            return self._engines[m]
-
-    def assignment(self, problem: Problem, engine: Engine, sample: int) -> tuple[Engine, str, dict[str, Any]]:
-        cfg: MixtureConfig = self.config  # type: ignore[assignment]
-        owners = split_samples([m.share for m in cfg.members], max(cfg.samples, sample + 1))
-        m = owners[sample]
-        eng = self._engine(m, engine)
-        name = cfg.members[m].model or engine.model
-        return eng, self.policy.prompts_for(eng, problem), {"model": name}
-
-    def close(self) -> None:
-        super().close()
-        for eng in self._engines.values():
-            eng.close()
-        self._engines.clear()

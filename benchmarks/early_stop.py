@@ -31,6 +31,7 @@ RULES: dict[str, dict] = {
     "adaptive p>=0.90": {"stop": "adaptive", "threshold": 0.90, "wave": 1},
     "quorum >=2, >50%": {"stop": "quorum", "quorum_votes": 2, "quorum_fraction": 0.5, "wave": 1},
     "quorum >=3, >50%": {"stop": "quorum", "quorum_votes": 3, "quorum_fraction": 0.5, "wave": 1},
+    "unbeatable (exact)": {"stop": "unbeatable", "wave": 1},
     "confidence keep 90% (DeepConf-high)": {"stop": "confidence", "conf_keep": 0.9, "weight": "confidence"},
     "confidence keep 50%": {"stop": "confidence", "conf_keep": 0.5, "weight": "confidence"},
     "confidence keep 10% (DeepConf-low)": {"stop": "confidence", "conf_keep": 0.1, "weight": "confidence"},

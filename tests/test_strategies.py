@@ -159,6 +159,9 @@ def test_quorum_and_adaptive_stop_when_decided(verifier) -> None:
     assert a.stop_reason == "quorum" and len(a.traces) == 3
     a, _ = vote(verifier, [("3", 10, -0.1)] * 8, samples=8, stop="adaptive", threshold=0.9, wave=1)
     assert a.stop_reason == "adaptive_confident" and len(a.traces) == 3  # P = 0.9375 after 3 agreeing votes
+    a, _ = vote(verifier, [("3", 10, -0.1), ("4", 10, -0.1)] + [("3", 10, -0.1)] * 6, samples=8, stop="unbeatable",
+                wave=1)
+    assert a.stop_reason == "unbeatable" and len(a.traces) == 6  # 5-1 after 6: the 2 left cannot overturn it
     a, _ = vote(verifier, [("3", 10, -0.1)] * 8, samples=8, stop="quorum", wave=1, min_samples=5)
     assert len(a.traces) == 5
 

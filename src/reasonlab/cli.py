@@ -160,11 +160,13 @@ def summary_table(rows: list[dict[str, Any]], title: str = "results") -> Table:
     for s in rows:
         lo, hi = s.get("accuracy_ci95", [0, 0])
         cells = [str(s["n"]), str(s["correct"]), f"{s['accuracy']:.3f}", f"{lo:.2f}-{hi:.2f}",
-                 f"{s['answer_found_rate']:.0%}", f"{s['mean_tokens']:.0f}", f"{s['tokens_per_s']:.1f}",
+                 f"{s['answer_found_rate']:.0%}", f"{s['mean_tokens']:.0f}",
+                 f"{s.get('tokens_per_s_wall', s['tokens_per_s']):.1f}",
                  str(s.get("truncated", 0))]
         run = [str(s.get("run_dir", "")), str(s.get("model", "")), str(s.get("strategy", ""))] if many else []
         table.add_row(*run, *cells)
-    table.caption = "found: an answer was extracted · tok/prob: generated tokens per problem · cut: hit max tokens"
+    table.caption = ("found: an answer was extracted · tok/prob: generated tokens per problem · tok/s: over wall time "
+                     "this run (problems in flight overlap) · cut: hit max tokens")
     return table
 
 

@@ -80,6 +80,7 @@ class _Progress:
         self.enabled = enabled
         self.correct = self.n = self.tokens = 0
         self.seconds = 0.0
+        self.start = time.perf_counter()
         if not enabled:
             return
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -98,7 +99,8 @@ class _Progress:
         self.tokens += record["tokens"]
         self.seconds += record["seconds"]
         if self.enabled:
-            tps = f"{self.tokens / self.seconds:.1f}" if self.seconds else "-"
+            wall = time.perf_counter() - self.start  # problems in flight overlap: wall time, not summed seconds
+            tps = f"{self.tokens / wall:.1f}" if wall > 0 else "-"
             self.bar.update(self.task, advance=1, acc=f"{self.correct / self.n:.3f} ({self.correct}/{self.n})", tps=tps)
 
     def close(self) -> None:
@@ -222,6 +224,9 @@ def evaluate(cfg: EvalConfig, out: str | Path | None = None, engine: Engine | No
                 selected=len(selected), selected_done=sum(1 for r in records if r["id"] in selected),
                 new_this_time=bar.n, wall_seconds_this_time=round(time.perf_counter() - started, 2),
             )
+            if bar.n and summary["wall_seconds_this_time"] > 0:
+                # problems overlap when several are in flight: throughput is new tokens over wall time
+                summary["tokens_per_s_wall"] = round(bar.tokens / summary["wall_seconds_this_time"], 2)
             store.write_summary(summary)
         return summary
     finally:

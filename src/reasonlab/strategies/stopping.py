@@ -7,7 +7,8 @@ they are tested on hand-made tallies, without a model.
 - adaptive (Adaptive-Consistency, Aggarwal et al. 2023): stop when the posterior probability that the
   leading answer is the most likely one exceeds a threshold (Beta over the top two counts);
 - quorum (AIMO practice): stop once one answer has at least ``m`` votes and more than ``p`` of all;
-- consensus (DeepConf): stop once the leading answer holds at least ``tau`` of the (weighted) vote.
+- consensus (DeepConf): stop once the leading answer holds at least ``tau`` of the (weighted) vote;
+- unbeatable: stop once the samples left could not change the winner (exact: the full vote's answer).
 
     >>> window_unanimous(["4", "4"]), window_unanimous(["4", "5"]), window_unanimous(["4", None])
     (True, False, False)
@@ -69,6 +70,16 @@ def consensus_reached(votes: dict[str, float], tau: float) -> bool:
     total = sum(votes.values())
     v1, _ = top_two(votes)
     return total > 0 and v1 / total >= tau
+
+
+def unbeatable(votes: dict[str, float], remaining: int) -> bool:
+    """The leader's lead exceeds what the ``remaining`` (unit-weight) samples could add to any rival.
+
+    >>> unbeatable({"3": 5}, 3), unbeatable({"3": 4, "5": 1}, 3), unbeatable({"3": 4, "5": 1}, 2)
+    (True, False, True)
+    """
+    v1, v2 = top_two(votes)
+    return v1 > 0 and v1 - v2 > remaining
 
 
 def window_means(logprobs: Sequence[float], window: int) -> list[float]:

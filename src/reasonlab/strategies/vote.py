@@ -7,6 +7,7 @@ after each wave asks its stop rule (``reasonlab.strategies.stopping``) whether t
     window      ESC: waves of ``window``; stop when a wave is unanimous
     adaptive    Adaptive-Consistency: stop when P(leader is the mode) >= ``threshold``
     quorum      stop when the leader has >= ``quorum_votes`` votes and > ``quorum_fraction`` of them
+    unbeatable  stop when the samples left could not overturn the leader (never changes the answer)
     confidence  DeepConf online: the first ``warmup`` traces run whole and calibrate a threshold (a
                 percentile of their lowest sliding-window mean token log-prob); every later trace is
                 cut mid-generation as soon as its window mean falls below it; the vote stops at a
@@ -41,7 +42,7 @@ from reasonlab.engines import Engine, SamplingParams
 from reasonlab.strategies import stopping
 from reasonlab.strategies.base import Attempt, Budget, Strategy, Trace, TracePolicy
 
-StopRule = Literal["none", "window", "adaptive", "quorum", "confidence"]
+StopRule = Literal["none", "window", "adaptive", "quorum", "unbeatable", "confidence"]
 Weight = Literal["count", "logprob", "confidence", "length"]
 
 
@@ -215,7 +216,7 @@ class Vote(Strategy):
             group.count += 1
         return groups
 
-    def _decided(self, groups: list[_Group], wave: list[Trace], n_done: int, state: _State) -> str | None:
+    def _decided(self, groups: list[_Group], wave: list[Trace], n_done: int, k: int) -> str | None:
         cfg: VoteConfig = self.config  # type: ignore[assignment]
         if n_done < cfg.min_samples:
             return None
@@ -231,6 +232,8 @@ class Vote(Strategy):
             return "adaptive_confident"
         elif cfg.stop == "quorum" and stopping.quorum_reached(votes, cfg.quorum_votes, cfg.quorum_fraction):
             return "quorum"
+        elif cfg.stop == "unbeatable" and stopping.unbeatable({g.answer: g.count for g in groups}, k - n_done):
+            return "unbeatable"
         elif (cfg.stop == "confidence" and cfg.consensus is not None and n_done >= cfg.warmup
               and stopping.consensus_reached(votes, cfg.consensus)):
             return "consensus"
@@ -298,7 +301,7 @@ class Vote(Strategy):
                 if confs:  # calibrate on the warmup traces: later traces below this are cut mid-generation
                     state.threshold = stopping.percentile(confs, 100 * (1 - cfg.conf_keep))
             checks.append({"after": launched, "votes": {g.answer: round(g.weight, 4) for g in groups}})
-            decided = self._decided(groups, wave, launched, state)
+            decided = self._decided(groups, wave, launched, k)
             if decided:
                 reason = decided
                 break

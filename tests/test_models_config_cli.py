@@ -145,3 +145,13 @@ def test_cli_solve_and_summary(tmp_path, smol_path) -> None:
 def test_shipped_recipes_validate(recipe: Path) -> None:
     cfg = EvalConfig.from_layers(EvalConfig.read_yaml(recipe))
     assert cfg.dataset.name and cfg.sampling.max_tokens > 0
+
+
+def test_config_layers_are_never_mutated() -> None:
+    from reasonlab.evaluate import EvalConfig
+
+    base = {"strategy": "vote", "strategy_options": {"samples": 8}}
+    EvalConfig.from_layers(base, {"strategy_options": {"stop": "quorum", "wave": 1}})
+    cfg = EvalConfig.from_layers(base, {"strategy_options": {"stop": "none"}})
+    assert base == {"strategy": "vote", "strategy_options": {"samples": 8}}
+    assert cfg.strategy_options == {"samples": 8, "stop": "none"}

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -94,11 +95,12 @@ class EvalConfig(BaseModel):
 
 
 def _deep_merge(into: dict[str, Any], new: dict[str, Any]) -> None:
+    """Merge ``new`` into ``into``; values are copied, so the layers a caller passes are never changed."""
     for key, value in new.items():
         if isinstance(value, dict) and isinstance(into.get(key), dict):
             _deep_merge(into[key], value)
         else:
-            into[key] = value
+            into[key] = copy.deepcopy(value)
 
 
 def diff(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:

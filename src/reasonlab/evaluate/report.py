@@ -82,7 +82,7 @@ def draw(runs: list[dict[str, Any]], out: Path) -> list[str]:
         save(fig, name)
 
     scatter("tokens", "generated tokens per problem (dashed: maj@k from the same samples)", PLOTS[0])
-    scatter("seconds", "wall seconds per problem", PLOTS[1])
+    scatter("seconds", "seconds per problem, start to answer (problems in flight overlap)", PLOTS[1])
 
     curves = [(r, r["summary"]["samples"]) for r in runs if r["summary"].get("samples")]
     if curves:
@@ -233,7 +233,7 @@ def render(runs: list[dict[str, Any]], plots: list[str]) -> str:
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>reasonlab report</title><style>{CSS}</style>"
             f"<script>{CHECK}</script></head><body><div id=broken class=banner></div><h1>reasonlab report</h1>"
             f"<table><tr><th>run</th><th>n</th><th>accuracy</th><th>95% CI</th><th>found</th><th>tokens/problem</th>"
-            f"<th>s/problem</th><th>traces</th><th>stop reasons</th></tr>{''.join(rows)}</table>"
+            f"<th>latency s/problem</th><th>traces</th><th>stop reasons</th></tr>{''.join(rows)}</table>"
             f"<h2>plots</h2>{imgs}{''.join(extra)}<h2>problems</h2>{problems}</body></html>")
 
 

@@ -55,7 +55,7 @@ def sweep(base: dict[str, Any], key: str, values: list[Any], out: str | Path,
         _, records = read_run(run_dir)
         curve = sample_curves(records, ks=sorted(int(v) for v in values))
         per_trace = summary["mean_tokens"] / max(summary["mean_traces"], 1e-9)
-        secs_per_trace = summary["seconds"] / max(1, summary["n"]) / max(summary["mean_traces"], 1e-9)
+        secs_per_trace = _wall_per_problem(summary) / max(summary["mean_traces"], 1e-9)
         for k, maj, ci, pas in zip(curve["k"], curve["maj"], curve["maj_ci95"], curve["pass"]):
             points.append({"value": k, "accuracy": maj, "ci95": ci, "pass_at_k": pas,
                            "mean_tokens": round(per_trace * k, 1), "seconds_per_problem": round(secs_per_trace * k, 2),
@@ -68,11 +68,19 @@ def sweep(base: dict[str, Any], key: str, values: list[Any], out: str | Path,
             s = evaluate(cfg, out=run_dir, engine=engine)
             points.append({"value": v, "accuracy": s["accuracy"], "ci95": s["accuracy_ci95"],
                            "mean_tokens": round(s["mean_tokens"], 1),
-                           "seconds_per_problem": round(s["seconds"] / max(1, s["n"]), 2), "run_dir": str(run_dir)})
+                           "seconds_per_problem": _wall_per_problem(s), "run_dir": str(run_dir)})
     result = {"key": key, "values": values, "reused_samples": reuse, "points": points}
     (out / "sweep.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     result["plot"] = _plot(result, out)
     return result
+
+
+def _wall_per_problem(s: dict[str, Any]) -> float:
+    """Wall seconds per problem: this invocation's wall time over the problems it ran (problems in flight
+    overlap, so summed latencies overstate it); a run resumed with nothing to do falls back to latency."""
+    if s.get("new_this_time"):
+        return round(s["wall_seconds_this_time"] / s["new_this_time"], 2)
+    return round(s["seconds"] / max(1, s["n"]), 2)
 
 
 def _plot(result: dict[str, Any], out: Path) -> str:

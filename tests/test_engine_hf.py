@@ -65,3 +65,17 @@ def test_stop_string_cut(hf_engine) -> None:
 def test_missing_directory_is_clear(tmp_path) -> None:
     with pytest.raises(ModelError, match="not found"):
         load_engine(str(tmp_path / "nope" / "model.gguf"))
+
+
+def test_cancel_ends_one_row_mid_generation(hf_engine) -> None:
+    params = SamplingParams(n=2, temperature=1.0, seed=3, max_tokens=12, ignore_eos=True, logprobs=0)
+    seen = []
+
+    def cancel(i: int, s: int, n: int, lp: float | None) -> bool:
+        seen.append(lp)
+        return s == 0 and n >= 4
+
+    gens = hf_engine.generate(["Once upon a time"], params, cancel=cancel)
+    assert gens[0].finish_reason == "cancelled" and gens[0].completion_tokens == 4
+    assert gens[1].finish_reason == "length" and gens[1].completion_tokens == 12
+    assert all(lp is not None and lp <= 0 for lp in seen)

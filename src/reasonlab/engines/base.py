@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 Message = dict[str, str]  # {"role": "system" | "user" | "assistant", "content": "..."}
 # (prompt index, sample, tokens so far, log-prob of the newest token or None) -> end this sample now.
 # The log-prob is given when params.logprobs is set and the engine computes it while decoding (llamacpp
-# batched path); DeepConf-style confidence stopping reads it.
+# batched path, hf); DeepConf-style confidence stopping reads it.
 CancelFn = Callable[[int, int, int, "float | None"], bool]
 FinishReason = Literal["stop", "length", "cancelled", "error"]
 

@@ -79,7 +79,7 @@ class HFEngine(Engine):
         return self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=add).to(self.device)
 
     def generate(self, prompts: list[str], params: SamplingParams, cancel: CancelFn | None = None) -> list[Generation]:
-        # transformers decodes a batch to the end; a cancel request is not honoured mid-sample
+        # a cancel request ends its row at once (the row is padded from then on; its tokens are not counted)
         torch = self._torch
         out: list[Generation] = []
         with self._lock, torch.inference_mode():
@@ -107,8 +107,16 @@ class HFEngine(Engine):
                         top_k=params.top_k if params.top_k > 0 else None,
                         min_p=params.min_p or None,
                     )
+                criteria: list[Any] = []
                 if params.stop:
-                    kwargs["stopping_criteria"] = [_StopOnStrings(self.tokenizer, params.stop, enc["input_ids"].shape[1])]
+                    criteria.append(_StopOnStrings(self.tokenizer, params.stop, enc["input_ids"].shape[1]))
+                cancelled = None
+                if cancel is not None:
+                    cancelled = _Cancel(cancel, params.n, lo, enc["input_ids"].shape[1], self.tokenizer.eos_token_id,
+                                        params.logprobs is not None)
+                    criteria.append(cancelled)
+                if criteria:
+                    kwargs["stopping_criteria"] = criteria
                 start = time.perf_counter()
                 res = self.lm.generate(**enc, **kwargs)
                 seconds = time.perf_counter() - start
@@ -120,7 +128,10 @@ class HFEngine(Engine):
                     chosen_lp = self.lm.compute_transition_scores(res.sequences, res.scores, normalize_logits=True)
                 for row in range(new.shape[0]):
                     i, s = divmod(row, params.n)
-                    out.append(self._finish(new[row], chosen_lp, row, lo + i, s, params, enc, i, seconds / new.shape[0]))
+                    gen = self._finish(new[row], chosen_lp, row, lo + i, s, params, enc, i, seconds / new.shape[0])
+                    if cancelled is not None and row in cancelled.rows:
+                        gen = gen.model_copy(update={"finish_reason": "cancelled", "stop_reason": None})
+                    out.append(gen)
         return out
 
     def _finish(self, tokens: Any, chosen_lp: Any, row: int, index: int, sample: int,
@@ -178,3 +189,41 @@ class _StopOnStrings(StoppingCriteria):  # type: ignore[misc]
         tails = input_ids[:, self.prompt_len:][:, -self.window:]  # [batch, <=window]
         texts = self.tokenizer.batch_decode(tails, skip_special_tokens=True)
         return torch.tensor([any(s in t for s in self.stops) for t in texts], device=input_ids.device)
+
+
+class _Cancel(StoppingCriteria):  # type: ignore[misc]
+    """Asks the engine's cancel hook after every token of every live row; a row it cancels ends there.
+
+    Rows that already produced EOS are not asked again (their later positions are padding).
+    """
+
+    def __init__(self, cancel: CancelFn, n: int, lo: int, prompt_len: int, eos: int | None, logprobs: bool) -> None:
+        self.cancel, self.n, self.lo, self.prompt_len, self.eos, self.logprobs = cancel, n, lo, prompt_len, eos, logprobs
+        self.rows: set[int] = set()
+        self.ended: set[int] = set()
+
+    def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+        import torch
+
+        step = input_ids.shape[1] - self.prompt_len  # tokens generated so far, this one included
+        if isinstance(scores, tuple):  # transformers 5 passes every step's scores when output_scores is on
+            scores = scores[-1] if scores else None
+        lps = torch.log_softmax(scores.float(), dim=-1) if self.logprobs and scores is not None else None
+        done = []
+        for row in range(input_ids.shape[0]):
+            tok = int(input_ids[row, -1])
+            if row in self.rows or row in self.ended:
+                done.append(True)
+                continue
+            if tok == self.eos:
+                self.ended.add(row)
+                done.append(True)
+                continue
+            i, s = divmod(row, self.n)
+            lp = float(lps[row, tok]) if lps is not None else None
+            if self.cancel(self.lo + i, s, step, lp):
+                self.rows.add(row)
+                done.append(True)
+            else:
+                done.append(False)
+        return torch.tensor(done, device=input_ids.device)

@@ -79,8 +79,7 @@ def _layer(pairs: dict[tuple[str, ...], Any]) -> dict[str, Any]:
 def _config(recipe: Optional[Path], flags: dict[tuple[str, ...], Any], options: Optional[dict[str, Any]] = None):
     from reasonlab.evaluate import EvalConfig
 
-    base = EvalConfig.read_yaml(recipe) if recipe else {}
-    return EvalConfig.from_layers(base, _layer(flags), {"strategy_options": options or {}})
+    return EvalConfig.from_layers(_merged_layers(recipe, flags, options or {}))
 
 
 def _strategy_flags(strategy: Optional[str], tools: Optional[str], samples: Optional[int], stop: Optional[str],
@@ -355,7 +354,6 @@ def _merged_layers(recipe: Optional[Path], flags: dict[tuple[str, ...], Any], op
     merged: dict[str, Any] = {}
     for layer in (EvalConfig.read_yaml(recipe) if recipe else {}, _layer(flags), {"strategy_options": options}):
         _deep_merge(merged, layer)
-    EvalConfig.from_layers(merged)  # fail now, before any run starts
     return merged
 
 

@@ -79,7 +79,6 @@ class _Progress:
     def __init__(self, total: int, done: int, enabled: bool) -> None:
         self.enabled = enabled
         self.correct = self.n = self.tokens = 0
-        self.seconds = 0.0
         self.start = time.perf_counter()
         if not enabled:
             return
@@ -97,7 +96,6 @@ class _Progress:
         self.n += 1
         self.correct += bool(record["correct"])
         self.tokens += record["tokens"]
-        self.seconds += record["seconds"]
         if self.enabled:
             wall = time.perf_counter() - self.start  # problems in flight overlap: wall time, not summed seconds
             tps = f"{self.tokens / wall:.1f}" if wall > 0 else "-"

@@ -227,11 +227,6 @@ class SandboxPool:
                 return sb
         return self._idle.get()
 
-    @property
-    def started(self) -> int:
-        """Workers started so far (warm or busy)."""
-        return len(self._all)
-
     @contextmanager
     def sandbox(self) -> Iterator[PythonSandbox]:
         sb = self._take()

@@ -159,6 +159,20 @@ class TracePolicy(Strategy):
                        seconds=time.perf_counter() - start)
 
 
+def continue_text(engine: Engine, prompt: str, text: str, params: SamplingParams, max_tokens: int,
+                  stop: tuple[str, ...], cancel: TraceCancel | None, sample: int, used: int,
+                  logprobs: list[float]) -> Generation:
+    """One more piece of a multi-call trace (forced, timed, tir): continue ``prompt + text`` raw.
+
+    The cancel hook sees the trace's running token count (``used`` before this call), and the call's
+    token log-probs are appended to ``logprobs`` so confidence rules read the whole trace.
+    """
+    p = params.model_copy(update={"n": 1, "max_tokens": max(1, max_tokens), "stop": stop})
+    gen = engine.generate([prompt + text], p, cancel=engine_cancel(cancel, sample, used))[0]
+    logprobs.extend(gen.token_logprobs or [])
+    return gen
+
+
 def engine_cancel(cancel: TraceCancel | None, first: int = 0, used: int = 0) -> Any:
     """Adapt a trace-level cancel hook to the engine's (prompt, sample, tokens, logprob) hook.
 

@@ -49,6 +49,7 @@ class _Node:
     total: int = 0  # tokens along the path (the trace's length)
     done: bool = False
     finish: str = "stop"
+    answer: str | None = None  # extracted once the node is finished
     counted: bool = False  # segment tokens already given to a trace
     parent: _Node | None = None
     children: list[_Node] = field(default_factory=list)
@@ -74,6 +75,7 @@ class Branch(Strategy):
             node.text += "\n\n" if gen.stop_reason == "\n\n" else ""
         else:
             node.done, node.finish = True, gen.finish_reason
+            node.answer = self.verifier.extract(node.text)
 
     def _trace(self, node: _Node) -> Trace:
         own, up = 0, node  # tokens of segments no earlier trace was given
@@ -82,7 +84,7 @@ class Branch(Strategy):
                 own += up.tokens
                 up.counted = True
             up = up.parent
-        return Trace(text=node.text, answer=self.verifier.extract(node.text), completion_tokens=own,
+        return Trace(text=node.text, answer=node.answer, completion_tokens=own,
                      finish_reason=node.finish, tags={"path": node.path})
 
     def solve(self, problem: Problem, engine: Engine, budget: Budget) -> Attempt:
@@ -161,7 +163,7 @@ class Branch(Strategy):
             by_parent.setdefault(id(k.parent), []).append(k)
         for group in by_parent.values():
             if len(group) > 1 and all(k.done for k in group):
-                answers = {self.verifier.extract(k.text) for k in group}
+                answers = {k.answer for k in group}
                 if len(answers) == 1 and None not in answers:
                     return True
         return False

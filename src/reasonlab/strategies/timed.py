@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from reasonlab.data import Problem
 from reasonlab.engines import Engine, Generation, SamplingParams
-from reasonlab.strategies.base import Trace, TraceCancel, TracePolicy, engine_cancel
+from reasonlab.strategies.base import Trace, TraceCancel, TracePolicy, continue_text
 
 
 class TimedConfig(BaseModel):
@@ -52,10 +52,7 @@ class Timed(TracePolicy):
         lps: list[float] = []
 
         def more(max_tokens: int, stop: tuple[str, ...]) -> Generation:
-            p = params.model_copy(update={"n": 1, "max_tokens": max(1, max_tokens), "stop": stop})
-            gen = engine.generate([prompt + text], p, cancel=engine_cancel(cancel, sample, used))[0]
-            lps.extend(gen.token_logprobs or [])  # across calls: confidence rules read the whole trace
-            return gen
+            return continue_text(engine, prompt, text, params, max_tokens, stop, cancel, sample, used, lps)
 
         def left() -> str:
             if cfg.unit == "tokens":

@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from reasonlab.data import Problem
 from reasonlab.engines import Engine, Generation, SamplingParams
-from reasonlab.strategies.base import Trace, TraceCancel, TracePolicy, engine_cancel
+from reasonlab.strategies.base import Trace, TraceCancel, TracePolicy, continue_text
 
 FENCE_END = "```\n"  # stops at a closing fence (and at a plain opening one), never at "```python"
 CODE_OPEN = re.compile(r"```(?:python3?|py)[ \t]*\n")
@@ -86,10 +86,7 @@ class TIR(TracePolicy):
         lps: list[float] = []
 
         def more(max_tokens: int, stop: tuple[str, ...]) -> Generation:
-            p = params.model_copy(update={"n": 1, "max_tokens": max(1, max_tokens), "stop": stop})
-            gen = engine.generate([prompt + text], p, cancel=engine_cancel(cancel, sample, used))[0]
-            lps.extend(gen.token_logprobs or [])  # across calls: confidence rules read the whole trace
-            return gen
+            return continue_text(engine, prompt, text, params, max_tokens, stop, cancel, sample, used, lps)
 
         with ExitStack() as stack:
             sb = None  # a sandbox is taken only when the trace first runs code

@@ -93,6 +93,8 @@ class Mixture(Vote):
         super().__init__(*args, **kwargs)
         self._engines: dict[int, Engine] = {}
         self._load_lock = threading.Lock()
+        cfg: MixtureConfig = self.config  # type: ignore[assignment]
+        self._owners = split_samples([m.share for m in cfg.members], cfg.samples)  # sample -> member
 
     def _engine(self, m: int, run_engine: Engine) -> Engine:
         cfg: MixtureConfig = self.config  # type: ignore[assignment]
@@ -106,8 +108,7 @@ class Mixture(Vote):
 
     def assignment(self, problem: Problem, engine: Engine, sample: int) -> tuple[Engine, str, dict[str, Any]]:
         cfg: MixtureConfig = self.config  # type: ignore[assignment]
-        owners = split_samples([m.share for m in cfg.members], max(cfg.samples, sample + 1))
-        m = owners[sample]
+        m = self._owners[sample]
         eng = self._engine(m, engine)
         name = cfg.members[m].model or engine.model
         return eng, self.policy.prompts_for(eng, problem), {"model": name}

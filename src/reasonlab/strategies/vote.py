@@ -39,6 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from reasonlab.answers.normalize import to_number
 from reasonlab.data import Problem
 from reasonlab.engines import Engine, SamplingParams
+from reasonlab.errors import ConfigError
 from reasonlab.strategies import stopping
 from reasonlab.strategies.base import Attempt, Budget, Strategy, Trace, TracePolicy
 
@@ -139,8 +140,8 @@ class Vote(Strategy):
         cfg: VoteConfig = self.config  # type: ignore[assignment]
         policy = make_strategy(cfg.policy, cfg.policy_options, self.prompt, self.params, self.verifier)
         if not isinstance(policy, TracePolicy):
-            raise_config(f"vote: policy '{cfg.policy}' is a search strategy, not a trace policy "
-                         f"(use single, forced, timed or tir)")
+            raise ConfigError(f"vote: policy '{cfg.policy}' is a search strategy, not a trace policy "
+                              f"(use single, forced, timed or tir)")
         self.policy: TracePolicy = policy  # type: ignore[assignment]
 
     # --- who writes sample i: hooks the variants and mixtures override -----------------------------------
@@ -319,8 +320,3 @@ class Vote(Strategy):
     def close(self) -> None:
         self.policy.close()
 
-
-def raise_config(message: str) -> None:
-    from reasonlab.errors import ConfigError
-
-    raise ConfigError(message)

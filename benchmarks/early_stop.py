@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 from reasonlab import EvalConfig, evaluate
-from reasonlab.evaluate import read_run
+from reasonlab.runs import read_run
 from reasonlab.evaluate.replay import ReplayEngine
 from reasonlab.strategies import get_template
 
@@ -71,7 +71,7 @@ def main() -> None:
     cfg = EvalConfig.from_layers(base)
     print(f"step 1: {args.samples} samples x {args.limit} problems into {out / 'full'} (resumes)", file=sys.stderr)
     full = evaluate(cfg, out=out / "full")
-    _, records = read_run(out / "full")
+    records = read_run(out / "full").record_dicts()
     replay = ReplayEngine(records, get_template(cfg.prompt.template, cfg.prompt.system), base_seed=0)
 
     rows = []

@@ -11,7 +11,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from reasonlab.evaluate import read_run, summarize
+from reasonlab.evaluate import summarize
+from reasonlab.runs import read_run
 from reasonlab.evaluate.metrics import sample_curves
 
 RUNS = {
@@ -31,7 +32,7 @@ REPLAYS = {  # early-stop rules replayed over the vote's samples
 def point(path: str) -> tuple[float, float, float, float] | None:
     if not (Path(path) / "results.jsonl").exists():
         return None
-    _, recs = read_run(path)
+    recs = read_run(path).record_dicts()
     s = summarize(recs)
     lo, hi = s["accuracy_ci95"]
     return s["mean_tokens"], s["accuracy"], lo, hi
@@ -48,7 +49,7 @@ def main() -> None:
 
     fig, ax = plt.subplots(figsize=(7.5, 4.8))
     if Path("runs/early-stop/full/results.jsonl").exists():
-        _, recs = read_run("runs/early-stop/full")
+        recs = read_run("runs/early-stop/full").record_dicts()
         c = sample_curves(recs, ks=list(range(1, 9)))
         per_trace = summarize(recs)["mean_tokens"] / 8
         x = [k * per_trace for k in c["k"]]

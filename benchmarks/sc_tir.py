@@ -16,7 +16,8 @@ import argparse
 from collections import Counter
 
 from reasonlab.answers.normalize import normalize
-from reasonlab.evaluate import read_run, summarize
+from reasonlab.evaluate import summarize
+from reasonlab.runs import read_run
 
 
 def unfiltered_vote_correct(rec: dict) -> bool:
@@ -38,11 +39,11 @@ def main() -> None:
     ap.add_argument("tir")
     ap.add_argument("sc_tir")
     args = ap.parse_args()
-    _, sc = read_run(args.sc_tir)
+    sc = read_run(args.sc_tir).record_dicts()
     ids = {r["id"] for r in sc}
     print(f"{len(ids)} problems (those the SC-TIR run finished)")
     for label, path in (("greedy", args.greedy), ("TIR (greedy)", args.tir)):
-        _, recs = read_run(path)
+        recs = read_run(path).record_dicts()
         recs = [r for r in recs if r["id"] in ids]
         s = summarize(recs)
         print(f"{label:28s} {s['accuracy']:.3f} ({s['correct']}/{s['n']})  found {s['answer_found_rate']:.0%}  "

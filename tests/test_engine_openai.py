@@ -74,8 +74,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         type(self).hits += 1
         self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        if self.mode == "garbage":
+        if self.mode == "garbage" or self.mode == "garbage-once" and type(self).hits == 1:
             self._send(200, b"<html>definitely not json</html>")
+        elif self.mode == "too-long":
+            self._send(400, b'{"error": {"message": "the request exceeds the available context size"}}')
         elif self.mode == "no-choices":
             self._send(200, json.dumps({"object": "text_completion"}).encode())
         elif self.mode == "flaky" and type(self).hits < 3:
@@ -101,11 +103,25 @@ def fake_server():
         srv.shutdown()
 
 
-@pytest.mark.parametrize("mode,match", [("garbage", "returned garbage"), ("no-choices", "returned garbage")])
-def test_garbage_responses(fake_server, mode: str, match: str) -> None:
-    eng = OpenAIEngine(fake_server(mode), max_retries=0)
-    with pytest.raises(EngineError, match=match):
+@pytest.mark.parametrize("mode", ["garbage", "no-choices"])
+def test_garbage_replies_are_retried_like_a_5xx(fake_server, mode: str) -> None:
+    url = fake_server(mode)
+    eng = OpenAIEngine(url, max_retries=2, backoff_s=0.01)
+    with pytest.raises(EngineError, match="after 3 tries: a reply that is not the JSON the API promises") as info:
         eng.generate(["x"], SamplingParams(max_tokens=2))
+    assert info.value.retryable
+
+
+def test_a_garbage_reply_then_a_good_one_succeeds(fake_server) -> None:
+    eng = OpenAIEngine(fake_server("garbage-once"), max_retries=2, backoff_s=0.01)
+    assert eng.generate(["x"], SamplingParams(max_tokens=2))[0].text == " ok"
+
+
+def test_a_prompt_over_the_context_fails_for_good(fake_server) -> None:
+    eng = OpenAIEngine(fake_server("too-long"), max_retries=3, backoff_s=0.01)
+    with pytest.raises(EngineError, match="HTTP 400") as info:
+        eng.generate(["x"], SamplingParams(max_tokens=2))
+    assert not info.value.retryable
 
 
 def test_retries_through_503(fake_server) -> None:

@@ -16,7 +16,7 @@ from test_strategies import ScriptedVoteEngine
 
 from reasonlab.cli import _strategy_flags
 from reasonlab.engines import SamplingParams
-from reasonlab.evaluate import read_run
+from reasonlab.runs import read_run
 from reasonlab.evaluate.replay import ReplayEngine
 from reasonlab.evaluate.report import PLOTS, write_report
 from reasonlab.evaluate.sweep import sweep
@@ -58,7 +58,7 @@ def test_replay_charges_a_cut_trace_only_its_tokens(tmp_path) -> None:
 
     base = base_layer(tmp_path)
     evaluate(EvalConfig.from_layers(base), out=tmp_path / "full", engine=ScriptedVoteEngine(SCRIPT), progress=False)
-    _, records = read_run(tmp_path / "full")
+    records = read_run(tmp_path / "full").record_dicts()
     replay = ReplayEngine(records, get_template("boxed"))
     cut_at = []
 

@@ -17,8 +17,9 @@ from pathlib import Path
 import pytest
 
 from conftest import ScriptedEngine
-from reasonlab.errors import ConfigError, EngineError
-from reasonlab.evaluate import EvalConfig, evaluate, read_run
+from reasonlab.errors import ConfigError
+from reasonlab.evaluate import EvalConfig, evaluate
+from reasonlab.runs import read_run
 
 SCRIPT = ["Half of 48 is 24, so 48 + 24 = \\boxed{72}.", "I think it is \\boxed{5}.", "No idea."]
 
@@ -62,8 +63,8 @@ def test_records_summary_and_resume(tmp_path) -> None:
     s3 = evaluate(cfg(limit=5), out=run, engine=ScriptedEngine(SCRIPT), progress=False)  # a larger limit extends
     assert s3["new_this_time"] == 2 and len(lines(run)) == 5
     assert json.loads((run / "summary.json").read_text())["n"] == 5
-    config, records = read_run(run)
-    assert config["identity"]["sampling"]["temperature"] == 0.0 and len(records) == 5
+    stored = read_run(run)
+    assert stored.config["identity"]["sampling"]["temperature"] == 0.0 and len(stored.records) == 5
 
 
 def test_changed_config_refused_then_force_new_keeps_old(tmp_path) -> None:
@@ -86,12 +87,12 @@ def test_torn_last_line_is_cut_and_redone(tmp_path) -> None:
     assert s["new_this_time"] == 1 and [r["id"] for r in lines(run)] == ["gsm8k-0", "gsm8k-1", "gsm8k-2"]
 
 
-def test_engine_failure_keeps_finished_records(tmp_path) -> None:
+def test_engine_failure_fails_its_problem_alone(tmp_path) -> None:
     run = tmp_path / "run"
-    with pytest.raises(EngineError, match="scripted failure on call 2"):
-        evaluate(cfg(limit=5), out=run, engine=ScriptedEngine(SCRIPT, fail_on={2}), progress=False)
-    assert [r["id"] for r in lines(run)] == ["gsm8k-0", "gsm8k-1"]
-    assert json.loads((run / "summary.json").read_text())["n"] == 2
+    s = evaluate(cfg(limit=5), out=run, engine=ScriptedEngine(SCRIPT, fail_on={2}), progress=False)
+    assert [r["id"] for r in lines(run)] == ["gsm8k-0", "gsm8k-1", "gsm8k-3", "gsm8k-4"]
+    assert s["errors"] == [{"id": "gsm8k-2", "error": "scripted failure on call 2", "retryable": True, "attempts": 1}]
+    assert json.loads((run / "summary.json").read_text())["n"] == 4
 
 
 def test_concurrent_problems_each_recorded_once(tmp_path) -> None:
@@ -108,7 +109,7 @@ def test_real_eval_on_smollm2(tmp_path, smol_engine) -> None:
     recs = lines(tmp_path / "run")
     assert s["n"] == 2 and all(0 < r["tokens"] <= 24 for r in recs)
     assert all(r["traces"][0]["prompt_tokens"] > 20 for r in recs)  # the chat template and question went in
-    config, _ = read_run(tmp_path / "run")
+    config = read_run(tmp_path / "run").config
     assert config["engine"]["backend"] == "llamacpp" and "llama-cpp-python" in config["versions"]
 
 

@@ -152,8 +152,9 @@ def summary_table(rows: list[dict[str, Any]], title: str = "results") -> Table:
     if not many:
         title = f"{title} · {rows[0].get('model', '')} · {rows[0].get('strategy', '')}"
     table = Table(title=title)
+    failed = any(s.get("failed") for s in rows)
     cols = (["run", "model", "strategy"] if many else []) + ["n", "correct", "accuracy", "95% CI", "found",
-                                                             "tok/prob", "tok/s", "cut"]
+                                                             "tok/prob", "tok/s", "cut"] + (["failed"] if failed else [])
     for col in cols:
         table.add_column(col, justify="left" if col in ("run", "model", "strategy") else "right", no_wrap=not many)
     for s in rows:
@@ -161,11 +162,13 @@ def summary_table(rows: list[dict[str, Any]], title: str = "results") -> Table:
         cells = [str(s["n"]), str(s["correct"]), f"{s['accuracy']:.3f}", f"{lo:.2f}-{hi:.2f}",
                  f"{s['answer_found_rate']:.0%}", f"{s['mean_tokens']:.0f}",
                  f"{s.get('tokens_per_s_wall', s['tokens_per_s']):.1f}",
-                 str(s.get("truncated", 0))]
+                 str(s.get("truncated", 0))] + ([str(s.get("failed", 0))] if failed else [])
         run = [str(s.get("run_dir", "")), str(s.get("model", "")), str(s.get("strategy", ""))] if many else []
         table.add_row(*run, *cells)
     table.caption = ("found: an answer was extracted · tok/prob: generated tokens per problem · tok/s: over wall time "
-                     "this run (problems in flight overlap) · cut: hit max tokens")
+                     "this run (problems in flight overlap) · cut: hit max tokens"
+                     + (" · failed: engine errors, not graded (accuracy is over the n that finished); run the "
+                        "same command again to retry them" if failed else ""))
     return table
 
 
@@ -227,6 +230,8 @@ def eval_cmd(
     budget_tokens: Optional[int] = BudgetTokOpt, budget_seconds: Optional[float] = BudgetSecOpt,
     run_seconds: Optional[float] = RunSecOpt,
     concurrency: Optional[int] = typer.Option(None, "--concurrency", help="problems in flight (servers)"),
+    max_errors: Optional[int] = typer.Option(None, "--max-errors",
+                                             help="stop after this many problems fail in a row (default 10)"),
     out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="run directory (default runs/<dataset>-<model>-<strategy>)"),
     force_new: bool = typer.Option(False, "--force-new", help="start over when --out holds another config"),
     json_out: bool = typer.Option(False, "--json", help="print the summary as JSON"),
@@ -245,7 +250,7 @@ def eval_cmd(
         ("dataset", "shuffle"): shuffle, ("dataset", "seed"): seed, ("dataset", "split"): split,
         ("dataset", "question_field"): question_field, ("dataset", "answer_field"): answer_field,
         ("dataset", "id_field"): id_field, ("dataset", "answer_type"): answer_type,
-        ("concurrency",): concurrency,
+        ("concurrency",): concurrency, ("max_errors",): max_errors,
     })
     if concurrency is not None:
         flags[("engine", "concurrency")] = concurrency
@@ -253,23 +258,40 @@ def eval_cmd(
     summary = evaluate(cfg, out=out_dir, force_new=force_new, progress=None if not no_progress else False)
     if json_out:
         out.print_json(json.dumps(summary))
+        _say_failures(summary)
         return
     out.print(summary_table([summary], title=f"{cfg.dataset.name}, {summary['run_dir']}"))
     out.print(f"[dim]{summary['new_this_time']} solved now, {summary['n'] - summary['new_this_time']} reused from "
               f"the run directory; results in {summary['run_dir']}/results.jsonl[/]")
+    _say_failures(summary)
+
+
+def _say_failures(summary: dict[str, Any]) -> None:
+    """The line a run with failed problems ends with (they are not counted as wrong answers)."""
+    errors = summary.get("errors") or []
+    retry = [e for e in errors if e.get("retryable", True)]
+    if retry:
+        first = retry[0]
+        err.print(f"[yellow]{len(retry)} problems failed: run the same command again to retry them[/] "
+                  f"(first: {escape(first['id'])}: {escape(first['error'])})", soft_wrap=True, highlight=False)
+    if len(errors) > len(retry):
+        err.print(f"[red]{len(errors) - len(retry)} problems failed for good[/] (retrying cannot help, e.g. a prompt "
+                  f"longer than the context): listed in {escape(summary['run_dir'])}/errors.jsonl",
+                  soft_wrap=True, highlight=False)
 
 
 @app.command()
 def summary(runs: list[Path] = typer.Argument(..., help="run directories")) -> None:
     """Show the results of finished (or interrupted) runs side by side."""
-    from reasonlab.evaluate import read_run, summarize
+    from reasonlab.evaluate import summarize
+    from reasonlab.runs import read_run
 
     rows = []
-    for run in runs:
-        config, records = read_run(run)
-        cfg = config.get("config", {})
-        rows.append({**summarize(records), "run_dir": str(run), "model": cfg.get("engine", {}).get("model", "?"),
-                     "strategy": cfg.get("strategy", "?")})
+    for path in runs:
+        run = read_run(path)
+        cfg = run.config.get("config", {})
+        rows.append({**summarize(run.record_dicts()), "run_dir": str(path), "failed": len(run.errors),
+                     "model": cfg.get("engine", {}).get("model", "?"), "strategy": cfg.get("strategy", "?")})
     out.print(summary_table(rows, title="results" if len(rows) > 1 else str(rows[0]["run_dir"])))
 
 

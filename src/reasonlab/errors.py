@@ -28,7 +28,19 @@ class DataError(ReasonlabError):
 
 
 class EngineError(ReasonlabError):
-    """A backend failed to generate: a dead server, garbage in a response, a load failure."""
+    """A backend failed to generate: a dead server, garbage in a response, a load failure.
+
+    ``retryable`` says whether asking again could help: False for a request that is wrong in itself
+    (a prompt longer than the context window), which a run records once and does not retry forever.
+    """
+
+    def __init__(self, message: str, retryable: bool = True) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+class Interrupted(ReasonlabError):
+    """The run was asked to stop (Ctrl-C, SIGTERM): work in flight ends without a result."""
 
 
 class ConfigError(ReasonlabError):

@@ -64,6 +64,7 @@ class Generation(BaseModel):
     seconds: float = 0.0  # wall time spent producing this sample (prompt + decode)
     token_logprobs: list[float] | None = None  # log p of each generated token when params.logprobs is set
     error: str | None = None  # why this sample failed (finish_reason "error"), e.g. a prompt over the context
+    retryable: bool = True  # with error: False when asking again cannot help (a prompt over the context)
     stop_reason: str | None = None  # the stop string that ended the sample (None: end of sequence, length, cancel)
 
 
@@ -105,6 +106,11 @@ class Engine(abc.ABC):
 
     def describe(self) -> dict[str, Any]:
         """What a run records about this engine in ``config.yaml``."""
+        return {"backend": self.backend, "model": self.model}
+
+    def identity(self) -> dict[str, Any]:
+        """What was actually loaded, for a run's identity: a run directory resumes only with the same
+        weights (file and checksum, or server and served model id). Speed knobs stay out."""
         return {"backend": self.backend, "model": self.model}
 
     def close(self) -> None:

@@ -61,6 +61,12 @@ class HFEngine(Engine):
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.tokenizer.padding_side = "left"
 
+    def identity(self) -> dict[str, Any]:
+        cfg = self.lm.config
+        return {"backend": self.backend, "model": str(getattr(cfg, "_name_or_path", self.model)),
+                "revision": getattr(cfg, "_commit_hash", None), "weights": _weights_stamp(self.model),
+                "dtype": str(self.lm.dtype)}
+
     def describe(self) -> dict[str, Any]:
         return {"backend": self.backend, "model": self.model, "dtype": str(self.lm.dtype), "device": self.device}
 
@@ -162,6 +168,18 @@ class HFEngine(Engine):
             token_logprobs=lps,
             stop_reason=stop,
         )
+
+
+def _weights_stamp(model: str) -> list[list[Any]] | None:
+    """(file, bytes, mtime) of a local model directory's weight files: changes when the weights do,
+    without hashing gigabytes; None for a hub id (its revision hash identifies it)."""
+    from pathlib import Path
+
+    path = Path(model)
+    if not path.is_dir():
+        return None
+    files = sorted(p for p in path.iterdir() if p.suffix in (".safetensors", ".bin", ".gguf"))
+    return [[p.name, p.stat().st_size, int(p.stat().st_mtime)] for p in files]
 
 
 try:

@@ -11,6 +11,7 @@ python keeps the longest common token prefix of consecutive calls, so n samples 
 
 from __future__ import annotations
 
+import hashlib
 import os
 import random
 import threading
@@ -21,7 +22,7 @@ from typing import Any
 
 from reasonlab.engines.base import CancelFn, Engine, Generation, Message, SamplingParams
 from reasonlab.engines.llamacpp_batch import cut_at_stop
-from reasonlab.errors import EngineError, ModelError
+from reasonlab.errors import ConfigError, EngineError, ModelError
 
 GGUF_MAGIC = b"GGUF"
 
@@ -96,7 +97,9 @@ class LlamaCppEngine(Engine):
         # token prefixes (a chat template's system prompt and user header) that _prime always evaluates
         # as their own batch, so their KV cache can be reused across prompts without changing any output
         self._anchors: list[list[int]] = []
+        self._sha256: str | None = None
         template = chat_template or self.llm.metadata.get("tokenizer.chat_template")
+        self._template_sha = hashlib.sha256(template.encode()).hexdigest()[:16] if chat_template else None
         self._formatter = None
         if template:
             model = self.llm._model
@@ -127,6 +130,16 @@ class LlamaCppEngine(Engine):
     @property
     def n_ctx(self) -> int:
         return self.llm.n_ctx()
+
+    def identity(self) -> dict[str, Any]:
+        if self._sha256 is None:  # hashing 0.5 GB takes about a second: once per engine
+            h = hashlib.sha256()
+            with self.path.open("rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 22), b""):
+                    h.update(chunk)
+            self._sha256 = h.hexdigest()
+        return {"backend": self.backend, "file": self.path.name, "sha256": self._sha256,
+                "chat_template": self._template_sha}
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -246,7 +259,8 @@ class LlamaCppEngine(Engine):
     def _generate_sequential(self, prompts: list[str], params: SamplingParams,
                              cancel: CancelFn | None) -> list[Generation]:
         if params.logprobs is not None:
-            raise EngineError("log-probs need the batched path: load the llamacpp engine with n_parallel >= 2")
+            raise ConfigError("log-probs need the batched path: load the llamacpp engine with n_parallel >= 2 "
+                              "(--parallel 2)")
         out: list[Generation] = []
         with self._lock:
             for i, prompt in enumerate(prompts):
@@ -262,7 +276,8 @@ class LlamaCppEngine(Engine):
                         self._prime(tokens)
                         resp = self._one(tokens, params, base + s, stopping)
                     except ValueError as err:  # prompt longer than the context window
-                        out.append(Generation(text="", index=i, sample=s, finish_reason="error", error=str(err)))
+                        out.append(Generation(text="", index=i, sample=s, finish_reason="error", error=str(err),
+                                              retryable=False))
                         continue
                     choice, usage = resp["choices"][0], resp["usage"]
                     text, stop = cut_at_stop(choice["text"], params.stop) if flags["stopped"] else (choice["text"], None)
@@ -322,7 +337,8 @@ class LlamaCppEngine(Engine):
             for s in range(params.n):
                 if len(tokens) >= self.n_ctx:
                     results.append(Generation(text="", index=i, sample=s, finish_reason="error",
-                                              error=f"prompt of {len(tokens)} tokens exceeds the context window of {self.n_ctx}"))
+                                              error=f"prompt of {len(tokens)} tokens exceeds the context window of {self.n_ctx}",
+                                              retryable=False))
                     continue
                 job = Job(key=(call, i), index=i, sample=s, tokens=tokens, anchor=len(self._anchor(tokens[:-1])),
                           params=params, seed=bases[i] + s, cancel=cancel)

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 import httpx
 
@@ -22,6 +23,9 @@ from reasonlab.engines.base import CancelFn, Engine, Generation, Message, Sampli
 from reasonlab.errors import EngineError
 
 RETRY_STATUS = {408, 409, 429, 500, 502, 503, 504}
+# how servers say a prompt is over the context window (vLLM, llama.cpp, SGLang, OpenAI)
+_CONTEXT_ERROR = re.compile(r"context (length|window|size)|maximum context|too long|exceeds|exceed_context", re.I)
+T = TypeVar("T")
 
 
 class OpenAIEngine(Engine):
@@ -73,29 +77,38 @@ class OpenAIEngine(Engine):
         super().__init__(model or self._first_model())
 
     # -- HTTP ---------------------------------------------------------------------------------
-    def _request(self, method: str, url: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
-        """One JSON request with retries; EngineError naming the server when it gives up."""
+    def _request(self, method: str, url: str, body: dict[str, Any] | None = None,
+                 parse: Callable[[dict[str, Any]], T] | None = None) -> T | dict[str, Any]:
+        """One JSON request with retries; ``parse`` turns the reply into what the caller needs and raises
+        KeyError/TypeError/ValueError when it is not the JSON the API promises. Retried (with backoff and
+        jitter): 408/409/429/5xx, refused, dropped or reset connections, timeouts, and 200 replies whose
+        body is not that JSON. A request the server refuses as such (4xx) is not retried; one over the
+        context window fails for good (``EngineError.retryable`` False)."""
         last = ""
         for attempt in range(self.max_retries + 1):
             if attempt:
                 time.sleep(self.backoff_s * 2 ** (attempt - 1) * (0.5 + self._rng.random()))
             try:
                 resp = self._http.request(method, url, json=body)
-            except httpx.TransportError as err:  # refused, reset, timed out
+            except httpx.TransportError as err:  # refused, dropped, reset, timed out
                 last = f"{type(err).__name__}: {err}"
                 continue
             if resp.status_code in RETRY_STATUS:
                 last = f"HTTP {resp.status_code}: {resp.text[:200]}"
                 continue
             if resp.status_code >= 400:
-                raise EngineError(f"server {url} refused the request: HTTP {resp.status_code}: {resp.text[:300]}")
+                text = resp.text[:300]
+                too_long = resp.status_code in (400, 413) and _CONTEXT_ERROR.search(text) is not None
+                raise EngineError(f"server {url} refused the request: HTTP {resp.status_code}: {text}",
+                                  retryable=not too_long)
             try:
                 data = resp.json()
-            except ValueError:
-                raise EngineError(f"server {url} returned garbage (not JSON): {resp.text[:200]!r}") from None
-            if not isinstance(data, dict):
-                raise EngineError(f"server {url} returned garbage: {str(data)[:200]}")
-            return data
+                if not isinstance(data, dict):
+                    raise TypeError(f"a JSON {type(data).__name__}, not an object")
+                return parse(data) if parse is not None else data
+            except (ValueError, KeyError, TypeError, IndexError) as err:
+                last = f"a reply that is not the JSON the API promises ({type(err).__name__}: {err}): {resp.text[:120]!r}"
+                continue
         raise EngineError(f"server {url} did not answer after {self.max_retries + 1} tries: {last}")
 
     def _first_model(self) -> str:
@@ -132,40 +145,30 @@ class OpenAIEngine(Engine):
     def _sample(self, endpoint: str, payload: dict[str, Any], params: SamplingParams, index: int) -> list[Generation]:
         """All n samples of one prompt. Servers that ignore ``n`` (llama.cpp) get the rest asked one by one."""
         base_seed = params.seed if params.seed is not None else self._rng.randrange(2**31)
+        url = f"{self.base_url}/{endpoint}"
+        chat = endpoint == "chat/completions"
         out: list[Generation] = []
         while len(out) < params.n:
             want = params.n - len(out)
             start = time.perf_counter()
-            url = f"{self.base_url}/{endpoint}"
-            data = self._request("POST", url, {**payload, **self._body(params, want, base_seed + len(out))})
+            choices, usage = self._request("POST", url, {**payload, **self._body(params, want, base_seed + len(out))},
+                                           parse=lambda data: _choices(data, want, chat))
             seconds = time.perf_counter() - start
-            try:
-                choices = data["choices"][:want]
-                usage = data.get("usage") or {}
-                texts = [c["message"]["content"] if endpoint == "chat/completions" else c["text"] for c in choices]
-                reasons = [c.get("finish_reason") for c in choices]
-                # vLLM and SGLang say which stop string matched; others do not (None)
-                stops = [c.get("stop_reason") if isinstance(c.get("stop_reason"), str) else None for c in choices]
-                logprobs = [_token_logprobs(c) for c in choices]
-            except (KeyError, TypeError) as err:
-                raise EngineError(f"server {url} returned garbage (missing {err}): {str(data)[:200]}") from None
-            if not choices:
-                raise EngineError(f"server {url} returned no choices: {str(data)[:200]}")
             # usage counts all choices together; split it by text length (exact when n == 1)
             total = int(usage.get("completion_tokens", 0))
-            lengths = [max(len(t or ""), 1) for t in texts]
-            for text, reason, lp, length, stop in zip(texts, reasons, logprobs, lengths, stops):
+            lengths = [max(len(c["text"]), 1) for c in choices]
+            for c, length in zip(choices, lengths):
                 out.append(
                     Generation(
-                        text=text or "",
+                        text=c["text"],
                         index=index,
                         sample=len(out),
                         prompt_tokens=int(usage.get("prompt_tokens", 0)),
                         completion_tokens=round(total * length / sum(lengths)),
-                        finish_reason="length" if reason == "length" else "stop",
+                        finish_reason="length" if c["reason"] == "length" else "stop",
                         seconds=seconds,
-                        token_logprobs=lp,
-                        stop_reason=stop,
+                        token_logprobs=c["logprobs"],
+                        stop_reason=c["stop"],
                     )
                 )
         return out
@@ -213,6 +216,9 @@ class OpenAIEngine(Engine):
                 continue
         raise EngineError(f"server {self.root_url} has no tokenize endpoint; pass tokenizer=<HF id or dir>")
 
+    def identity(self) -> dict[str, Any]:
+        return {"backend": self.backend, "model": self.model, "base_url": self.base_url}
+
     def describe(self) -> dict[str, Any]:
         return {"backend": self.backend, "model": self.model, "base_url": self.base_url,
                 "concurrency": self.max_concurrency}
@@ -220,6 +226,26 @@ class OpenAIEngine(Engine):
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._http.close()
+
+
+def _choices(data: dict[str, Any], want: int, chat: bool) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The choices of a completions reply, checked: KeyError/TypeError/ValueError when it is not the JSON
+    the API promises (the request is then retried like a 5xx)."""
+    raw = data["choices"][:want]
+    if not raw:
+        raise ValueError("no choices")
+    usage = data.get("usage") or {}
+    if not isinstance(usage, dict):
+        raise TypeError("usage is not an object")
+    out = []
+    for c in raw:
+        text = c["message"]["content"] if chat else c["text"]
+        if text is not None and not isinstance(text, str):
+            raise TypeError("text is not a string")
+        stop = c.get("stop_reason")  # vLLM and SGLang say which stop string matched; others do not
+        out.append({"text": text or "", "reason": c.get("finish_reason"), "logprobs": _token_logprobs(c),
+                    "stop": stop if isinstance(stop, str) else None})
+    return out, usage
 
 
 def _token_logprobs(choice: dict[str, Any]) -> list[float] | None:

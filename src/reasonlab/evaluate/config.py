@@ -49,13 +49,15 @@ class EvalConfig(BaseModel):
     budget: Budget = Field(default_factory=Budget)
     verify: VerifyConfig = Field(default_factory=VerifyConfig)
     concurrency: int | None = Field(None, ge=1, description="problems in flight; default: what the engine can use")
+    max_errors: int | None = Field(10, ge=1, description="stop the run after this many problems in a row failed "
+                                                         "(a dead server); None: never stop, fail each problem")
 
     # fields that change only speed or which problems run, never a problem's result: a run directory
     # accepts a re-run that changes them (e.g. a larger --limit extends the run)
     NON_IDENTITY: ClassVar[set[tuple[str, ...]]] = {
         ("dataset", "limit"), ("dataset", "offset"), ("dataset", "shuffle"), ("dataset", "seed"),
         ("engine", "concurrency"), ("engine", "timeout_s"), ("engine", "max_retries"), ("engine", "n_threads"),
-        ("engine", "batch_size"), ("concurrency",),
+        ("engine", "batch_size"), ("concurrency",), ("max_errors",),
     }
 
     def identity(self) -> dict[str, Any]:
@@ -102,15 +104,3 @@ def _deep_merge(into: dict[str, Any], new: dict[str, Any]) -> None:
         else:
             into[key] = copy.deepcopy(value)
 
-
-def diff(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
-    """Human-readable differences between two nested config dicts."""
-    out = []
-    for key in sorted(set(old) | set(new)):
-        a, b = old.get(key), new.get(key)
-        name = f"{prefix}{key}"
-        if isinstance(a, dict) and isinstance(b, dict):
-            out += diff(a, b, name + ".")
-        elif a != b:
-            out.append(f"{name}: {a!r} -> {b!r}")
-    return out

@@ -23,7 +23,9 @@ def wilson_interval(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
     return (max(0.0, centre - half), min(1.0, centre + half))
 
 
-def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
+def summarize(records: list[Any]) -> dict[str, Any]:
+    """Accuracy, tokens, sample curves of finished problems: ``ProblemRecord``s or their JSON form."""
+    records = [r.model_dump(mode="json") if hasattr(r, "model_dump") else r for r in records]
     n = len(records)
     correct = sum(1 for r in records if r.get("correct"))
     found = sum(1 for r in records if r.get("answer") is not None)
@@ -43,7 +45,6 @@ def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
         "seconds": round(seconds, 3),
         "tokens_per_s": round(tokens / seconds, 2) if seconds else 0.0,
         "truncated": sum(1 for r in records if r.get("finish_reason") == "length"),
-        "errors": sum(1 for r in records if r.get("error") or r.get("finish_reason") == "error"),
         "stop_reasons": _count(r.get("stop_reason", "done") for r in records),
         "mean_traces": round(sum(len(r.get("traces", [])) for r in records) / n, 3) if n else 0.0,
     }

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from reasonlab.evaluate.metrics import summarize
-from reasonlab.evaluate.store import read_run
+from reasonlab.runs import read_run
 
 PLOTS = ("accuracy_vs_tokens.png", "accuracy_vs_time.png", "accuracy_vs_samples.png", "tokens_per_s_vs_time.png",
          "length_vs_correctness.png")
@@ -39,8 +39,10 @@ def _label(run: dict[str, Any]) -> str:
 def load_runs(paths: list[str | Path]) -> list[dict[str, Any]]:
     runs = []
     for p in paths:
-        config, records = read_run(p)
-        runs.append({"path": str(p), "config": config, "records": records, "summary": summarize(records)})
+        run = read_run(p)
+        records = run.record_dicts()
+        runs.append({"path": str(p), "config": run.config, "records": records, "summary": summarize(records),
+                     "errors": [e.model_dump() for e in run.errors]})
     for run in runs:
         run["label"] = _label(run)
     return runs

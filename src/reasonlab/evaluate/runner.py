@@ -18,9 +18,11 @@ from typing import Any, Callable, Iterable
 from reasonlab.answers import Verifier, VerifierConfig
 from reasonlab.data import Problem, load_problems
 from reasonlab.engines import Engine, load_engine
+from reasonlab.engines.base import CancelFn, Generation, Message, SamplingParams
+from reasonlab.errors import EngineError, Interrupted
 from reasonlab.evaluate.config import EvalConfig
 from reasonlab.evaluate.metrics import summarize
-from reasonlab.evaluate.store import RunStore
+from reasonlab.runs import ErrorRecord, ProblemRecord, RunStore, TraceRecord
 from reasonlab.strategies import Attempt, Budget, Strategy, get_template, make_strategy
 
 
@@ -41,8 +43,8 @@ def default_out(cfg: EvalConfig) -> Path:
     return Path("runs") / f"{slug(cfg.dataset.name)}-{slug(cfg.engine.model)}-{cfg.strategy}"
 
 
-def record_for(problem: Problem, attempt: Attempt, verifier: Verifier) -> dict[str, Any]:
-    """One results.jsonl line: the graded attempt with every trace."""
+def record_for(problem: Problem, attempt: Attempt, verifier: Verifier) -> ProblemRecord:
+    """One results.jsonl line: the graded attempt with every trace and the prompt each continued."""
     verdicts: dict[str | None, tuple[bool, str]] = {}  # traces and votes repeat answers: grade each once
 
     def grade(answer: str | None) -> tuple[bool, str]:
@@ -51,26 +53,29 @@ def record_for(problem: Problem, attempt: Attempt, verifier: Verifier) -> dict[s
         return verdicts[answer]
 
     correct, note = grade(attempt.answer)
-    traces = [{**t.model_dump(), "correct": grade(t.answer)[0]} for t in attempt.traces]
-    errors = [e["message"] for t in attempt.traces for e in t.events if e.get("type") == "error"]
-    return {
-        "id": problem.id,
-        "question": problem.question,
-        "gold": problem.answer,
-        "answer": attempt.answer,
-        "correct": correct,
-        "grade_note": note,
-        "tokens": attempt.completion_tokens,
-        "prompt_tokens": attempt.prompt_tokens,
-        "seconds": round(attempt.seconds, 4),
-        "finish_reason": attempt.traces[-1].finish_reason if attempt.traces else "error",
-        "stop_reason": attempt.stop_reason,
-        "votes": attempt.votes,
-        "strategy_meta": attempt.meta,
-        "error": "; ".join(errors) or None,
-        "traces": traces,
-        "meta": problem.meta,
-    }
+    prompt = attempt.traces[0].prompt if attempt.traces else None
+    traces = [TraceRecord(**{**t.model_dump(), "correct": grade(t.answer)[0],
+                             "prompt": t.prompt if t.prompt != prompt else None}) for t in attempt.traces]
+    return ProblemRecord(
+        id=problem.id, question=problem.question, gold=problem.answer, answer=attempt.answer, correct=correct,
+        grade_note=note, tokens=attempt.completion_tokens, prompt_tokens=attempt.prompt_tokens,
+        seconds=round(attempt.seconds, 4),
+        finish_reason=attempt.traces[-1].finish_reason if attempt.traces else "stop",
+        stop_reason=attempt.stop_reason, votes=attempt.votes, strategy_meta=attempt.meta, prompt=prompt,
+        traces=traces, meta=problem.meta,
+    )
+
+
+def failure_of(problem: Problem, attempt: Attempt) -> ErrorRecord | None:
+    """A problem fails as a whole when any of its traces failed in the engine: a vote missing a sample
+    is not the vote that was asked for. Retryable unless every failure says retrying cannot help."""
+    errors = [e for t in attempt.traces for e in t.events if e.get("type") == "error"]
+    if not errors and not any(t.finish_reason == "error" for t in attempt.traces):
+        return None
+    message = str(errors[0].get("message", "engine error")) if errors else "engine error"
+    retryable = not errors or any(e.get("retryable", True) for e in errors)
+    return ErrorRecord(id=problem.id, error=message.splitlines()[0][:300] if message else "engine error",
+                       retryable=retryable)
 
 
 class _Progress:
@@ -78,7 +83,7 @@ class _Progress:
 
     def __init__(self, total: int, done: int, enabled: bool) -> None:
         self.enabled = enabled
-        self.correct = self.n = self.tokens = 0
+        self.correct = self.n = self.tokens = self.failed = 0
         self.start = time.perf_counter()
         if not enabled:
             return
@@ -92,14 +97,20 @@ class _Progress:
         self.task = self.bar.add_task("eval", total=total, completed=done, acc="-", tps="-")
         self.bar.start()
 
-    def update(self, record: dict[str, Any]) -> None:
-        self.n += 1
-        self.correct += bool(record["correct"])
-        self.tokens += record["tokens"]
+    def update(self, res: ProblemRecord | ErrorRecord) -> None:
+        if isinstance(res, ErrorRecord):
+            self.failed += 1
+        else:
+            self.n += 1
+            self.correct += bool(res.correct)
+            self.tokens += res.tokens
         if self.enabled:
             wall = time.perf_counter() - self.start  # problems in flight overlap: wall time, not summed seconds
             tps = f"{self.tokens / wall:.1f}" if wall > 0 else "-"
-            self.bar.update(self.task, advance=1, acc=f"{self.correct / self.n:.3f} ({self.correct}/{self.n})", tps=tps)
+            acc = f"{self.correct / self.n:.3f} ({self.correct}/{self.n})" if self.n else "-"
+            if self.failed:
+                acc += f" [red]{self.failed} failed[/]"
+            self.bar.update(self.task, advance=1, acc=acc, tps=tps)
 
     def close(self) -> None:
         if self.enabled:
@@ -140,46 +151,133 @@ class RunClock:
             return b
 
 
-def run_problems(problems: Iterable[Problem], strategy: Strategy, engine: Engine, cfg: EvalConfig,
-                 on_record: Callable[[dict[str, Any]], None], concurrency: int = 1) -> None:
-    """Solve problems, calling ``on_record`` (on this thread) as each finishes.
+class StoppableEngine(Engine):
+    """The run's engine as its strategies see it: once the run is told to stop, every generation in
+    flight ends at its next token (the cancel hook every call now carries) and every call raises
+    ``Interrupted``, so a problem in flight unwinds at once, without a result, and is run again on resume.
 
-    With concurrency 1 problems run in order on this thread; otherwise up to ``concurrency`` are in
-    flight in a thread pool (servers batch concurrent requests). An exception stops the run after the
-    records already finished were handed over; problems not started are cancelled.
+    A request already sent to a server cannot be recalled: it finishes first (its result is dropped).
+    """
+
+    def __init__(self, inner: Engine, stop: threading.Event) -> None:
+        super().__init__(inner.model)
+        self.inner, self.stop = inner, stop
+        self.backend, self.max_concurrency = inner.backend, inner.max_concurrency
+
+    def _check(self) -> None:
+        if self.stop.is_set():
+            raise Interrupted("the run was stopped")
+
+    def generate(self, prompts: list[str], params: SamplingParams, cancel: CancelFn | None = None) -> list[Generation]:
+        self._check()
+
+        def hook(i: int, s: int, n: int, lp: float | None) -> bool:
+            return self.stop.is_set() or (cancel is not None and cancel(i, s, n, lp))
+
+        out = self.inner.generate(prompts, params, hook)
+        self._check()
+        return out
+
+    def chat(self, conversations: list[list[Message]], params: SamplingParams) -> list[Generation]:
+        self._check()
+        out = self.inner.chat(conversations, params)
+        self._check()
+        return out
+
+    def render_chat(self, messages: list[Message]) -> str:
+        return self.inner.render_chat(messages)
+
+    def count_tokens(self, text: str) -> int:
+        return self.inner.count_tokens(text)
+
+    def describe(self) -> dict[str, Any]:
+        return self.inner.describe()
+
+
+Outcome = ProblemRecord | ErrorRecord
+
+
+def run_problems(problems: Iterable[Problem], strategy: Strategy, engine: Engine, cfg: EvalConfig,
+                 on_result: Callable[[Outcome], None], concurrency: int = 1, max_errors: int | None = None) -> None:
+    """Solve problems, calling ``on_result`` (on this thread) with each one's record or failure as it ends.
+
+    Problems run in a pool of ``concurrency`` threads (servers and the batched llamacpp engine decode the
+    problems in flight together); this thread only waits, so Ctrl-C and SIGTERM reach it at once. On an
+    interrupt, an unexpected exception, or ``max_errors`` retryable failures in a row (a dead server), the
+    run stops: in-flight generations are cancelled at their next token, every problem that finished is
+    handed over, then the cause is raised. A problem whose engine failed (``EngineError``, or an error in
+    one of its traces) is an ``ErrorRecord``, and the run goes on.
     """
     problems = list(problems)
     clock = RunClock(cfg.budget, len(problems), concurrency)
+    stop = threading.Event()
+    guarded = StoppableEngine(engine, stop)
 
-    def one(p: Problem) -> dict[str, Any]:
+    def one(p: Problem) -> Outcome:
         budget = clock.next_budget()
-        rec = record_for(p, strategy.solve(p, engine, budget), strategy.verifier)
+        try:
+            attempt = strategy.solve(p, guarded, budget)
+        except Interrupted:
+            raise
+        except EngineError as err:
+            if stop.is_set():  # a failure caused by the stop itself is not the problem's
+                raise Interrupted("the run was stopped") from None
+            return ErrorRecord(id=p.id, error=str(err).splitlines()[0][:300], retryable=err.retryable)
+        failure = failure_of(p, attempt)
+        if failure is not None:
+            return failure
+        rec = record_for(p, attempt, strategy.verifier)
         if budget.max_seconds is not None:
-            rec["budget_seconds"] = round(budget.max_seconds, 3)
+            rec.budget_seconds = round(budget.max_seconds, 3)
         return rec
 
-    if concurrency <= 1:
-        for p in problems:
-            on_record(one(p))
-        return
-    pending: set[Future[dict[str, Any]]] = set()
-    it = iter(problems)
-    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="solve") as pool:
-        try:
-            for p in it:
+    in_a_row, last_error = 0, ""
+    cause: BaseException | None = None
+    pending: set[Future[Outcome]] = set()
+
+    def hand_over(done: Iterable[Future[Outcome]]) -> None:
+        nonlocal in_a_row, last_error, cause
+        for f in done:
+            err = f.exception()
+            if err is not None:
+                if not isinstance(err, Interrupted) and cause is None:
+                    cause = err
+                continue
+            out = f.result()
+            on_result(out)
+            if isinstance(out, ErrorRecord) and out.retryable:
+                in_a_row, last_error = in_a_row + 1, out.error
+                if max_errors is not None and in_a_row >= max_errors and cause is None:
+                    cause = EngineError(f"{in_a_row} problems in a row failed (last: {last_error}); the engine "
+                                        f"looks dead, so the run stopped. Finished problems are saved: run the "
+                                        f"same command again to resume")
+            elif isinstance(out, ProblemRecord):
+                in_a_row = 0
+
+    pool = ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="solve")
+    try:
+        it = iter(problems)
+        while cause is None:
+            while len(pending) < max(1, concurrency):
+                p = next(it, None)
+                if p is None:
+                    break
                 pending.add(pool.submit(one, p))
-                if len(pending) >= concurrency:
-                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                    for f in done:
-                        on_record(f.result())
-            while pending:
-                done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for f in done:
-                    on_record(f.result())
-        except BaseException:
-            for f in pending:
-                f.cancel()
-            raise
+            if not pending:
+                break
+            done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+            hand_over(done)
+    except BaseException as err:  # Ctrl-C, SIGTERM (raised as KeyboardInterrupt by the CLI)
+        cause = err
+    finally:
+        stop.set()  # in-flight generations end at their next token; what finished meanwhile is kept
+        try:
+            done, pending = wait(pending)
+            hand_over(done)
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+    if cause is not None:
+        raise cause
 
 
 def evaluate(cfg: EvalConfig, out: str | Path | None = None, engine: Engine | None = None,
@@ -187,40 +285,48 @@ def evaluate(cfg: EvalConfig, out: str | Path | None = None, engine: Engine | No
     """Run ``cfg`` into the run directory ``out`` (resuming it) and return the summary.
 
     Pass ``engine`` to reuse a loaded model across runs; otherwise one is loaded from ``cfg.engine``
-    and closed at the end.
+    and closed at the end. Problems that fail (a dead server) are kept in ``errors.jsonl`` and listed
+    under ``errors`` in the summary; the next call with the same config retries them.
     """
     problems = load_problems(cfg.dataset)  # bad data fails before anything loads
-    store = RunStore(out or default_out(cfg))
     template = get_template(cfg.prompt.template, cfg.prompt.system)
-    owns_engine = engine is None
-    engine = engine or load_engine(cfg.engine)
-    config_dump = {"config": cfg.model_dump(mode="json"), "engine": engine.describe(), "versions": versions(),
-                   "command": " ".join(sys.argv)}
     verifier = Verifier(VerifierConfig(fallbacks=cfg.verify.fallbacks, timeout_s=cfg.verify.timeout_s))
+    strategy = make_strategy(cfg.strategy, cfg.strategy_options, template, cfg.sampling, verifier)  # bad options too
+    store = RunStore(out or default_out(cfg))
+    owns_engine = engine is None
     try:
-        store.open(config_dump, cfg.identity(), force_new=force_new)
-        strategy = make_strategy(cfg.strategy, cfg.strategy_options, template, cfg.sampling, verifier)
-        done = store.done_ids()
-        todo = [p for p in problems if p.id not in done]
+        engine = engine or load_engine(cfg.engine)
+        config_dump = {"config": cfg.model_dump(mode="json"), "engine": engine.describe(), "versions": versions(),
+                       "command": " ".join(sys.argv)}
+        store.open(config_dump, {**cfg.identity(), "model": engine.identity()}, force_new=force_new)
+        todo_ids = set(store.todo(p.id for p in problems))
+        todo = [p for p in problems if p.id in todo_ids]
         selected = {p.id for p in problems}
         bar = _Progress(len(problems), len(problems) - len(todo), sys.stderr.isatty() if progress is None else progress)
 
-        def on_record(rec: dict[str, Any]) -> None:
-            store.append(rec)
-            bar.update(rec)
+        def on_result(res: ProblemRecord | ErrorRecord) -> None:
+            if isinstance(res, ProblemRecord):
+                store.append(res)
+            else:
+                store.fail(res)
+            bar.update(res)
 
         started = time.perf_counter()
         try:
-            run_problems(todo, strategy, engine, cfg, on_record, cfg.concurrency or engine.max_concurrency)
+            run_problems(todo, strategy, engine, cfg, on_result, cfg.concurrency or engine.max_concurrency,
+                         cfg.max_errors)
         finally:
-            strategy.close()
             bar.close()
-            records = store.records()
+            records = [r.model_dump(mode="json") for r in store.records()]
+            errors = [e for e in store.errors() if e.id in selected]
             summary = summarize(records)
             summary.update(
                 run_dir=str(store.path), model=cfg.engine.model, dataset=cfg.dataset.name, strategy=cfg.strategy,
                 selected=len(selected), selected_done=sum(1 for r in records if r["id"] in selected),
-                new_this_time=bar.n, wall_seconds_this_time=round(time.perf_counter() - started, 2),
+                failed=len(errors), errors=[{"id": e.id, "error": e.error, "retryable": e.retryable,
+                                             "attempts": e.attempts} for e in errors],
+                new_this_time=bar.n, failed_this_time=bar.failed,
+                wall_seconds_this_time=round(time.perf_counter() - started, 2),
             )
             if bar.n and summary["wall_seconds_this_time"] > 0:
                 # problems overlap when several are in flight: throughput is new tokens over wall time
@@ -228,8 +334,9 @@ def evaluate(cfg: EvalConfig, out: str | Path | None = None, engine: Engine | No
             store.write_summary(summary)
         return summary
     finally:
+        strategy.close()
         verifier.close()
-        if owns_engine:
+        if owns_engine and engine is not None:
             engine.close()
 
 

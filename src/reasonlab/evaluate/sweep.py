@@ -21,7 +21,7 @@ from typing import Any, Callable
 from reasonlab.evaluate.config import EvalConfig
 from reasonlab.evaluate.metrics import sample_curves
 from reasonlab.evaluate.runner import evaluate
-from reasonlab.evaluate.store import read_run
+from reasonlab.runs import read_run
 
 
 def _set(layer: dict[str, Any], dotted: str, value: Any) -> dict[str, Any]:
@@ -52,7 +52,7 @@ def sweep(base: dict[str, Any], key: str, values: list[Any], out: str | Path,
         say(f"sweep: {k_max} samples once into {run_dir}; maj@k for k in {values} from those samples")
         cfg = EvalConfig.from_layers(_set(base, key, k_max))
         summary = evaluate(cfg, out=run_dir, engine=engine)
-        _, records = read_run(run_dir)
+        records = read_run(run_dir).record_dicts()
         curve = sample_curves(records, ks=sorted(int(v) for v in values))
         per_trace = summary["mean_tokens"] / max(summary["mean_traces"], 1e-9)
         secs_per_trace = _wall_per_problem(summary) / max(summary["mean_traces"], 1e-9)

@@ -66,10 +66,11 @@ class Trace(BaseModel):
     confidence: float | None = None  # lowest sliding-window mean token log-prob (DeepConf), when measured
     valid: bool = True  # False: the trace does not vote (cancelled, no code under SC-TIR, invented output)
     dropped: str | None = None  # why it does not vote
+    prompt: str | None = None  # the raw prompt this trace continued (the chat template applied), as the model saw it
 
     @classmethod
     def from_generation(cls, gen: Generation, answer: str | None, sample: int = 0) -> Trace:
-        events = [{"type": "error", "message": gen.error}] if gen.error else []
+        events = [error_event(gen)] if gen.error else []
         return cls(text=gen.text, answer=answer, completion_tokens=gen.completion_tokens,
                    prompt_tokens=gen.prompt_tokens, finish_reason=gen.finish_reason, seconds=gen.seconds,
                    events=events, sample=sample, token_logprobs=gen.token_logprobs)
@@ -139,9 +140,13 @@ class TracePolicy(Strategy):
                               first + s, cancel)
 
         if params.n == 1:
-            return [one(0)]
-        with ThreadPoolExecutor(max_workers=params.n, thread_name_prefix=f"{self.name}-trace") as pool:
-            return list(pool.map(one, range(params.n)))
+            out = [one(0)]
+        else:
+            with ThreadPoolExecutor(max_workers=params.n, thread_name_prefix=f"{self.name}-trace") as pool:
+                out = list(pool.map(one, range(params.n)))
+        for t in out:
+            t.prompt = prompt
+        return out
 
     def solve(self, problem: Problem, engine: Engine, budget: Budget) -> Attempt:
         start = time.perf_counter()
@@ -157,6 +162,12 @@ class TracePolicy(Strategy):
                   "budget_time" if trace.finish_reason == "cancelled" else "done")
         return Attempt(answer=trace.answer, traces=[trace], votes=votes, stop_reason=reason,
                        seconds=time.perf_counter() - start)
+
+
+def error_event(gen: Generation) -> dict[str, Any]:
+    """The trace event of a failed engine call: a problem with one fails as a whole (not retried when
+    retrying cannot help)."""
+    return {"type": "error", "message": gen.error or "engine error", "retryable": gen.retryable}
 
 
 def continue_text(engine: Engine, prompt: str, text: str, params: SamplingParams, max_tokens: int,

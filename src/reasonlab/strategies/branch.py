@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from reasonlab.data import Problem
 from reasonlab.engines import Engine, Generation
-from reasonlab.strategies.base import Attempt, Budget, Strategy, Trace
+from reasonlab.strategies.base import Attempt, Budget, Strategy, Trace, error_event
 
 
 class BranchConfig(BaseModel):
@@ -53,6 +53,15 @@ class _Node:
     counted: bool = False  # segment tokens already given to a trace
     parent: _Node | None = None
     children: list[_Node] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)  # engine errors of its segments
+
+    def lineage(self) -> list[_Node]:
+        """This node and its ancestors, root first."""
+        out, up = [], self
+        while up is not None:
+            out.append(up)
+            up = up.parent
+        return out[::-1]
 
 
 class Branch(Strategy):
@@ -70,6 +79,8 @@ class Branch(Strategy):
         node.text += gen.text
         node.tokens += gen.completion_tokens
         node.total += gen.completion_tokens
+        if gen.error:
+            node.events.append(error_event(gen))
         split_here = gen.stop_reason == "\n\n" or (gen.finish_reason == "length" and node.total < limit)
         if split_here and not to_end:
             node.text += "\n\n" if gen.stop_reason == "\n\n" else ""
@@ -77,15 +88,16 @@ class Branch(Strategy):
             node.done, node.finish = True, gen.finish_reason
             node.answer = self.verifier.extract(node.text)
 
-    def _trace(self, node: _Node) -> Trace:
+    def _trace(self, node: _Node, prompt: str) -> Trace:
         own, up = 0, node  # tokens of segments no earlier trace was given
         while up is not None:
             if not up.counted:
                 own += up.tokens
                 up.counted = True
             up = up.parent
+        events = [e for up in node.lineage() for e in up.events]
         return Trace(text=node.text, answer=node.answer, completion_tokens=own,
-                     finish_reason=node.finish, tags={"path": node.path})
+                     finish_reason=node.finish, tags={"path": node.path}, events=events, prompt=prompt)
 
     def solve(self, problem: Problem, engine: Engine, budget: Budget) -> Attempt:
         cfg: BranchConfig = self.config  # type: ignore[assignment]
@@ -143,9 +155,9 @@ class Branch(Strategy):
                     list(pool.map(lambda j: self._segment(engine, prompt, j[0], True, j[1], limit, cancel), jobs))
                 leaves += frontier
                 frontier = []
-        traces = [self._trace(n).model_copy(update={"sample": i}) for i, n in enumerate(leaves)]
+        traces = [self._trace(n, prompt).model_copy(update={"sample": i}) for i, n in enumerate(leaves)]
         for n in frontier:  # open nodes the early stop abandoned: their tokens were spent, they do not vote
-            t = self._trace(n)
+            t = self._trace(n, prompt)
             traces.append(t.model_copy(update={"valid": False, "dropped": "abandoned", "answer": None}))
         counts: dict[str, float] = {}
         for t in traces:

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from reasonlab.data import Problem
 from reasonlab.engines import Engine, Generation, SamplingParams
-from reasonlab.strategies.base import Trace, TraceCancel, TracePolicy, continue_text
+from reasonlab.strategies.base import Trace, TraceCancel, TracePolicy, continue_text, error_event
 
 
 class ForcedConfig(BaseModel):
@@ -74,7 +74,7 @@ class Forced(TracePolicy):
             text += gen.text
             finish = gen.finish_reason
             if gen.error:
-                events.append({"type": "error", "message": gen.error})
+                events.append(error_event(gen))
                 break
             if finish == "cancelled":
                 break

@@ -35,4 +35,5 @@ class Single(TracePolicy):
         if params.seed is not None and first:
             params = params.model_copy(update={"seed": params.seed + first})
         gens = engine.generate([prompt], params, cancel=engine_cancel(cancel, first))
-        return [Trace.from_generation(g, self.verifier.extract(g.text), sample=first + g.sample) for g in gens]
+        return [Trace.from_generation(g, self.verifier.extract(g.text), sample=first + g.sample).model_copy(
+            update={"prompt": prompt}) for g in gens]

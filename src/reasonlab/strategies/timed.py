@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from reasonlab.data import Problem
 from reasonlab.engines import Engine, Generation, SamplingParams
-from reasonlab.strategies.base import Trace, TraceCancel, TracePolicy, continue_text
+from reasonlab.strategies.base import Trace, TraceCancel, TracePolicy, continue_text, error_event
 
 
 class TimedConfig(BaseModel):
@@ -71,7 +71,7 @@ class Timed(TracePolicy):
             text += gen.text
             finish = gen.finish_reason
             if gen.error:
-                events.append({"type": "error", "message": gen.error})
+                events.append(error_event(gen))
             if finish != "length" or used >= limit:
                 break
             if not text.endswith("\n"):  # finish the line: a reminder mid-sentence derails small models

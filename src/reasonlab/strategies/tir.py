@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from reasonlab.data import Problem
 from reasonlab.engines import Engine, Generation, SamplingParams
-from reasonlab.strategies.base import Trace, TraceCancel, TracePolicy, continue_text
+from reasonlab.strategies.base import Trace, TraceCancel, TracePolicy, continue_text, error_event
 
 FENCE_END = "```\n"  # stops at a closing fence (and at a plain opening one), never at "```python"
 CODE_OPEN = re.compile(r"```(?:python3?|py)[ \t]*\n")
@@ -107,7 +107,7 @@ class TIR(TracePolicy):
                 text += gen.text
                 finish = gen.finish_reason
                 if gen.error:
-                    events.append({"type": "error", "message": gen.error})
+                    events.append(error_event(gen))
                     break
                 code = split_code(text) if tools_open and gen.finish_reason == "stop" else None
                 # engines that cannot say which stop fired (some servers) report None: an open block means the fence

@@ -162,3 +162,27 @@ def test_runner_batches_problems_on_a_parallel_engine(tmp_path, smol_path) -> No
     recs = lines(tmp_path / "run")
     assert s["n"] == 6 and sorted(r["id"] for r in recs) == [f"gsm8k-{k}" for k in range(6)]
     assert all(0 < r["tokens"] <= 20 for r in recs)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_interrupt_at_parallel_4_keeps_every_finished_problem(tmp_path, sig) -> None:
+    """With four problems in flight, a signal stops the run promptly: in-flight generations are cancelled,
+    every finished problem is stored once, and the same command resumes the rest."""
+    run = tmp_path / "run"
+    cmd = eval_cmd(run, 12) + ["--parallel", "4"]
+    cmd[cmd.index("--max-tokens") + 1] = "160"
+    # a background child of a non-interactive shell inherits SIGINT ignored: give it the default back
+    proc = start_until(cmd, run, 1, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                       preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    # llama.cpp may log a line of its own (an aborted prefill); ours is the last and only one
+    assert err.strip().splitlines()[-1].startswith("interrupted:") and "Traceback" not in err
+    kept = [r["id"] for r in lines(run)]
+    assert 1 <= len(kept) < 12 and len(set(kept)) == len(kept)
+    assert not (run / "errors.jsonl").exists()  # cancelled work is neither a result nor a failure
+    done = subprocess.run(cmd + ["--json"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    after = [r["id"] for r in lines(run)]
+    assert after[: len(kept)] == kept and sorted(after) == sorted(set(after)) and len(after) == 12

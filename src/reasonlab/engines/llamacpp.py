@@ -97,6 +97,7 @@ class LlamaCppEngine(Engine):
         # token prefixes (a chat template's system prompt and user header) that _prime always evaluates
         # as their own batch, so their KV cache can be reused across prompts without changing any output
         self._anchors: list[list[int]] = []
+        self._anchors_lock = threading.Lock()  # its own lock: _anchor is read while self._lock is held
         self._sha256: str | None = None
         template = chat_template or self.llm.metadata.get("tokenizer.chat_template")
         self._template_sha = hashlib.sha256(template.encode()).hexdigest()[:16] if chat_template else None
@@ -175,7 +176,7 @@ class LlamaCppEngine(Engine):
         return text
 
     def _add_anchor(self, tokens: list[int]) -> None:
-        with self._lock:
+        with self._anchors_lock:
             if tokens in self._anchors:
                 self._anchors.remove(tokens)
             self._anchors.insert(0, tokens)
@@ -194,7 +195,8 @@ class LlamaCppEngine(Engine):
         return llm.n_tokens >= len(tokens) and llm._input_ids[: len(tokens)].tolist() == tokens
 
     def _anchor(self, head: list[int]) -> list[int]:
-        return next((a for a in self._anchors if len(a) < len(head) and head[: len(a)] == a), [])
+        with self._anchors_lock:  # written by render_chat on other threads
+            return next((a for a in self._anchors if len(a) < len(head) and head[: len(a)] == a), [])
 
     def _prime(self, tokens: list[int]) -> None:
         """Put ``tokens[:-1]`` in the KV cache, always split the same way: anchor | rest.

@@ -34,9 +34,11 @@ from typing import Any, Callable
 
 import numpy as np
 
-from reasonlab.engines.base import Generation, SamplingParams
+from reasonlab.engines.base import CancelFn, Generation, SamplingParams
 
-CancelFn = Callable[[int, int, int], bool]  # (prompt index, sample, tokens so far) -> stop this sample now
+
+class _Aborted(Exception):
+    """A prompt prefill stopped by llama.cpp's abort callback because its job was cancelled."""
 
 
 @dataclass
@@ -104,6 +106,11 @@ class BatchedDecoder:
         self._calls: deque[tuple[Callable[[], Any], Future[Any]]] = deque()
         self._cv = threading.Condition()
         self._closed = False
+        # a long prompt prefill is one llama_decode call that a cancel hook cannot reach between tokens:
+        # llama.cpp's abort callback asks the job's hook (at most every 50 ms) while a prefill runs
+        self._prefilling: Job | None = None
+        self._abort_seen = 0.0
+        self._abort_cb = llama_cpp.ggml_abort_callback(self._should_abort)
         self._thread = threading.Thread(target=self._loop, name="llamacpp-batch", daemon=True)
         self._thread.start()
 
@@ -170,6 +177,12 @@ class BatchedDecoder:
                 except Exception as err:
                     fut.set_exception(err)
             for job, sid in admit:
+                if job.cancel is not None and job.cancel(job.index, job.sample, 0, None):
+                    free.append(sid)  # cancelled while it waited for a slot: no prefill, no tokens
+                    free.sort()
+                    job.future.set_result(Generation(text="", index=job.index, sample=job.sample,
+                                                     prompt_tokens=len(job.tokens), finish_reason="cancelled"))
+                    continue
                 try:
                     active[sid] = self._start(job, sid, holders)
                 except Exception as err:  # this job fails alone; its caller must not wait forever
@@ -178,8 +191,11 @@ class BatchedDecoder:
                         del holders[job.key]
                     free.append(sid)
                     free.sort()
-                    job.future.set_result(Generation(text="", index=job.index, sample=job.sample,
-                                                     finish_reason="error", error=f"{type(err).__name__}: {err}"))
+                    aborted = isinstance(err, _Aborted)
+                    job.future.set_result(Generation(
+                        text="", index=job.index, sample=job.sample, prompt_tokens=len(job.tokens),
+                        finish_reason="cancelled" if aborted else "error",
+                        error=None if aborted else f"{type(err).__name__}: {err}"))
             try:
                 if active:
                     self._step(active, free, holders)
@@ -193,14 +209,31 @@ class BatchedDecoder:
         if holder is not None:
             self.ctx.kv_cache_seq_cp(holder, sid, 0, len(head))
         else:
-            self._prefill(sid, head[: job.anchor], 0)
-            self._prefill(sid, head[job.anchor:], job.anchor)
+            self._prefilling = job if job.cancel is not None else None
+            try:
+                self._prefill(sid, head[: job.anchor], 0)
+                self._prefill(sid, head[job.anchor:], job.anchor)
+            finally:
+                self._prefilling = None
             holders[job.key] = sid
         return _Seq(job=job, sid=sid, sampler=self._sampler(job.params, job.seed), pos=len(head),
                     feed=job.tokens[-1], logprobs=[] if job.params.logprobs is not None else None)
 
+    def _should_abort(self, _data: Any) -> bool:
+        """llama.cpp's abort callback, called between graph nodes while a prefill runs."""
+        job = self._prefilling
+        if job is None or job.cancel is None:
+            return False
+        now = time.monotonic()
+        if now - self._abort_seen < 0.05:
+            return False
+        self._abort_seen = now
+        return bool(job.cancel(job.index, job.sample, 0, None))
+
     def _prefill(self, sid: int, tokens: list[int], pos0: int) -> None:
-        """Evaluate prompt tokens for one sequence, in n_batch chunks (as llama-cpp-python's eval does)."""
+        """Evaluate prompt tokens for one sequence, in n_batch chunks (as llama-cpp-python's eval does).
+        Chunks of a cancellable job run with the abort callback set (only then: it costs a Python call
+        per graph node)."""
         b = self.batch.batch
         for lo in range(0, len(tokens), self.n_batch):
             chunk = tokens[lo : lo + self.n_batch]
@@ -209,7 +242,19 @@ class BatchedDecoder:
                 b.token[i], b.pos[i], b.n_seq_id[i], b.logits[i] = tok, pos0 + lo + i, 1, False
                 b.seq_id[i][0] = sid
             b.logits[len(chunk) - 1] = True  # llama.cpp wants at least one output per batch
-            self.ctx.decode(self.batch)
+            watch = self._prefilling is not None and len(chunk) >= 32
+            if watch:
+                self._abort_seen = time.monotonic()
+                self._llama_cpp.llama_set_abort_callback(self.ctx.ctx, self._abort_cb, None)
+            try:
+                rc = self._llama_cpp.llama_decode(self.ctx.ctx, self.batch.batch)
+            finally:
+                if watch:
+                    self._llama_cpp.llama_set_abort_callback(self.ctx.ctx, self._llama_cpp.ggml_abort_callback(), None)
+            if rc == 2:
+                raise _Aborted("prefill cancelled")
+            if rc != 0:
+                raise RuntimeError(f"llama_decode returned {rc}")
 
     def _sampler(self, params: SamplingParams, seed: int) -> Any:
         """The same chain llama-cpp-python builds for create_completion (its no-op penalties aside)."""

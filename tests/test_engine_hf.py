@@ -45,6 +45,26 @@ def test_sampling_n_and_seed(hf_engine) -> None:
     assert [g.sample for g in hf_engine.generate(["the"], params)] == [0, 1, 2, 3]
 
 
+def test_sample_s_uses_seed_plus_s_and_leaves_the_global_rng_alone(hf_engine) -> None:
+    import torch
+
+    state = torch.get_rng_state()
+    params = SamplingParams(n=3, temperature=1.5, max_tokens=10, seed=7, ignore_eos=True)
+    batch = [g.text for g in hf_engine.generate(["the", "one plus"], params)]
+    assert torch.equal(state, torch.get_rng_state())  # no process state leaks
+    one = SamplingParams(n=1, temperature=1.5, max_tokens=10, ignore_eos=True)
+    for s in range(3):  # sample s of prompt 1, alone and seeded 7 + s: the same tokens as in the batch
+        alone = hf_engine.generate(["one plus"], one.model_copy(update={"seed": 7 + s}))[0].text
+        assert alone == batch[3 + s]
+    assert len(set(batch[:3])) > 1  # the samples differ
+
+
+def test_sampled_logprobs_come_from_the_sampled_distribution(hf_engine) -> None:
+    g = hf_engine.generate(["one two"], SamplingParams(max_tokens=6, temperature=1.0, seed=1, logprobs=0,
+                                                       ignore_eos=True))[0]
+    assert len(g.token_logprobs) == 6 and all(lp < 0 for lp in g.token_logprobs)  # not the one-hot scores
+
+
 def test_logprobs_per_token(hf_engine) -> None:
     g = hf_engine.generate(["one two"], SamplingParams(max_tokens=5, logprobs=0))[0]
     assert g.token_logprobs is not None and len(g.token_logprobs) == g.completion_tokens

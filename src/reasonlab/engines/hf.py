@@ -91,35 +91,32 @@ class HFEngine(Engine):
         with self._lock, torch.inference_mode():
             for lo in range(0, len(prompts), self.batch_size):
                 chunk = prompts[lo : lo + self.batch_size]
-                seed = params.seed if params.seed is not None else self._rng.randrange(2**31)
-                torch.manual_seed(seed)
                 enc = self._encode(chunk)
+                if params.n > 1:  # row = prompt * n + sample, expanded here (greedy refuses num_return_sequences)
+                    enc = {k: v.repeat_interleave(params.n, dim=0) for k, v in enc.items()}
                 kwargs: dict[str, Any] = dict(
                     max_new_tokens=params.max_tokens,
-                    num_return_sequences=params.n,
                     pad_token_id=self.tokenizer.pad_token_id,
                     return_dict_in_generate=True,
                     output_scores=params.logprobs is not None,
                 )
                 if params.ignore_eos:
                     kwargs["min_new_tokens"] = params.max_tokens
-                if params.greedy:
-                    kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-                else:
-                    kwargs.update(
-                        do_sample=True,
-                        temperature=params.temperature,
-                        top_p=params.top_p,
-                        top_k=params.top_k if params.top_k > 0 else None,
-                        min_p=params.min_p or None,
-                    )
+                # greedy decoding as transformers does it; sampling by our own processor, one torch.Generator per
+                # sample (sample s of a prompt seeded seed + s, as on every engine), never the global RNG
+                kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+                sampler = None
+                if not params.greedy:
+                    bases = [params.seed if params.seed is not None else self._rng.randrange(2**31) for _ in chunk]
+                    sampler = _SeededSampler([b + s for b in bases for s in range(params.n)], params)
+                    kwargs["logits_processor"] = LogitsProcessorList([sampler])
                 criteria: list[Any] = []
                 if params.stop:
                     criteria.append(_StopOnStrings(self.tokenizer, params.stop, enc["input_ids"].shape[1]))
                 cancelled = None
                 if cancel is not None:
                     cancelled = _Cancel(cancel, params.n, lo, enc["input_ids"].shape[1], self.tokenizer.eos_token_id,
-                                        params.logprobs is not None)
+                                        params.logprobs is not None, sampler)
                     criteria.append(cancelled)
                 if criteria:
                     kwargs["stopping_criteria"] = criteria
@@ -129,12 +126,14 @@ class HFEngine(Engine):
                 prompt_len = enc["input_ids"].shape[1]
                 new = res.sequences[:, prompt_len:]  # [batch * n, new_tokens]
                 chosen_lp = None
-                if params.logprobs is not None:
+                if params.logprobs is not None and sampler is not None:
+                    chosen_lp = sampler.chosen_logprobs()  # [batch * n, steps], from the distribution sampled
+                elif params.logprobs is not None:
                     # log-softmax of the processed scores at each step, gathered at the chosen token
                     chosen_lp = self.lm.compute_transition_scores(res.sequences, res.scores, normalize_logits=True)
                 for row in range(new.shape[0]):
                     i, s = divmod(row, params.n)
-                    gen = self._finish(new[row], chosen_lp, row, lo + i, s, params, enc, i, seconds / new.shape[0])
+                    gen = self._finish(new[row], chosen_lp, row, lo + i, s, params, enc, row, seconds / new.shape[0])
                     if cancelled is not None and row in cancelled.rows:
                         gen = gen.model_copy(update={"finish_reason": "cancelled", "stop_reason": None})
                     out.append(gen)
@@ -183,9 +182,57 @@ def _weights_stamp(model: str) -> list[list[Any]] | None:
 
 
 try:
-    from transformers import StoppingCriteria
+    from transformers import LogitsProcessor, LogitsProcessorList, StoppingCriteria
 except ImportError:  # HFEngine.__init__ reports the missing extra in one line
-    StoppingCriteria = object  # type: ignore[assignment,misc]
+    StoppingCriteria = LogitsProcessor = object  # type: ignore[assignment,misc]
+    LogitsProcessorList = list  # type: ignore[assignment,misc]
+
+
+class _SeededSampler(LogitsProcessor):  # type: ignore[misc]
+    """Samples every row with its own ``torch.Generator``, so row r's tokens depend only on its seed (not on
+    the batch, nor on torch's global RNG, which stays untouched), and returns scores that leave only the
+    chosen token, which greedy decoding then takes. Filters as llama.cpp orders them: top-k, top-p, min-p,
+    then temperature. Keeps each chosen token's log-prob under the distribution it was drawn from.
+    """
+
+    def __init__(self, seeds: list[int], params: SamplingParams) -> None:
+        import torch
+
+        self.params = params
+        self.gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
+        self.lps: list[list[float]] = [[] for _ in seeds]
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        import torch
+
+        p = self.params
+        x = scores.float().clone()  # [rows, vocab]
+        if p.top_k > 0:
+            kth = torch.topk(x, min(p.top_k, x.shape[-1]), dim=-1).values[:, -1:]
+            x[x < kth] = -float("inf")
+        if p.top_p < 1.0:
+            probs, order = torch.sort(torch.softmax(x, dim=-1), dim=-1, descending=True)
+            drop = probs.cumsum(-1) - probs > p.top_p  # tokens after the mass reached top_p (the first stays)
+            x[drop.scatter(-1, order, drop)] = -float("inf")
+        if p.min_p > 0.0:
+            probs = torch.softmax(x, dim=-1)
+            x[probs < p.min_p * probs.max(dim=-1, keepdim=True).values] = -float("inf")
+        logp = torch.log_softmax(x / p.temperature, dim=-1)  # [rows, vocab]
+        out = torch.full_like(scores, -float("inf"))
+        for r in range(x.shape[0]):
+            tok = int(torch.multinomial(logp[r].exp(), 1, generator=self.gens[r]))
+            self.lps[r].append(float(logp[r, tok]))
+            out[r, tok] = 0.0
+        return out
+
+    def last(self, row: int) -> float | None:
+        return self.lps[row][-1] if self.lps[row] else None
+
+    def chosen_logprobs(self) -> Any:
+        import torch
+
+        width = max(len(r) for r in self.lps)
+        return torch.tensor([r + [0.0] * (width - len(r)) for r in self.lps])
 
 
 class _StopOnStrings(StoppingCriteria):  # type: ignore[misc]
@@ -215,8 +262,10 @@ class _Cancel(StoppingCriteria):  # type: ignore[misc]
     Rows that already produced EOS are not asked again (their later positions are padding).
     """
 
-    def __init__(self, cancel: CancelFn, n: int, lo: int, prompt_len: int, eos: int | None, logprobs: bool) -> None:
+    def __init__(self, cancel: CancelFn, n: int, lo: int, prompt_len: int, eos: int | None, logprobs: bool,
+                 sampler: _SeededSampler | None = None) -> None:
         self.cancel, self.n, self.lo, self.prompt_len, self.eos, self.logprobs = cancel, n, lo, prompt_len, eos, logprobs
+        self.sampler = sampler  # when sampling, the log-prob of the chosen token comes from the sampled distribution
         self.rows: set[int] = set()
         self.ended: set[int] = set()
 
@@ -226,7 +275,9 @@ class _Cancel(StoppingCriteria):  # type: ignore[misc]
         step = input_ids.shape[1] - self.prompt_len  # tokens generated so far, this one included
         if isinstance(scores, tuple):  # transformers 5 passes every step's scores when output_scores is on
             scores = scores[-1] if scores else None
-        lps = torch.log_softmax(scores.float(), dim=-1) if self.logprobs and scores is not None else None
+        lps = None
+        if self.logprobs and scores is not None and self.sampler is None:
+            lps = torch.log_softmax(scores.float(), dim=-1)
         done = []
         for row in range(input_ids.shape[0]):
             tok = int(input_ids[row, -1])
@@ -238,7 +289,10 @@ class _Cancel(StoppingCriteria):  # type: ignore[misc]
                 done.append(True)
                 continue
             i, s = divmod(row, self.n)
-            lp = float(lps[row, tok]) if lps is not None else None
+            if self.logprobs and self.sampler is not None:
+                lp = self.sampler.last(row)
+            else:
+                lp = float(lps[row, tok]) if lps is not None else None
             if self.cancel(self.lo + i, s, step, lp):
                 self.rows.add(row)
                 done.append(True)

@@ -109,3 +109,36 @@ def test_pool_reuses_and_resets() -> None:
         with pool.sandbox() as box:
             assert box is first  # warm: the same worker, reused
             assert "NameError" in box.run("print(secret)").error
+
+
+def test_pool_is_capped_and_stops_idle_workers() -> None:
+    import threading
+
+    peak, lock, gate = [0], threading.Lock(), threading.Barrier(2)
+
+    def use(pool: SandboxPool) -> None:
+        with pool.sandbox() as box:
+            with lock:
+                peak[0] = max(peak[0], pool.alive)
+            try:
+                gate.wait(timeout=2)  # the first two hold their sandboxes together; the others queue
+            except threading.BrokenBarrierError:
+                pass
+            assert box.run("print(6 * 7)").stdout == "42\n"
+
+    with SandboxPool(size=1, max_size=2, idle_s=0.0, timeout_s=5.0) as pool:
+        threads = [threading.Thread(target=use, args=(pool,)) for _ in range(5)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert peak[0] == 2  # five traces at once, never more than two workers
+        with pool.sandbox():
+            pass
+        assert pool.alive == 1  # the extra worker, idle past idle_s, was stopped; the warm one stays
+
+
+def test_default_cap_comes_from_the_machine() -> None:
+    from reasonlab.sandbox import default_pool_cap
+
+    assert 2 <= default_pool_cap() <= 4 * len(__import__("os").sched_getaffinity(0))

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import json
 import os
-import queue
 import threading
 import select
 import shutil
@@ -193,8 +192,28 @@ class PythonSandbox:
         self.close()
 
 
+WORKER_MB = 100  # measured: a warm worker with numpy and sympy imported holds 64 MB RSS; ~100 MB after real cells
+
+
+def default_pool_cap(cpus: int | None = None, available_mb: int | None = None) -> int:
+    """Most sandbox workers alive at once: 4 per core (a trace holds its sandbox while the model writes,
+    so a few per core keep the cores busy), and never more than a quarter of available memory allows.
+
+    >>> default_pool_cap(2, 24_000), default_pool_cap(64, 8_000), default_pool_cap(1, 100)
+    (8, 20, 2)
+    """
+    cpus = cpus or len(os.sched_getaffinity(0))
+    if available_mb is None:
+        available_mb = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // (1 << 20)
+    return max(2, min(4 * cpus, available_mb // 4 // WORKER_MB))
+
+
 class SandboxPool:
     """Warm sandboxes reused across traces; each is reset when returned.
+
+    ``size`` workers start warm; more start on demand while all are busy, up to ``max_size`` (default:
+    ``default_pool_cap()``, from the machine's cores and free memory), and then callers wait for one to
+    come back. Workers beyond ``size`` that sat idle for ``idle_s`` are stopped when the pool is next used.
 
         >>> pool = SandboxPool(size=2)                               # doctest: +SKIP
         >>> with pool.sandbox() as sb:                                # doctest: +SKIP
@@ -202,30 +221,64 @@ class SandboxPool:
         '2\\n'
     """
 
-    def __init__(self, size: int = 2, max_size: int | None = None, **options: Any) -> None:
-        """``size`` workers start warm; more start on demand while all are busy, up to ``max_size``
-        (None: no cap), and then callers wait for one to come back."""
+    def __init__(self, size: int = 2, max_size: int | None = None, idle_s: float = 60.0, **options: Any) -> None:
         self.options = options
-        self.max_size = max_size
-        self._idle: queue.Queue[PythonSandbox] = queue.Queue()
-        self._all: list[PythonSandbox] = []
-        self._grow = threading.Lock()
+        self.size = size
+        self.max_size = max(size, max_size if max_size is not None else default_pool_cap())
+        self.idle_s = idle_s
+        self._idle: list[tuple[PythonSandbox, float]] = []  # most recently returned last
+        self._alive = 0
+        self._all: set[PythonSandbox] = set()  # idle or in use: close() stops them all
+        self._closed = False
+        self._cv = threading.Condition()
         for _ in range(size):
             sb = PythonSandbox(**options)
-            self._all.append(sb)
-            self._idle.put(sb)
+            self._all.add(sb)
+            self._idle.append((sb, time.monotonic()))
+            self._alive += 1
+
+    @property
+    def alive(self) -> int:
+        """Workers alive now (idle or in use)."""
+        with self._cv:
+            return self._alive
 
     def _take(self) -> PythonSandbox:
+        with self._cv:
+            while True:
+                if self._idle:
+                    return self._idle.pop()[0]
+                if self._alive < self.max_size:
+                    self._alive += 1
+                    break
+                self._cv.wait()
         try:
-            return self._idle.get_nowait()
-        except queue.Empty:
-            pass
-        with self._grow:
-            if self.max_size is None or len(self._all) < self.max_size:
-                sb = PythonSandbox(**self.options)
-                self._all.append(sb)
-                return sb
-        return self._idle.get()
+            sb = PythonSandbox(**self.options)
+            with self._cv:
+                self._all.add(sb)
+            return sb
+        except BaseException:
+            with self._cv:
+                self._alive -= 1
+                self._cv.notify()
+            raise
+
+    def _give_back(self, sb: PythonSandbox) -> None:
+        now = time.monotonic()
+        with self._cv:
+            if self._closed:
+                self._all.discard(sb)
+                sb.close()
+                return
+            self._idle.append((sb, now))
+            # the oldest idle workers beyond the warm ones go once idle for idle_s
+            stale = [w for w, t in self._idle[: max(0, len(self._idle) - self.size)] if now - t >= self.idle_s]
+            self._idle = [(w, t) for w, t in self._idle if w not in stale]
+            self._alive -= len(stale)
+            self._all.difference_update(stale)
+            self._cv.notify()
+        for w in stale:
+            w.close()
 
     @contextmanager
     def sandbox(self) -> Iterator[PythonSandbox]:
@@ -234,10 +287,13 @@ class SandboxPool:
             yield sb
         finally:
             sb.reset()
-            self._idle.put(sb)
+            self._give_back(sb)
 
     def close(self) -> None:
-        for sb in self._all:
+        with self._cv:
+            self._closed = True
+            every, self._all, self._idle, self._alive = list(self._all), set(), [], 0
+        for sb in every:
             sb.close()
 
     def __enter__(self) -> SandboxPool:

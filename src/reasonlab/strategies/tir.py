@@ -44,6 +44,8 @@ class TIRConfig(BaseModel):
     error_nudge: str | None = Field("The code raised an error; let me fix it.\n",
                                     description="text added after an error output; None adds nothing")
     force_code: bool = Field(False, description="open a ```python block after the first paragraph")
+    max_sandboxes: int | None = Field(None, ge=1, description="most sandbox workers alive at once (~100 MB each); "
+                                                             "None: 4 per core, within a quarter of free memory")
 
 
 def split_code(text: str) -> str | None:
@@ -72,7 +74,8 @@ class TIR(TracePolicy):
         with self._pool_lock:  # warm sandboxes, created on first use, more started while all are busy
             if self._pool is None:
                 cfg: TIRConfig = self.config  # type: ignore[assignment]
-                self._pool = SandboxPool(size=1, timeout_s=cfg.timeout_s, memory_mb=cfg.memory_mb,
+                self._pool = SandboxPool(size=1, max_size=cfg.max_sandboxes, timeout_s=cfg.timeout_s,
+                                         memory_mb=cfg.memory_mb,
                                          max_output_chars=cfg.max_output_chars)
             return self._pool
 

@@ -16,7 +16,7 @@ import pytest
 
 from conftest import ScriptedEngine
 from faultproxy import FaultProxy
-from reasonlab.engines.base import Generation, SamplingParams
+from reasonlab.engines.base import Generation
 from reasonlab.errors import EngineError
 from reasonlab.evaluate import EvalConfig, evaluate
 from reasonlab.runs import read_run

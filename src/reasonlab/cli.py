@@ -290,7 +290,7 @@ def summary(runs: list[Path] = typer.Argument(..., help="run directories")) -> N
     for path in runs:
         run = read_run(path)
         cfg = run.config.get("config", {})
-        rows.append({**summarize(run.record_dicts()), "run_dir": str(path), "failed": len(run.errors),
+        rows.append({**summarize(run.record_dicts(), cfg.get("strategy"), cfg.get("strategy_options")), "run_dir": str(path), "failed": len(run.errors),
                      "model": cfg.get("engine", {}).get("model", "?"), "strategy": cfg.get("strategy", "?")})
     out.print(summary_table(rows, title="results" if len(rows) > 1 else str(rows[0]["run_dir"])))
 

@@ -1,4 +1,5 @@
-"""math-verify in a child process: one JSON request per line in, one JSON reply per line out.
+"""math-verify in a child process: one JSON request per line on stdin, one JSON reply per line on the
+private pipe whose fd is the first argument (stdout is left to whatever sympy or latex2sympy print).
 
 It runs math-verify with its signal-based timeouts switched off (they only work on a main thread);
 the parent enforces the wall-clock limit by killing this process, which nothing inside sympy can block.
@@ -7,6 +8,7 @@ the parent enforces the wall-clock limit by killing this process, which nothing 
 from __future__ import annotations
 
 import json
+import os
 import resource
 import sys
 
@@ -17,8 +19,8 @@ def main() -> None:
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     from math_verify import parse, verify
 
-    sys.stdout.write('{"ready": true}\n')
-    sys.stdout.flush()
+    out = os.fdopen(int(sys.argv[1]), "w", buffering=1, encoding="utf-8")
+    out.write('{"ready": true}\n')
     for line in sys.stdin:
         req = json.loads(line)
         try:
@@ -28,8 +30,7 @@ def main() -> None:
             reply = {"ok": ok}
         except Exception as err:  # a parse failure is a "not equivalent", reported for debugging
             reply = {"ok": False, "error": f"{type(err).__name__}: {err}"[:200]}
-        sys.stdout.write(json.dumps(reply) + "\n")
-        sys.stdout.flush()
+        out.write(json.dumps(reply) + "\n")
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import queue
 import select
 import subprocess
@@ -49,25 +50,33 @@ class Grade:
 
 
 class _Worker:
+    """A math-verify process. It answers on a private pipe, not on its stdout: sympy and latex2sympy
+    print now and then, and a stray line read as a reply would be a wrong (and cached) verdict."""
+
     def __init__(self) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "reasonlab.answers._worker"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-            bufsize=1,
-        )
+        read_fd, write_fd = os.pipe()
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "reasonlab.answers._worker", str(write_fd)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                text=True,
+                bufsize=1,
+                pass_fds=(write_fd,),
+            )
+        finally:
+            os.close(write_fd)  # the child holds its end; ours would keep the pipe open after it dies
+        self.replies = os.fdopen(read_fd, "r", buffering=1, encoding="utf-8")
         if self._read(timeout=120.0) is None:  # importing sympy is the slow part, once
             self.kill()
             raise ReasonlabError("the math-verify worker did not start (is math-verify installed? pip install math-verify)")
 
     def _read(self, timeout: float) -> dict[str, Any] | None:
-        assert self.proc.stdout is not None
-        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
+        ready, _, _ = select.select([self.replies], [], [], timeout)
         if not ready:
             return None
-        line = self.proc.stdout.readline()
+        line = self.replies.readline()
         return json.loads(line) if line else None
 
     def ask(self, gold: str, pred: str, timeout: float) -> dict[str, Any] | None:
@@ -79,6 +88,7 @@ class _Worker:
     def kill(self) -> None:
         self.proc.kill()
         self.proc.wait()
+        self.replies.close()
 
 
 class _Pool:

@@ -12,13 +12,13 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from reasonlab.answers.extract import DEFAULT_FALLBACKS, Fallback
 from reasonlab.data import DatasetConfig
 from reasonlab.engines import EngineConfig, SamplingParams
 from reasonlab.errors import ConfigError
-from reasonlab.strategies import Budget
+from reasonlab.strategies import Budget, strategy_config
 
 
 class PromptConfig(BaseModel):
@@ -59,6 +59,13 @@ class EvalConfig(BaseModel):
         ("engine", "concurrency"), ("engine", "timeout_s"), ("engine", "max_retries"), ("engine", "n_threads"),
         ("engine", "batch_size"), ("concurrency",), ("max_errors",),
     }
+
+    @model_validator(mode="after")
+    def _strategy_options_fit(self) -> EvalConfig:
+        # the strategy's own typed config (selected by name, its ``kind``), checked here: before any model
+        # loads or any run directory is written. Raises ConfigError naming the option.
+        strategy_config(self.strategy, self.strategy_options)
+        return self
 
     def identity(self) -> dict[str, Any]:
         data = self.model_dump(mode="json")

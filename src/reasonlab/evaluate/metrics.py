@@ -23,8 +23,29 @@ def wilson_interval(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
     return (max(0.0, centre - half), min(1.0, centre + half))
 
 
-def summarize(records: list[Any]) -> dict[str, Any]:
-    """Accuracy, tokens, sample curves of finished problems: ``ProblemRecord``s or their JSON form."""
+def samples_caveat(strategy: str | None, options: dict[str, Any] | None) -> str | None:
+    """Why pass@k / maj@k / avg@n would not mean what they say for this strategy, or None when its traces
+    are k exchangeable samples of one distribution (a vote that ran every sample).
+
+    >>> samples_caveat("vote", {"samples": 8}) is None, samples_caveat("vote", {"stop": "quorum"})[:22]
+    (True, 'an early-stopped vote ')
+    """
+    options = options or {}
+    if strategy is None:
+        return None  # unknown (records alone): the caller vouches for them
+    if strategy == "branch":
+        return "branch leaves share their stems: they are not independent samples"
+    if strategy in ("prompts", "mixture"):
+        return f"{strategy}: samples come from different {'prompts' if strategy == 'prompts' else 'models'}, " \
+               f"so they are not identically distributed and the first k are not a sample of k"
+    if options.get("stop", "none") != "none":
+        return "an early-stopped vote has fewer traces on decided problems: k would be cut to the fewest"
+    return None
+
+
+def summarize(records: list[Any], strategy: str | None = None, options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Accuracy, tokens, sample curves of finished problems: ``ProblemRecord``s or their JSON form.
+    ``strategy`` and its ``options`` (as in the run's config) decide whether sample curves are valid."""
     records = [r.model_dump(mode="json") if hasattr(r, "model_dump") else r for r in records]
     n = len(records)
     correct = sum(1 for r in records if r.get("correct"))
@@ -49,7 +70,13 @@ def summarize(records: list[Any]) -> dict[str, Any]:
         "mean_traces": round(sum(len(r.get("traces", [])) for r in records) / n, 3) if n else 0.0,
     }
     if any(len(r.get("traces", [])) > 1 for r in records):
-        out["samples"] = sample_curves(records)
+        caveat = samples_caveat(strategy, options)
+        if caveat is None:
+            out["samples"] = sample_curves(records)
+            if (options or {}).get("weight", "count") != "count":
+                out["samples"]["note"] = f"maj@k counts each trace once; this run's vote weighs by {options['weight']}"
+        else:
+            out["samples_omitted"] = caveat
         out["length_vs_correctness"] = length_vs_correctness(records)
     for tag in ("model", "variant"):
         per = by_tag(records, tag)

@@ -41,7 +41,8 @@ def load_runs(paths: list[str | Path]) -> list[dict[str, Any]]:
     for p in paths:
         run = read_run(p)
         records = run.record_dicts()
-        runs.append({"path": str(p), "config": run.config, "records": records, "summary": summarize(records),
+        runs.append({"path": str(p), "config": run.config, "records": records, "summary": summarize(records, run.config.get("config", {}).get("strategy"),
+                                                                run.config.get("config", {}).get("strategy_options")),
                      "errors": [e.model_dump() for e in run.errors]})
     for run in runs:
         run["label"] = _label(run)

@@ -319,7 +319,7 @@ def evaluate(cfg: EvalConfig, out: str | Path | None = None, engine: Engine | No
             bar.close()
             records = [r.model_dump(mode="json") for r in store.records()]
             errors = [e for e in store.errors() if e.id in selected]
-            summary = summarize(records)
+            summary = summarize(records, cfg.strategy, cfg.strategy_options)
             summary.update(
                 run_dir=str(store.path), model=cfg.engine.model, dataset=cfg.dataset.name, strategy=cfg.strategy,
                 selected=len(selected), selected_done=sum(1 for r in records if r["id"] in selected),

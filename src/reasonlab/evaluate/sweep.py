@@ -4,9 +4,11 @@
     reasonlab sweep --strategy forced --max-thinking 128,256,512 --limit 50 --out runs/sweep-forced
     reasonlab sweep --strategy vote --vary stop=none,quorum,window --samples 8 ...
 
-Sample counts of a vote without an early-stop rule reuse samples: one run at the largest k, and maj@k
-for every smaller k is estimated from the same samples (mean over random k-subsets) with a bootstrap
-interval — valid because the k samples of a problem are exchangeable. Every other swept value is its
+Sample counts of a plain vote (no early stop, every trace counted once) reuse samples: one run at the
+largest k, and maj@k for every smaller k is estimated from the same samples (mean over k-subsets) with
+a bootstrap interval — valid because the k samples of a problem are exchangeable. Not for ``prompts``
+or ``mixture`` (a real k=1 uses the first variant or model only), early-stopped votes (they did not
+run every sample) or weighted votes (maj@k counts equally): those run once per value. Every other swept value is its
 own run directory under ``--out`` (each resumable), named ``key=value``. The sweep writes
 ``sweep.json`` and ``sweep.png`` (accuracy vs generated tokens, one point per value).
 """
@@ -19,7 +21,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from reasonlab.evaluate.config import EvalConfig
-from reasonlab.evaluate.metrics import sample_curves
+from reasonlab.evaluate.metrics import sample_curves, samples_caveat
 from reasonlab.evaluate.runner import evaluate
 from reasonlab.runs import read_run
 
@@ -44,8 +46,11 @@ def sweep(base: dict[str, Any], key: str, values: list[Any], out: str | Path,
     out.mkdir(parents=True, exist_ok=True)
     points: list[dict[str, Any]] = []
     cfg0 = EvalConfig.from_layers(base)
-    reuse = (key == "strategy_options.samples" and cfg0.strategy in ("vote", "prompts", "mixture")
-             and cfg0.strategy_options.get("stop", "none") == "none")
+    # one big vote stands in for smaller k only where its samples are exchangeable and counted equally:
+    # a plain vote that ran every sample (not prompts/mixture: a real k=1 uses the first variant/model only)
+    reuse = (key == "strategy_options.samples" and cfg0.strategy == "vote"
+             and samples_caveat(cfg0.strategy, cfg0.strategy_options) is None
+             and cfg0.strategy_options.get("weight", "count") == "count")
     if reuse:
         k_max = max(int(v) for v in values)
         run_dir = out / f"samples={k_max}"

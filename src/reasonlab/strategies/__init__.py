@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from reasonlab.answers import Verifier
 from reasonlab.engines import SamplingParams
@@ -24,17 +24,29 @@ STRATEGIES.register("mixture", "reasonlab.strategies.variants:Mixture")
 STRATEGIES.register("branch", "reasonlab.strategies.branch:Branch")
 
 
-def make_strategy(name: str, options: dict[str, Any] | None, prompt: PromptTemplate,
-                  params: SamplingParams, verifier: Verifier) -> Strategy:
-    """Build a registered strategy; its options are validated against the strategy's own Config."""
+def strategy_config(name: str, options: dict[str, Any] | None) -> BaseModel:
+    """The typed config of registered strategy ``name`` (its ``kind``) from ``options``, checked without any
+    I/O — a search strategy's trace policy and its options too — or a ConfigError naming the option."""
     cls = STRATEGIES.get(name)
     try:
         config = cls.Config(**(options or {}))
     except ValidationError as err:
         first = err.errors()[0]
         raise ConfigError(f"strategy '{name}' option {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
-    return cls(config, prompt, params, verifier)
+    policy = getattr(config, "policy", None)
+    if isinstance(policy, str):  # a search strategy's traces come from a registered trace policy
+        if not issubclass(STRATEGIES.get(policy), TracePolicy):
+            raise ConfigError(f"strategy '{name}': policy '{policy}' is a search strategy, not a trace policy "
+                              f"(use single, forced, timed or tir)")
+        strategy_config(policy, getattr(config, "policy_options", None))
+    return config
+
+
+def make_strategy(name: str, options: dict[str, Any] | None, prompt: PromptTemplate,
+                  params: SamplingParams, verifier: Verifier) -> Strategy:
+    """Build a registered strategy; its options are validated against the strategy's own Config."""
+    return STRATEGIES.get(name)(strategy_config(name, options), prompt, params, verifier)
 
 
 __all__ = ["STRATEGIES", "TEMPLATES", "Attempt", "Budget", "PromptTemplate", "Strategy", "Trace", "TracePolicy",
-           "get_template", "make_strategy"]
+           "get_template", "make_strategy", "strategy_config"]

@@ -107,9 +107,10 @@ class Strategy(abc.ABC):
         self.params = params
         self.verifier = verifier
 
-    def prompts_for(self, engine: Engine, problem: Problem) -> str:
-        """The raw text the engine continues: the chat template applied once, or a completion prompt."""
-        return self.prompt.render(engine, problem.question)
+    def prompts_for(self, engine: Engine, problem: Problem, template: PromptTemplate | None = None) -> str:
+        """The raw text the engine continues: the chat template applied once, or a completion prompt.
+        ``template`` replaces the run's (prompt variants) and still goes through the policy's additions."""
+        return (template or self.prompt).render(engine, problem.question)
 
     @abc.abstractmethod
     def solve(self, problem: Problem, engine: Engine, budget: Budget) -> Attempt:
@@ -170,18 +171,46 @@ def error_event(gen: Generation) -> dict[str, Any]:
     return {"type": "error", "message": gen.error or "engine error", "retryable": gen.retryable}
 
 
-def continue_text(engine: Engine, prompt: str, text: str, params: SamplingParams, max_tokens: int,
-                  stop: tuple[str, ...], cancel: TraceCancel | None, sample: int, used: int,
-                  logprobs: list[float]) -> Generation:
-    """One more piece of a multi-call trace (forced, timed, tir): continue ``prompt + text`` raw.
+class TraceWriter:
+    """A trace written in several raw engine calls (forced, timed, tir): the text after the prompt, the
+    tokens it spent, its events and log-probs. ``more`` continues ``prompt + text``; the policy edits
+    ``text`` in between (a "Wait", a reminder, a tool's output); ``trace`` packs the result.
 
-    The cancel hook sees the trace's running token count (``used`` before this call), and the call's
-    token log-probs are appended to ``logprobs`` so confidence rules read the whole trace.
+    The cancel hook sees the trace's running token count, and every call's log-probs are kept in
+    order, so budget and confidence rules read the whole trace, not one call of it.
     """
-    p = params.model_copy(update={"n": 1, "max_tokens": max(1, max_tokens), "stop": stop})
-    gen = engine.generate([prompt + text], p, cancel=engine_cancel(cancel, sample, used))[0]
-    logprobs.extend(gen.token_logprobs or [])
-    return gen
+
+    def __init__(self, engine: Engine, prompt: str, params: SamplingParams, sample: int,
+                 cancel: TraceCancel | None) -> None:
+        self.engine, self.prompt, self.params, self.sample, self.cancel = engine, prompt, params, sample, cancel
+        self.start = time.perf_counter()
+        self.text = ""
+        self.used = self.prompt_tokens = 0
+        self.finish = "stop"
+        self.events: list[dict[str, Any]] = []
+        self.logprobs: list[float] = []
+
+    def more(self, max_tokens: int, stop: tuple[str, ...], append: bool = True) -> Generation:
+        """Continue the trace by at most ``max_tokens``; the text is appended unless ``append`` is False
+        (the caller edits it first). An engine error becomes an ``error`` event."""
+        p = self.params.model_copy(update={"n": 1, "max_tokens": max(1, max_tokens), "stop": stop})
+        gen = self.engine.generate([self.prompt + self.text], p,
+                                   cancel=engine_cancel(self.cancel, self.sample, self.used))[0]
+        self.logprobs.extend(gen.token_logprobs or [])
+        self.used += gen.completion_tokens
+        self.prompt_tokens = self.prompt_tokens or gen.prompt_tokens
+        self.finish = gen.finish_reason
+        if append:
+            self.text += gen.text
+        if gen.error:
+            self.events.append(error_event(gen))
+        return gen
+
+    def trace(self, verifier: Verifier) -> Trace:
+        return Trace(text=self.text, answer=verifier.extract(self.text), completion_tokens=self.used,
+                     prompt_tokens=self.prompt_tokens, finish_reason=self.finish,
+                     seconds=time.perf_counter() - self.start, events=self.events, sample=self.sample,
+                     token_logprobs=self.logprobs if self.params.logprobs is not None else None, prompt=self.prompt)
 
 
 def engine_cancel(cancel: TraceCancel | None, first: int = 0, used: int = 0) -> Any:

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from reasonlab.data import Problem
 from reasonlab.engines import Engine, Generation
 from reasonlab.strategies.base import Attempt, Budget, Strategy, Trace, error_event
+from reasonlab.strategies.vote import tally, winner
 
 
 class BranchConfig(BaseModel):
@@ -159,13 +160,10 @@ class Branch(Strategy):
         for n in frontier:  # open nodes the early stop abandoned: their tokens were spent, they do not vote
             t = self._trace(n, prompt)
             traces.append(t.model_copy(update={"valid": False, "dropped": "abandoned", "answer": None}))
-        counts: dict[str, float] = {}
-        for t in traces:
-            if t.valid and t.answer is not None:
-                key = next((a for a in counts if self.verifier.equivalent(t.answer, a, problem.answer_type)), t.answer)
-                counts[key] = counts.get(key, 0.0) + 1.0
-        answer = max(counts, key=lambda a: counts[a]) if counts else None  # ties: the earliest leaf's answer
-        return Attempt(answer=answer, traces=traces, votes=counts, stop_reason=reason,
+        groups = tally([(t.answer, 1.0, t.sample) for t in traces if t.valid and t.answer is not None],
+                       self.verifier, problem.answer_type)
+        return Attempt(answer=winner(groups), traces=traces, votes={g.answer: g.weight for g in groups},
+                       stop_reason=reason,
                        seconds=time.perf_counter() - start, meta={"nodes": len(nodes), "leaves": len(leaves)})
 
     def _agreeing_fork(self, kids: list[_Node]) -> bool:

@@ -15,14 +15,13 @@ one through its completions endpoint).
 
 from __future__ import annotations
 
-import time
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from reasonlab.data import Problem
-from reasonlab.engines import Engine, Generation, SamplingParams
-from reasonlab.strategies.base import Trace, TraceCancel, TracePolicy, continue_text, error_event
+from reasonlab.engines import Engine, SamplingParams
+from reasonlab.strategies.base import Trace, TraceCancel, TracePolicy, TraceWriter
 
 
 class ForcedConfig(BaseModel):
@@ -56,53 +55,33 @@ class Forced(TracePolicy):
     def trace(self, problem: Problem, engine: Engine, prompt: str, params: SamplingParams, sample: int,
               cancel: TraceCancel | None = None) -> Trace:
         cfg: ForcedConfig = self.config  # type: ignore[assignment]
-        start = time.perf_counter()
         limit = min(params.max_tokens, cfg.max_thinking or params.max_tokens)
         stop = params.stop + ((cfg.think_end,) if cfg.think_end else ())
-        text, used, prompt_tokens, waits, events = "", 0, 0, 0, []
-        finish = "stop"
-
-        lps: list[float] = []
-
-        def more(max_tokens: int, stop: tuple[str, ...]) -> Generation:
-            return continue_text(engine, prompt, text, params, max_tokens, stop, cancel, sample, used, lps)
-
+        w = TraceWriter(engine, prompt, params, sample, cancel)
+        waits = 0
         while True:
-            gen = more(limit - used, stop)
-            used += gen.completion_tokens
-            prompt_tokens = prompt_tokens or gen.prompt_tokens
-            text += gen.text
-            finish = gen.finish_reason
-            if gen.error:
-                events.append(error_event(gen))
+            gen = w.more(limit - w.used, stop)
+            if gen.error or w.finish == "cancelled":
                 break
-            if finish == "cancelled":
-                break
-            if finish == "length" or used >= limit:
-                if cfg.max_thinking is not None and used >= cfg.max_thinking:
+            if w.finish == "length" or w.used >= limit:
+                if cfg.max_thinking is not None and w.used >= cfg.max_thinking:
                     # the budget is spent: cut here and make the model answer now
-                    text += cfg.answer_cue
-                    events.append({"type": "cut", "at_tokens": used})
-                    ans = more(cfg.answer_tokens, ("\n",) + params.stop)
-                    used += ans.completion_tokens
-                    text = close_braces(text + ans.text.split("$")[0])
-                    finish = "cut"
+                    w.text += cfg.answer_cue
+                    w.events.append({"type": "cut", "at_tokens": w.used})
+                    ans = w.more(cfg.answer_tokens, ("\n",) + params.stop, append=False)
+                    w.text = close_braces(w.text + ans.text.split("$")[0])
+                    w.finish = "cut"
                 break
             # the model wants to stop (end of sequence, </think>, or a caller's stop string)
             ended_by_think = gen.stop_reason is not None and gen.stop_reason == cfg.think_end
-            short = cfg.min_thinking is not None and used < cfg.min_thinking and waits < cfg.max_waits
+            short = cfg.min_thinking is not None and w.used < cfg.min_thinking and waits < cfg.max_waits
             if waits < cfg.num_waits or short:
                 waits += 1
-                text = text.rstrip() + cfg.wait_text  # the ending (EOS or </think>) is dropped, "Wait" continues
-                events.append({"type": "wait", "at_tokens": used})
+                w.text = w.text.rstrip() + cfg.wait_text  # the ending (EOS or </think>) is dropped, "Wait" continues
+                w.events.append({"type": "wait", "at_tokens": w.used})
                 continue
             if ended_by_think:
-                text += cfg.think_end  # the model may finish: give the marker back and let it write the answer
-                gen = more(limit - used, params.stop)
-                used += gen.completion_tokens
-                text += gen.text
-                finish = gen.finish_reason
+                w.text += cfg.think_end  # the model may finish: give the marker back and let it write the answer
+                w.more(limit - w.used, params.stop)
             break
-        return Trace(text=text, answer=self.verifier.extract(text), completion_tokens=used,
-                     prompt_tokens=prompt_tokens, finish_reason=finish, seconds=time.perf_counter() - start,
-                     events=events, sample=sample, token_logprobs=lps if params.logprobs is not None else None)
+        return w.trace(self.verifier)

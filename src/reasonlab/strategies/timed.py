@@ -13,8 +13,9 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from reasonlab.data import Problem
-from reasonlab.engines import Engine, Generation, SamplingParams
-from reasonlab.strategies.base import Trace, TraceCancel, TracePolicy, continue_text, error_event
+from reasonlab.engines import Engine, SamplingParams
+from reasonlab.strategies.base import Trace, TraceCancel, TracePolicy, TraceWriter
+from reasonlab.strategies.prompts import PromptTemplate
 
 
 class TimedConfig(BaseModel):
@@ -35,55 +36,38 @@ class Timed(TracePolicy):
     name = "timed"
     Config = TimedConfig
 
-    def prompts_for(self, engine: Engine, problem: Problem) -> str:
+    def prompts_for(self, engine: Engine, problem: Problem, template: PromptTemplate | None = None) -> str:
         cfg: TimedConfig = self.config  # type: ignore[assignment]
         line = cfg.prompt_line.replace("{budget}", f"{cfg.budget:g}").replace("{unit}", cfg.unit)
-        return self.prompt.render(engine, f"{problem.question}\n{line}")
+        return (template or self.prompt).render(engine, f"{problem.question}\n{line}")
 
     def trace(self, problem: Problem, engine: Engine, prompt: str, params: SamplingParams, sample: int,
               cancel: TraceCancel | None = None) -> Trace:
         cfg: TimedConfig = self.config  # type: ignore[assignment]
-        start = time.perf_counter()
         limit = params.max_tokens
         if cfg.unit == "tokens" and cfg.enforce:
             limit = min(limit, int(cfg.budget))
-        text, used, prompt_tokens, events, finish = "", 0, 0, [], "stop"
-
-        lps: list[float] = []
-
-        def more(max_tokens: int, stop: tuple[str, ...]) -> Generation:
-            return continue_text(engine, prompt, text, params, max_tokens, stop, cancel, sample, used, lps)
+        w = TraceWriter(engine, prompt, params, sample, cancel)
 
         def left() -> str:
             if cfg.unit == "tokens":
-                return f"{max(0, int(cfg.budget) - used)}"
-            return f"{max(0.0, cfg.budget - (time.perf_counter() - start)):.0f}"
+                return f"{max(0, int(cfg.budget) - w.used)}"
+            return f"{max(0.0, cfg.budget - (time.perf_counter() - w.start)):.0f}"
 
-        while used < limit:
-            if cfg.unit == "seconds" and cfg.enforce and time.perf_counter() - start > cfg.budget:
-                finish = "length"
-                events.append({"type": "budget_spent", "at_tokens": used})
+        while w.used < limit:
+            if cfg.unit == "seconds" and cfg.enforce and time.perf_counter() - w.start > cfg.budget:
+                w.finish = "length"
+                w.events.append({"type": "budget_spent", "at_tokens": w.used})
                 break
-            chunk = limit - used if cfg.cadence == 0 else min(cfg.cadence, limit - used)
-            gen = more(chunk, params.stop)
-            used += gen.completion_tokens
-            prompt_tokens = prompt_tokens or gen.prompt_tokens
-            text += gen.text
-            finish = gen.finish_reason
-            if gen.error:
-                events.append(error_event(gen))
-            if finish != "length" or used >= limit:
+            chunk = limit - w.used if cfg.cadence == 0 else min(cfg.cadence, limit - w.used)
+            w.more(chunk, params.stop)
+            if w.finish != "length" or w.used >= limit:
                 break
-            if not text.endswith("\n"):  # finish the line: a reminder mid-sentence derails small models
-                gen = more(min(cfg.line_tokens, limit - used), params.stop + ("\n",))
-                used += gen.completion_tokens
-                text += gen.text
-                finish = gen.finish_reason
-                if gen.stop_reason != "\n" or used >= limit:
+            if not w.text.endswith("\n"):  # finish the line: a reminder mid-sentence derails small models
+                gen = w.more(min(cfg.line_tokens, limit - w.used), params.stop + ("\n",))
+                if gen.stop_reason != "\n" or w.used >= limit:
                     break
             note = cfg.reminder.replace("{left}", left()).replace("{unit}", cfg.unit)
-            text = text.rstrip("\n") + note
-            events.append({"type": "reminder", "at_tokens": used, "text": note.strip()})
-        return Trace(text=text, answer=self.verifier.extract(text), completion_tokens=used,
-                     prompt_tokens=prompt_tokens, finish_reason=finish, seconds=time.perf_counter() - start,
-                     events=events, sample=sample, token_logprobs=lps if params.logprobs is not None else None)
+            w.text = w.text.rstrip("\n") + note
+            w.events.append({"type": "reminder", "at_tokens": w.used, "text": note.strip()})
+        return w.trace(self.verifier)

@@ -18,15 +18,14 @@ from __future__ import annotations
 import re
 import textwrap
 import threading
-import time
 from contextlib import ExitStack
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from reasonlab.data import Problem
-from reasonlab.engines import Engine, Generation, SamplingParams
-from reasonlab.strategies.base import Trace, TraceCancel, TracePolicy, continue_text, error_event
+from reasonlab.engines import Engine, SamplingParams
+from reasonlab.strategies.base import Trace, TraceCancel, TracePolicy, TraceWriter
 
 FENCE_END = "```\n"  # stops at a closing fence (and at a plain opening one), never at "```python"
 CODE_OPEN = re.compile(r"```(?:python3?|py)[ \t]*\n")
@@ -82,43 +81,29 @@ class TIR(TracePolicy):
     def trace(self, problem: Problem, engine: Engine, prompt: str, params: SamplingParams, sample: int,
               cancel: TraceCancel | None = None) -> Trace:
         cfg: TIRConfig = self.config  # type: ignore[assignment]
-        start = time.perf_counter()
         limit = params.max_tokens
-        text, events, used, prompt_tokens, finish = "", [], 0, 0, "stop"
-
-        lps: list[float] = []
-
-        def more(max_tokens: int, stop: tuple[str, ...]) -> Generation:
-            return continue_text(engine, prompt, text, params, max_tokens, stop, cancel, sample, used, lps)
-
+        w = TraceWriter(engine, prompt, params, sample, cancel)
         with ExitStack() as stack:
             sb = None  # a sandbox is taken only when the trace first runs code
             if cfg.force_code:
-                gen = more(min(limit, 256), ("\n\n",))
-                used, prompt_tokens = gen.completion_tokens, gen.prompt_tokens
-                text += gen.text + "\n\n```python\n"
-                events.append({"type": "forced_code"})
+                w.more(min(limit, 256), ("\n\n",))
+                w.text += "\n\n```python\n"
+                w.events.append({"type": "forced_code"})
             while True:
-                if used >= limit:
-                    finish = "length"
+                if w.used >= limit:
+                    w.finish = "length"
                     break
-                calls = sum(1 for e in events if e["type"] == "tool")
-                tools_open = calls < cfg.max_calls
-                gen = more(limit - used, params.stop + ((FENCE_END,) if tools_open else ()))
-                used += gen.completion_tokens
-                prompt_tokens = prompt_tokens or gen.prompt_tokens
-                text += gen.text
-                finish = gen.finish_reason
+                tools_open = tool_calls_in(w.events) < cfg.max_calls
+                gen = w.more(limit - w.used, params.stop + ((FENCE_END,) if tools_open else ()))
                 if gen.error:
-                    events.append(error_event(gen))
                     break
-                code = split_code(text) if tools_open and gen.finish_reason == "stop" else None
+                code = split_code(w.text) if tools_open and gen.finish_reason == "stop" else None
                 # engines that cannot say which stop fired (some servers) report None: an open block means the fence
                 at_fence = gen.stop_reason == FENCE_END or (gen.stop_reason is None and code is not None)
                 if not at_fence:
                     break  # the model finished, hit the token limit, was cancelled, or hit a caller's stop string
                 if code is None:
-                    text += FENCE_END  # a plain fence, not a python block's end: give it back, go on
+                    w.text += FENCE_END  # a plain fence, not a python block's end: give it back, go on
                     if gen.completion_tokens == 0:
                         break
                     continue
@@ -126,15 +111,13 @@ class TIR(TracePolicy):
                     sb = stack.enter_context(self._sandboxes().sandbox())
                 res = sb.run(code)
                 shown = (res.stdout if res.ok else res.stdout + (res.error or ""))[: cfg.max_output_chars].rstrip("\n")
-                text += f"{FENCE_END}```output\n{shown}\n{FENCE_END}"
+                w.text += f"{FENCE_END}```output\n{shown}\n{FENCE_END}"
                 if not res.ok and cfg.error_nudge:
-                    text += cfg.error_nudge
-                events.append({"type": "tool", "code": code, "output": res.stdout, "error": res.error,
-                               "timed_out": res.timed_out, "crashed": res.crashed,
-                               "duration_s": round(res.duration_s, 4)})
-        return Trace(text=text, answer=self.verifier.extract(text), completion_tokens=used,
-                     prompt_tokens=prompt_tokens, finish_reason=finish, seconds=time.perf_counter() - start,
-                     events=events, sample=sample, token_logprobs=lps if params.logprobs is not None else None)
+                    w.text += cfg.error_nudge
+                w.events.append({"type": "tool", "code": code, "output": res.stdout, "error": res.error,
+                                 "timed_out": res.timed_out, "crashed": res.crashed,
+                                 "duration_s": round(res.duration_s, 4)})
+        return w.trace(self.verifier)
 
     def close(self) -> None:
         if self._pool is not None:
@@ -142,9 +125,14 @@ class TIR(TracePolicy):
             self._pool = None
 
 
+def tool_calls_in(events: list[dict[str, Any]]) -> int:
+    """Code cells the sandbox ran, of a trace's events."""
+    return sum(1 for e in events if e.get("type") == "tool")
+
+
 def tool_calls(trace: Trace) -> int:
     """Code cells the sandbox ran for ``trace``."""
-    return sum(1 for e in trace.events if e.get("type") == "tool")
+    return tool_calls_in(trace.events)
 
 
 def invented_outputs(trace: Trace) -> int:

@@ -45,7 +45,8 @@ class Prompts(Vote):
     def assignment(self, problem: Problem, engine: Engine, sample: int) -> tuple[Engine, str, dict[str, Any]]:
         cfg: PromptsConfig = self.config  # type: ignore[assignment]
         variant = cfg.variants[sample % len(cfg.variants)]
-        return engine, self._template(variant).render(engine, problem.question), {"variant": variant}
+        # through the policy, so what it adds to a prompt (timed: the budget line) reaches every variant
+        return engine, self.policy.prompts_for(engine, problem, self._template(variant)), {"variant": variant}
 
 
 # --- model mixtures ----------------------------------------------------------------------------------------

@@ -39,7 +39,6 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from reasonlab.answers.normalize import to_number
 from reasonlab.data import Problem
 from reasonlab.engines import Engine, SamplingParams
-from reasonlab.errors import ConfigError
 from reasonlab.strategies import stopping
 from reasonlab.strategies.base import Attempt, Budget, Strategy, Trace, TracePolicy
 
@@ -99,6 +98,28 @@ class _Group:
     first: int = 0  # sample that opened it (ties go to the earlier)
 
 
+def tally(voters: list[tuple[str, float, int]], verifier: Any, answer_type: Any = None) -> list[_Group]:
+    """Vote buckets from (answer, weight, sample) in sample order: equivalent spellings ("1/2" and
+    "\\frac{1}{2}") share one bucket. The winner is ``max(groups, key=lambda g: (g.weight, -g.first))``."""
+    groups: list[_Group] = []
+    for ans, weight, sample in voters:
+        group = next((g for g in groups if g.answer == ans), None)
+        if group is None:
+            group = next((g for g in groups if verifier.equivalent(ans, g.answer, answer_type)), None)
+        if group is None:
+            group = _Group(answer=ans, first=sample)
+            groups.append(group)
+        group.weight += weight
+        group.count += 1
+    return groups
+
+
+def winner(groups: list[_Group]) -> str | None:
+    """The answer with the most weight; ties go to the answer an earlier sample gave."""
+    best = max(groups, key=lambda g: (g.weight, -g.first), default=None)
+    return best.answer if best else None
+
+
 @dataclass
 class _State:
     """One problem's vote while it runs; the cancel hook reads it from the engine's thread."""
@@ -138,11 +159,9 @@ class Vote(Strategy):
         from reasonlab.strategies import make_strategy  # the registry imports this module lazily
 
         cfg: VoteConfig = self.config  # type: ignore[assignment]
-        policy = make_strategy(cfg.policy, cfg.policy_options, self.prompt, self.params, self.verifier)
-        if not isinstance(policy, TracePolicy):
-            raise ConfigError(f"vote: policy '{cfg.policy}' is a search strategy, not a trace policy "
-                              f"(use single, forced, timed or tir)")
-        self.policy: TracePolicy = policy  # type: ignore[assignment]
+        # strategy_config checked that the policy is a trace policy
+        self.policy: TracePolicy = make_strategy(cfg.policy, cfg.policy_options, self.prompt, self.params,
+                                                 self.verifier)  # type: ignore[assignment]
 
     # --- who writes sample i: hooks the variants and mixtures override -----------------------------------
     def assignment(self, problem: Problem, engine: Engine, sample: int) -> tuple[Engine, str, dict[str, Any]]:
@@ -201,21 +220,11 @@ class Vote(Strategy):
         return 1.0
 
     def _tally(self, traces: list[Trace], answer_type: Any) -> list[_Group]:
-        groups: list[_Group] = []
         voters = [t for t in traces if t.valid and t.tags.get("vote_answer") is not None]
         lengths = sorted(t.completion_tokens for t in voters) or [1]
         median_len = float(lengths[len(lengths) // 2])
-        for t in voters:
-            ans = t.tags["vote_answer"]
-            group = next((g for g in groups if g.answer == ans), None)
-            if group is None:  # equivalent spellings ("1/2" and "\frac{1}{2}") share one vote
-                group = next((g for g in groups if self.verifier.equivalent(ans, g.answer, answer_type)), None)
-            if group is None:
-                group = _Group(answer=ans, first=t.sample)
-                groups.append(group)
-            group.weight += self._weight(t, median_len)
-            group.count += 1
-        return groups
+        return tally([(t.tags["vote_answer"], self._weight(t, median_len), t.sample) for t in voters],
+                     self.verifier, answer_type)
 
     def _decided(self, groups: list[_Group], wave: list[Trace], n_done: int, k: int) -> str | None:
         cfg: VoteConfig = self.config  # type: ignore[assignment]
@@ -309,11 +318,10 @@ class Vote(Strategy):
             if any(t.finish_reason == "cancelled" and t.sample not in state.cut for t in wave):
                 reason = "budget_time" if state.deadline and time.perf_counter() > state.deadline else "budget_tokens"
                 break
-        best = max(groups, key=lambda g: (g.weight, -g.first), default=None)
         meta: dict[str, Any] = {"launched": launched, "checks": checks}
         if state.threshold is not None:
             meta["threshold"] = round(state.threshold, 4)
-        return Attempt(answer=best.answer if best else None, traces=traces,
+        return Attempt(answer=winner(groups), traces=traces,
                        votes={g.answer: round(g.weight, 4) for g in groups}, stop_reason=reason,
                        seconds=time.perf_counter() - start, meta=meta)
 

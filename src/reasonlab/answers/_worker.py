@@ -13,6 +13,13 @@ import resource
 import sys
 
 
+def wrap(text: str) -> str:
+    """A text with math delimiters of its own goes to math-verify as written; a bare answer is one formula."""
+    from reasonlab.answers.verify import has_delimiters
+
+    return text if has_delimiters(text) else f"${text}$"
+
+
 def main() -> None:
     # a runaway simplification gets MemoryError here instead of eating the machine
     limit = 2 << 30
@@ -24,8 +31,8 @@ def main() -> None:
     for line in sys.stdin:
         req = json.loads(line)
         try:
-            gold = parse(f"${req['gold']}$", parsing_timeout=None)
-            pred = parse(f"${req['pred']}$", parsing_timeout=None)
+            gold = parse(wrap(req["gold"]), parsing_timeout=None)
+            pred = parse(wrap(req["pred"]), parsing_timeout=None)
             ok = bool(gold) and bool(pred) and bool(verify(gold, pred, timeout_seconds=None))
             reply = {"ok": ok}
         except Exception as err:  # a parse failure is a "not equivalent", reported for debugging

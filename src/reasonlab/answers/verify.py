@@ -17,6 +17,7 @@ import json
 import math
 import os
 import queue
+import re
 import select
 import subprocess
 import sys
@@ -27,6 +28,20 @@ from typing import Any
 from reasonlab.answers.extract import DEFAULT_FALLBACKS, Fallback, extract_answer
 from reasonlab.answers.normalize import AnswerType, normalize, to_number
 from reasonlab.errors import ReasonlabError
+
+
+_BOXED = re.compile(r"\\(?:boxed|fbox)\b")
+_DELIMITERS = re.compile(r"(?<!\\)\$|\\\(|\\\[|\\boxed|\\fbox")  # an escaped \$ (dollars) is not one
+
+
+def has_delimiters(text: str) -> bool:
+    """Does ``text`` mark its own math (``$…$``, ``\\(…\\)``, ``\\[…\\]``, ``\\boxed{}``)? Then math-verify
+    gets it as written; otherwise the whole text is one formula and is wrapped in ``$…$``.
+
+    >>> has_delimiters("Therefore $x \\geq 5$."), has_delimiters("x \\geq 5")
+    (True, False)
+    """
+    return _DELIMITERS.search(text) is not None
 
 
 @dataclass(frozen=True)
@@ -141,26 +156,43 @@ class Verifier:
         return extract_answer(text, self.config.fallbacks)
 
     def check(self, pred: object, gold: object, answer_type: AnswerType | None = None) -> tuple[bool, str]:
-        """(equivalent, note). ``gold`` is the reference: math-verify's verify is not symmetric."""
+        """(equivalent, note). ``gold`` is the reference: math-verify's verify is not symmetric.
+
+        ``pred`` may be a bare answer or a whole completion. A completion with a ``\\boxed{}`` is graded by
+        its last one (reasonlab's extraction policy; math-verify would join several boxed answers into a
+        set, so "\\boxed{1} ... \\boxed{2}" would match a gold {1, 2}). Anything else goes to math-verify
+        as it is: wrapped in ``$…$`` only when it has no math delimiters of its own, so relations,
+        matrices and intervals written inside sentences parse.
+        """
         if pred is None or str(pred).strip() == "":
             return False, "no answer"
+        pred_text, gold_text = str(pred), str(gold)
+        if _BOXED.search(pred_text):
+            extracted = self.extract(pred_text)
+            if extracted is None:
+                return False, "no answer"
+            pred_text = extracted
         kind = answer_type or self.config.answer_type
-        p, g = normalize(pred, kind), normalize(gold, kind)
+        p, g = normalize(pred_text, kind), normalize(gold_text, kind)
         if p == g:
             return True, ""
-        vp, vg = to_number(p), to_number(g)
+        comma = kind != "latex"
+        vp, vg = to_number(p, comma), to_number(g, comma)
         if vp is not None and vg is not None:
             if kind in ("int", "mod1000") or (vg == int(vg) and vp == int(vp)):
                 return vp == vg, ""
             return math.isclose(vp, vg, rel_tol=self.config.rel_tol, abs_tol=1e-12), ""
         if kind in ("int", "mod1000") or not self.config.symbolic:
             return False, ""
-        key = (p, g, kind)
+        # math-verify gets each side as written: normalising is for the cheap checks above (it strips a "$" at
+        # each end only, and spacing commands that LaTeX environments need)
+        sp, sg = pred_text.strip(), gold_text.strip()
+        key = (sp, sg, kind)
         with self._cache_lock:
             hit = self._cache.get(key)
         if hit is not None:
             return hit
-        verdict = self._pool.verify(g, p, self.config.timeout_s)
+        verdict = self._pool.verify(sg, sp, self.config.timeout_s)
         with self._cache_lock:
             if len(self._cache) >= self.config.cache_size:
                 self._cache.clear()

@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip --disable-pip-version-check
 
-.PHONY: demo test setup setup-dev browser bench bench-overhead bench-early-stop clean
+.PHONY: demo test setup setup-dev browser llama-server bench bench-overhead bench-early-stop clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,7 +36,30 @@ browser:
 	  { $$SUDO apt-get update -q >/dev/null && $$SUDO apt-get install -y -q chromium >/dev/null; }; }
 	@echo "browser: $$(command -v chromium)"
 
-test: setup-dev browser
+# llama.cpp's own server (continuous batching, /apply-template, /tokenize), built once from the llama.cpp
+# sources vendored in the llama-cpp-python sdist we already pin (PyPI), without the web UI (its build
+# would download assets). Tests and `reasonlab bench` find it at $(LLAMA_SERVER).
+LLAMA_CPP_PY := $(shell sed -n 's/.*"llama-cpp-python==\([0-9.]*\)".*/\1/p' pyproject.toml | head -1)
+LLAMA_SERVER_BUILT := .cache/llama-server/$(LLAMA_CPP_PY)/llama-server
+LLAMA_SERVER_SRC := .cache/llama-server/src
+JOBS ?= $(shell nproc)
+
+llama-server: $(LLAMA_SERVER_BUILT)
+	ln -sf $(LLAMA_CPP_PY)/llama-server .cache/llama-server/llama-server
+
+$(LLAMA_SERVER_BUILT): | $(BIN)/python
+	rm -rf $(LLAMA_SERVER_SRC) && mkdir -p $(LLAMA_SERVER_SRC) $(@D)
+	$(PIP) download -q --no-deps --no-binary :all: llama-cpp-python==$(LLAMA_CPP_PY) -d $(LLAMA_SERVER_SRC)
+	tar xzf $(LLAMA_SERVER_SRC)/llama_cpp_python-$(LLAMA_CPP_PY).tar.gz -C $(LLAMA_SERVER_SRC)
+	cmake -S $(LLAMA_SERVER_SRC)/llama_cpp_python-$(LLAMA_CPP_PY)/vendor/llama.cpp -B $(LLAMA_SERVER_SRC)/build \
+	  -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=OFF -DLLAMA_USE_PREBUILT_UI=OFF -DLLAMA_BUILD_UI=OFF \
+	  -DLLAMA_OPENSSL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=ON \
+	  -DLLAMA_BUILD_SERVER=ON -DLLAMA_BUILD_APP=OFF >/dev/null
+	cmake --build $(LLAMA_SERVER_SRC)/build --target llama-server -j $(JOBS) >/dev/null
+	cp $(LLAMA_SERVER_SRC)/build/bin/llama-server $@
+	rm -rf $(LLAMA_SERVER_SRC)
+
+test: setup-dev browser llama-server
 	$(BIN)/reasonlab models pull smollm2-135m
 	$(BIN)/python -m pytest
 

@@ -36,6 +36,8 @@ err = Console(stderr=True)
 ModelOpt = typer.Option(None, "--model", "-m", help="registered name, .gguf path, HF dir, hub id, or server URL")
 EngineOpt = typer.Option(None, "--engine", help="llamacpp | hf | openai (default: from --model)")
 BaseUrlOpt = typer.Option(None, "--base-url", help="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1")
+TokenizerOpt = typer.Option(None, "--tokenizer", help="servers: the served model's tokenizer (hub id, HF dir, "
+                            ".gguf or registered name) to render chat templates the server cannot")
 TempOpt = typer.Option(None, "--temperature", "-t", help="0 = greedy")
 TopPOpt = typer.Option(None, "--top-p")
 MinPOpt = typer.Option(None, "--min-p")
@@ -134,11 +136,12 @@ def _strategy_flags(strategy: Optional[str], tools: Optional[str], samples: Opti
 
 
 def _common(model, engine, base_url, temperature, top_p, min_p, max_tokens, seed, prompt, system, strategy,
-            threads, n_ctx, parallel=None, tools=None) -> dict[tuple[str, ...], Any]:
+            threads, n_ctx, parallel=None, tools=None, tokenizer=None) -> dict[tuple[str, ...], Any]:
     if tools is not None:
         prompt = prompt or "tir"
     return {
         ("engine", "model"): model, ("engine", "engine"): engine, ("engine", "base_url"): base_url,
+        ("engine", "tokenizer"): tokenizer,
         ("engine", "n_threads"): threads, ("engine", "n_ctx"): n_ctx, ("engine", "n_parallel"): parallel,
         ("sampling", "temperature"): temperature, ("sampling", "top_p"): top_p, ("sampling", "min_p"): min_p,
         ("sampling", "max_tokens"): max_tokens, ("sampling", "seed"): seed,
@@ -176,6 +179,7 @@ def summary_table(rows: list[dict[str, Any]], title: str = "results") -> Table:
 def solve(
     question: str = typer.Argument(..., help="the problem, in words"),
     model: Optional[str] = ModelOpt, engine: Optional[str] = EngineOpt, base_url: Optional[str] = BaseUrlOpt,
+    tokenizer: Optional[str] = TokenizerOpt,
     temperature: Optional[float] = TempOpt, top_p: Optional[float] = TopPOpt, min_p: Optional[float] = MinPOpt,
     max_tokens: Optional[int] = MaxTokOpt, seed: Optional[int] = SeedOpt, prompt: Optional[str] = PromptOpt,
     system: Optional[str] = SystemOpt, strategy: Optional[str] = StrategyOpt, config: Optional[Path] = ConfigOpt,
@@ -192,7 +196,7 @@ def solve(
 
     strategy, opts = _strategy_flags(strategy, tools, samples, stop, policy, max_thinking, min_thinking, option, config)
     flags = _common(model, engine, base_url, temperature, top_p, min_p, max_tokens, seed, prompt, system, strategy,
-                    threads, n_ctx, parallel, tools)
+                    threads, n_ctx, parallel, tools, tokenizer=tokenizer)
     flags.update({("budget", "max_tokens"): budget_tokens, ("budget", "max_seconds"): budget_seconds})
     cfg = _config(config, flags, opts)
     with load_engine(cfg.engine) as eng:
@@ -220,6 +224,7 @@ def eval_cmd(
     id_field: Optional[str] = typer.Option(None, "--id-field"),
     answer_type: Optional[str] = typer.Option(None, "--answer-type", help="auto|number|int|mod1000|latex|text"),
     model: Optional[str] = ModelOpt, engine: Optional[str] = EngineOpt, base_url: Optional[str] = BaseUrlOpt,
+    tokenizer: Optional[str] = TokenizerOpt,
     temperature: Optional[float] = TempOpt, top_p: Optional[float] = TopPOpt, min_p: Optional[float] = MinPOpt,
     max_tokens: Optional[int] = MaxTokOpt, seed: Optional[int] = SeedOpt, prompt: Optional[str] = PromptOpt,
     system: Optional[str] = SystemOpt, strategy: Optional[str] = StrategyOpt, config: Optional[Path] = ConfigOpt,
@@ -242,7 +247,7 @@ def eval_cmd(
 
     strategy, opts = _strategy_flags(strategy, tools, samples, stop, policy, max_thinking, min_thinking, option, config)
     flags = _common(model, engine, base_url, temperature, top_p, min_p, max_tokens, seed, prompt, system,
-                    strategy, threads, n_ctx, parallel, tools)
+                    strategy, threads, n_ctx, parallel, tools, tokenizer=tokenizer)
     flags.update({
         ("budget", "max_tokens"): budget_tokens, ("budget", "max_seconds"): budget_seconds,
         ("budget", "run_seconds"): run_seconds,
@@ -313,6 +318,7 @@ def sweep(
     limit: Optional[int] = typer.Option(None, "--limit", "-n", help="at most this many problems"),
     offset: Optional[int] = typer.Option(None, "--offset", help="skip this many problems first"),
     model: Optional[str] = ModelOpt, engine: Optional[str] = EngineOpt, base_url: Optional[str] = BaseUrlOpt,
+    tokenizer: Optional[str] = TokenizerOpt,
     temperature: Optional[float] = TempOpt, top_p: Optional[float] = TopPOpt, min_p: Optional[float] = MinPOpt,
     max_tokens: Optional[int] = MaxTokOpt, seed: Optional[int] = SeedOpt, prompt: Optional[str] = PromptOpt,
     system: Optional[str] = SystemOpt, strategy: Optional[str] = StrategyOpt, config: Optional[Path] = ConfigOpt,
@@ -350,7 +356,7 @@ def sweep(
     strategy, opts = _strategy_flags(strategy, tools, first.get("samples"), stop, policy, first.get("max_thinking"),
                                      first.get("min_thinking"), option, config)
     flags = _common(model, engine, base_url, temperature, top_p, min_p, max_tokens, seed, prompt, system, strategy,
-                    threads, n_ctx, parallel, tools)
+                    threads, n_ctx, parallel, tools, tokenizer=tokenizer)
     flags.update({("dataset", "name"): dataset, ("dataset", "limit"): limit, ("dataset", "offset"): offset,
                   ("dataset", "seed"): seed})
     base = _merged_layers(config, flags, opts)

@@ -46,7 +46,8 @@ class EngineConfig(BaseModel):
     concurrency: int = Field(8, ge=1, description="openai: requests in flight at once")
     timeout_s: float = Field(600.0, gt=0, description="openai: per-request timeout in seconds")
     max_retries: int = Field(4, ge=0, description="openai: retries after 429/5xx/connection errors")
-    tokenizer: str | None = Field(None, description="openai: HF tokenizer for chat templates and token counts")
+    tokenizer: str | None = Field(None, description="openai: the served model's tokenizer (hub id, HF dir, .gguf, "
+                                  "registered name) for chat templates and token counts the server cannot do")
     batch_size: int = Field(8, ge=1, description="hf: prompts decoded together")
     dtype: Literal["float32", "bfloat16", "float16"] = Field("float32", description="hf: weight dtype")
 

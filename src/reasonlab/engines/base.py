@@ -12,9 +12,12 @@ Shaped like vLLM's ``LLM.generate`` (batched lists in, batched lists out) and lm
 from __future__ import annotations
 
 import abc
+import json
 from typing import Any, Callable, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from reasonlab.errors import ConfigError
 
 Message = dict[str, str]  # {"role": "system" | "user" | "assistant", "content": "..."}
 # (prompt index, sample, tokens so far, log-prob of the newest token or None) -> end this sample now.
@@ -22,6 +25,29 @@ Message = dict[str, str]  # {"role": "system" | "user" | "assistant", "content":
 # batched path, hf); DeepConf-style confidence stopping reads it.
 CancelFn = Callable[[int, int, int, "float | None"], bool]
 FinishReason = Literal["stop", "length", "cancelled", "error"]
+
+# A prompt that is a conversation, not text: what ``render_chat`` returns on an engine that cannot render
+# the model's template (a server without a template endpoint and no tokenizer). ``generate`` sends it to
+# the chat endpoint; text appended to it (raw continuation) cannot be sent anywhere and is refused.
+CHAT_PROMPT = "\x00reasonlab-chat\x00"
+
+
+def chat_prompt(messages: list[Message]) -> str:
+    """A conversation as a prompt for an engine that renders it server-side."""
+    return CHAT_PROMPT + json.dumps(messages, ensure_ascii=False)
+
+
+def chat_messages(prompt: str) -> list[Message] | None:
+    """The conversation a ``chat_prompt`` holds; None for ordinary text. A chat prompt with text appended
+    (a strategy continuing the model's answer) raises ConfigError: that needs the rendered template."""
+    if not prompt.startswith(CHAT_PROMPT):
+        return None
+    try:
+        return list(json.JSONDecoder().decode(prompt[len(CHAT_PROMPT):]))
+    except ValueError:
+        raise ConfigError("this strategy continues the model's text raw, which needs the chat template rendered "
+                          "here: pass --tokenizer (a hub id, an HF directory or a .gguf file) or use "
+                          "--prompt completion") from None
 
 
 class SamplingParams(BaseModel):
@@ -103,6 +129,11 @@ class Engine(abc.ABC):
         """Answer each conversation: its template is rendered once here, then continued raw,
         so a strategy can later continue the same text (budget forcing, tool calls)."""
         return self.generate([self.render_chat(m) for m in conversations], params)
+
+    def can_render_chat(self) -> bool:
+        """Does ``render_chat`` give the template as text (True), or a ``chat_prompt`` that only the
+        chat endpoint takes, which cannot be continued raw (False)?"""
+        return True
 
     def describe(self) -> dict[str, Any]:
         """What a run records about this engine in ``config.yaml``."""

@@ -36,6 +36,60 @@ def check_gguf(path: Path) -> None:
             raise ModelError(f"not a GGUF model file (bad magic bytes): {path}")
 
 
+def chat_formatter(llm: Any, template: str | None) -> tuple[Any, str]:
+    """(llama-cpp-python's Jinja formatter for ``template``, or None; the BOS text llama.cpp adds itself)."""
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+    if not template:
+        return None, ""
+    model = llm._model
+    eos, bos = llm.token_eos(), llm.token_bos()
+    formatter = Jinja2ChatFormatter(
+        template=template,
+        eos_token=model.token_get_text(eos) if eos != -1 else "",
+        bos_token=model.token_get_text(bos) if bos != -1 else "",
+        add_generation_prompt=True,
+    )
+    return formatter, model.token_get_text(bos) if bos != -1 and model.add_bos_token() else ""
+
+
+def render_with(formatter: Any, bos_text: str, messages: list[Message]) -> str:
+    text = formatter(messages=messages).prompt
+    # llama.cpp adds BOS itself when the vocab asks for it; a template that writes it too would double it
+    if bos_text and text.startswith(bos_text):
+        text = text[len(bos_text):]
+    return text
+
+
+class GGUFTokenizer:
+    """A GGUF file's vocabulary and chat template without its weights (llama.cpp's ``vocab_only``: a
+    fraction of a second and a few MB), to render prompts for a server that serves that model.
+
+        >>> tok = GGUFTokenizer("model.gguf")                                    # doctest: +SKIP
+        >>> tok.render_chat([{"role": "user", "content": "1+1?"}])[:30]         # doctest: +SKIP
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        path = Path(path).expanduser()
+        check_gguf(path)
+        from llama_cpp import Llama
+
+        try:
+            self.llm = Llama(model_path=str(path), vocab_only=True, verbose=False)
+        except (ValueError, RuntimeError) as err:
+            raise ModelError(f"llama.cpp could not read the vocabulary of {path}: {err}") from err
+        self.path = path
+        self._formatter, self._bos_text = chat_formatter(self.llm, self.llm.metadata.get("tokenizer.chat_template"))
+
+    def render_chat(self, messages: list[Message]) -> str:
+        if self._formatter is None:
+            raise EngineError(f"{self.path.name} has no chat template: use --prompt completion")
+        return render_with(self._formatter, self._bos_text, messages)
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True))
+
+
 class LlamaCppEngine(Engine):
     """A GGUF model loaded in-process.
 
@@ -74,7 +128,6 @@ class LlamaCppEngine(Engine):
         check_gguf(path)
         try:
             from llama_cpp import Llama
-            from llama_cpp.llama_chat_format import Jinja2ChatFormatter
         except ImportError as err:
             raise EngineError("the llamacpp engine needs llama-cpp-python: pip install 'reasonlab[llamacpp]'") from err
         self.path = path
@@ -101,17 +154,7 @@ class LlamaCppEngine(Engine):
         self._sha256: str | None = None
         template = chat_template or self.llm.metadata.get("tokenizer.chat_template")
         self._template_sha = hashlib.sha256(template.encode()).hexdigest()[:16] if chat_template else None
-        self._formatter = None
-        if template:
-            model = self.llm._model
-            eos, bos = self.llm.token_eos(), self.llm.token_bos()
-            self._formatter = Jinja2ChatFormatter(
-                template=template,
-                eos_token=model.token_get_text(eos) if eos != -1 else "",
-                bos_token=model.token_get_text(bos) if bos != -1 else "",
-                add_generation_prompt=True,
-            )
-            self._bos_text = model.token_get_text(bos) if bos != -1 and model.add_bos_token() else ""
+        self._formatter, self._bos_text = chat_formatter(self.llm, template)
         self.n_parallel = n_parallel
         self.max_concurrency = n_parallel  # the runner keeps this many problems in flight to fill the batch
         self._decoder = None
@@ -169,11 +212,7 @@ class LlamaCppEngine(Engine):
 
     def _render(self, messages: list[Message]) -> str:
         assert self._formatter is not None
-        text = self._formatter(messages=messages).prompt
-        # llama.cpp adds BOS itself when the vocab asks for it; a template that writes it too would double it
-        if self._bos_text and text.startswith(self._bos_text):
-            text = text[len(self._bos_text):]
-        return text
+        return render_with(self._formatter, self._bos_text, messages)
 
     def _add_anchor(self, tokens: list[int]) -> None:
         with self._anchors_lock:

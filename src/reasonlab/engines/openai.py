@@ -13,13 +13,15 @@ from __future__ import annotations
 import os
 import random
 import re
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, TypeVar
 
 import httpx
 
-from reasonlab.engines.base import CancelFn, Engine, Generation, Message, SamplingParams
+from reasonlab.engines.base import CancelFn, Engine, Generation, Message, SamplingParams, chat_messages, chat_prompt
+from reasonlab.engines.tokenizers import load_tokenizer, resolvable
 from reasonlab.errors import EngineError
 
 RETRY_STATUS = {408, 409, 429, 500, 502, 503, 504}
@@ -38,8 +40,11 @@ class OpenAIEngine(Engine):
         concurrency: requests in flight at once (the server batches them).
         timeout_s: per-request timeout.
         max_retries: retries of one request after a retryable failure.
-        tokenizer: a local HF tokenizer directory or hub id, used to render chat templates and
-            count tokens when the server cannot (vLLM has no template endpoint).
+        tokenizer: the served model's tokenizer (a .gguf file, a registered model name, an HF directory or
+            hub id), used to render chat templates and count tokens when the server cannot (vLLM and
+            llama-cpp-python's server have no template endpoint). Default: the server's /apply-template
+            (llama-server), else the served model id where it resolves here (a .gguf path), else
+            single-turn prompts go to /v1/chat/completions and raw continuation is refused.
     """
 
     backend = "openai"
@@ -73,6 +78,9 @@ class OpenAIEngine(Engine):
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="openai")
         self._tokenizer_id = tokenizer
         self._tokenizer: Any = None
+        self._render_mode: str | None = None
+        self._tokenize_route: str | None = None
+        self._render_lock = threading.Lock()
         self._rng = random.Random()
         super().__init__(model or self._first_model())
 
@@ -179,42 +187,78 @@ class OpenAIEngine(Engine):
 
     def generate(self, prompts: list[str], params: SamplingParams, cancel: CancelFn | None = None) -> list[Generation]:
         # a request in flight cannot be stopped through the API; cancel is not honoured mid-sample
-        return self._fan_out("completions", [{"prompt": p} for p in prompts], params)
+        chats = [chat_messages(p) for p in prompts]
+        if all(c is None for c in chats):
+            return self._fan_out("completions", [{"prompt": p} for p in prompts], params)
+        if any(c is None for c in chats):  # a mixed batch: each prompt to its endpoint, order kept
+            parts = [self.generate([p], params) for p in prompts]
+            return [g.model_copy(update={"index": i}) for i, part in enumerate(parts) for g in part]
+        return self.chat(chats, params)  # type: ignore[arg-type]
 
     def chat(self, conversations: list[list[Message]], params: SamplingParams) -> list[Generation]:
         return self._fan_out("chat/completions", [{"messages": m} for m in conversations], params)
 
-    def _hf_tokenizer(self) -> Any:
-        if self._tokenizer is None and self._tokenizer_id:
-            from transformers import AutoTokenizer
+    # -- rendering and counting: the server's endpoints, a local tokenizer, or the chat endpoint -------------
+    def _renderer(self) -> str:
+        """How chat templates get rendered, decided once: "tokenizer" (given, or the served model's when it
+        resolves here), "server" (llama-server's /apply-template), or "chat" (none: single-turn prompts go to
+        the chat endpoint)."""
+        with self._render_lock:
+            if self._render_mode is None:
+                if self._tokenizer_id:
+                    self._tokenizer = load_tokenizer(self._tokenizer_id)
+                    self._render_mode = "tokenizer"
+                elif self._server_renders():
+                    self._render_mode = "server"
+                elif resolvable(self.model):  # llama-cpp-python's server reports its model as a .gguf path
+                    self._tokenizer = load_tokenizer(self.model)
+                    self._render_mode = "tokenizer"
+                else:
+                    self._render_mode = "chat"
+            return self._render_mode
 
-            self._tokenizer = AutoTokenizer.from_pretrained(self._tokenizer_id)
-        return self._tokenizer
+    def _server_renders(self) -> bool:
+        probe = [{"role": "user", "content": "1"}]
+        try:
+            self._request("POST", f"{self.root_url}/apply-template", {"messages": probe},
+                          parse=lambda d: str(d["prompt"]))
+            return True
+        except EngineError:
+            return False
+
+    def can_render_chat(self) -> bool:
+        return self._renderer() != "chat"
 
     def render_chat(self, messages: list[Message]) -> str:
-        tok = self._hf_tokenizer()
-        if tok is not None:
-            return tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        try:  # llama.cpp's server renders its own template
-            return str(self._request("POST", f"{self.root_url}/apply-template", {"messages": messages})["prompt"])
-        except (EngineError, KeyError) as err:
-            raise EngineError(
-                f"server {self.root_url} cannot render chat templates ({err}); pass tokenizer=<HF id or dir>"
-            ) from None
+        mode = self._renderer()
+        if mode == "tokenizer":
+            return self._tokenizer.render_chat(messages)
+        if mode == "server":
+            return self._request("POST", f"{self.root_url}/apply-template", {"messages": messages},
+                                 parse=lambda d: str(d["prompt"]))
+        return chat_prompt(messages)
 
     def count_tokens(self, text: str) -> int:
-        tok = self._hf_tokenizer()
-        if tok is not None:
-            return len(tok(text, add_special_tokens=False)["input_ids"])
-        for url, body, key in (
-            (f"{self.root_url}/tokenize", {"model": self.model, "prompt": text, "add_special_tokens": False}, "tokens"),
-            (f"{self.root_url}/extras/tokenize", {"input": text}, "tokens"),  # llama-cpp-python's server
-        ):
+        routes = {  # what each server calls its tokenizer endpoint; the first that answers is kept
+            "llama-server": (f"{self.root_url}/tokenize", {"content": text, "add_special": False}),
+            "vllm": (f"{self.root_url}/tokenize", {"model": self.model, "prompt": text, "add_special_tokens": False}),
+            "llama-cpp-python": (f"{self.root_url}/extras/tokenize", {"input": text}),
+        }
+        for name in ([self._tokenize_route] if self._tokenize_route else list(routes)):
+            if name == "local":
+                break
+            url, body = routes[name]
             try:
-                return len(self._request("POST", url, body)[key])
-            except (EngineError, KeyError):
+                n = self._request("POST", url, body, parse=lambda d: len(d["tokens"]))
+                self._tokenize_route = name
+                return n
+            except EngineError:
                 continue
-        raise EngineError(f"server {self.root_url} has no tokenize endpoint; pass tokenizer=<HF id or dir>")
+        if self._renderer() == "tokenizer":
+            self._tokenize_route = "local"
+            return self._tokenizer.count_tokens(text)
+        raise EngineError(f"server {self.root_url} has no tokenize endpoint: pass --tokenizer "
+                          f"(a hub id, an HF directory or a .gguf file)")
 
     def identity(self) -> dict[str, Any]:
         return {"backend": self.backend, "model": self.model, "base_url": self.base_url}

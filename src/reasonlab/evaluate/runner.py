@@ -18,8 +18,8 @@ from typing import Any, Callable, Iterable
 from reasonlab.answers import Verifier, VerifierConfig
 from reasonlab.data import Problem, load_problems
 from reasonlab.engines import Engine, load_engine
-from reasonlab.engines.base import CancelFn, Generation, Message, SamplingParams
-from reasonlab.errors import EngineError, Interrupted
+from reasonlab.engines.base import CancelFn, Generation, Message, SamplingParams, chat_messages
+from reasonlab.errors import ConfigError, EngineError, Interrupted
 from reasonlab.evaluate.config import EvalConfig
 from reasonlab.evaluate.metrics import summarize
 from reasonlab.runs import ErrorRecord, ProblemRecord, RunStore, TraceRecord
@@ -54,14 +54,19 @@ def record_for(problem: Problem, attempt: Attempt, verifier: Verifier) -> Proble
 
     correct, note = grade(attempt.answer)
     prompt = attempt.traces[0].prompt if attempt.traces else None
+    messages = chat_messages(prompt) if prompt is not None else None  # rendered by the server: keep the messages
+    if messages is not None:
+        prompt = None
     traces = [TraceRecord(**{**t.model_dump(), "correct": grade(t.answer)[0],
-                             "prompt": t.prompt if t.prompt != prompt else None}) for t in attempt.traces]
+                             "prompt": t.prompt if t.prompt != prompt and messages is None else None})
+              for t in attempt.traces]
     return ProblemRecord(
         id=problem.id, question=problem.question, gold=problem.answer, answer=attempt.answer, correct=correct,
         grade_note=note, tokens=attempt.completion_tokens, prompt_tokens=attempt.prompt_tokens,
         seconds=round(attempt.seconds, 4),
         finish_reason=attempt.traces[-1].finish_reason if attempt.traces else "stop",
         stop_reason=attempt.stop_reason, votes=attempt.votes, strategy_meta=attempt.meta, prompt=prompt,
+        messages=messages,
         traces=traces, meta=problem.meta,
     )
 
@@ -193,6 +198,9 @@ class StoppableEngine(Engine):
     def describe(self) -> dict[str, Any]:
         return self.inner.describe()
 
+    def can_render_chat(self) -> bool:
+        return self.inner.can_render_chat()
+
 
 Outcome = ProblemRecord | ErrorRecord
 
@@ -296,6 +304,10 @@ def evaluate(cfg: EvalConfig, out: str | Path | None = None, engine: Engine | No
     owns_engine = engine is None
     try:
         engine = engine or load_engine(cfg.engine)
+        if template.chat and strategy.continues_raw and not engine.can_render_chat():
+            raise ConfigError(f"strategy '{cfg.strategy}' continues the model's text raw, which needs the chat "
+                              f"template rendered here, and {engine.model} is served without one: pass --tokenizer "
+                              f"(a hub id, an HF directory or a .gguf file) or use --prompt completion")
         config_dump = {"config": cfg.model_dump(mode="json"), "engine": engine.describe(), "versions": versions(),
                        "command": " ".join(sys.argv)}
         store.open(config_dump, {**cfg.identity(), "model": engine.identity()}, force_new=force_new)

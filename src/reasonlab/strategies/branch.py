@@ -67,6 +67,7 @@ class _Node:
 
 class Branch(Strategy):
     name = "branch"
+    continues_raw = True
     Config = BranchConfig
 
     def _segment(self, engine: Engine, prompt: str, node: _Node, to_end: bool, seed: int | None,

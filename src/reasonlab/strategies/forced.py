@@ -50,6 +50,7 @@ def close_braces(text: str) -> str:
 
 class Forced(TracePolicy):
     name = "forced"
+    continues_raw = True
     Config = ForcedConfig
 
     def trace(self, problem: Problem, engine: Engine, prompt: str, params: SamplingParams, sample: int,

@@ -34,6 +34,7 @@ class TimedConfig(BaseModel):
 
 class Timed(TracePolicy):
     name = "timed"
+    continues_raw = True
     Config = TimedConfig
 
     def prompts_for(self, engine: Engine, problem: Problem, template: PromptTemplate | None = None) -> str:

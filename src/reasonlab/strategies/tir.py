@@ -60,6 +60,7 @@ def split_code(text: str) -> str | None:
 
 class TIR(TracePolicy):
     name = "tir"
+    continues_raw = True
     Config = TIRConfig
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

@@ -163,6 +163,10 @@ class Vote(Strategy):
         self.policy: TracePolicy = make_strategy(cfg.policy, cfg.policy_options, self.prompt, self.params,
                                                  self.verifier)  # type: ignore[assignment]
 
+    @property
+    def continues_raw(self) -> bool:  # type: ignore[override]
+        return self.policy.continues_raw
+
     # --- who writes sample i: hooks the variants and mixtures override -----------------------------------
     def assignment(self, problem: Problem, engine: Engine, sample: int) -> tuple[Engine, str, dict[str, Any]]:
         """(engine, raw prompt, tags) for ``sample``."""

@@ -48,19 +48,47 @@ def llama_server(smol_path: Path, tmp_path_factory):
             stdout=fh, stderr=subprocess.STDOUT,
         )
     url = f"http://127.0.0.1:{port}/v1"
+    wait_ready(proc, url, log, "llama_cpp.server")
+    yield url
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+LLAMA_SERVER_BIN = Path(__file__).resolve().parents[1] / ".cache" / "llama-server" / "llama-server"
+
+
+def wait_ready(proc: subprocess.Popen, url: str, log: Path, what: str) -> None:
     deadline = time.monotonic() + 180  # readiness wait, not a timing assertion
     while True:
         if proc.poll() is not None:
-            raise RuntimeError(f"llama_cpp.server exited: {log.read_text()[-2000:]}")
+            raise RuntimeError(f"{what} exited: {log.read_text()[-2000:]}")
         try:
             if httpx.get(f"{url}/models", timeout=2).status_code == 200:
-                break
+                return
         except httpx.TransportError:
             pass
         if time.monotonic() > deadline:
             proc.kill()
-            raise RuntimeError("llama_cpp.server did not become ready")
+            raise RuntimeError(f"{what} did not become ready")
         time.sleep(0.3)
+
+
+@pytest.fixture(scope="session")
+def llamacpp_server(smol_path: Path, tmp_path_factory):
+    """llama.cpp's own `llama-server` (continuous batching over 4 slots, /apply-template, /tokenize) serving
+    smollm2 on 127.0.0.1; `make test` builds it (`make llama-server`)."""
+    if not LLAMA_SERVER_BIN.exists():
+        pytest.fail(f"{LLAMA_SERVER_BIN} is missing: `make llama-server` builds it (`make test` does)")
+    port = free_port()
+    log = tmp_path_factory.mktemp("llama-server") / "server.log"
+    with log.open("w") as fh:
+        proc = subprocess.Popen(
+            [str(LLAMA_SERVER_BIN), "-m", str(smol_path), "--host", "127.0.0.1", "--port", str(port),
+             "-c", "8192", "-np", "4", "-t", "2", "--no-webui"],
+            stdout=fh, stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}/v1"
+    wait_ready(proc, url, log, "llama-server")
     yield url
     proc.terminate()
     proc.wait(timeout=30)

@@ -26,7 +26,10 @@ def test_speed_by_length_windows() -> None:
     assert [w["tokens"] for w in windows] == [100, 200] and all(abs(w["tok_s"] - 100) < 1e-6 for w in windows)
 
 
-def test_bench_writes_json_and_plots(tmp_path, smol_path) -> None:
+def test_bench_writes_json_and_plots(tmp_path, smol_path, monkeypatch) -> None:
+    from conftest import LLAMA_SERVER_BIN
+
+    monkeypatch.setenv("REASONLAB_LLAMA_SERVER", str(LLAMA_SERVER_BIN))
     cfg = BenchConfig(model="smollm2-135m", models=("smollm2-135m",), batch_sizes=(1, 2), tokens=16, length=256,
                       prompt_tokens=32, concurrency=(1, 2), server_tokens=8)
     res = run_bench(cfg, tmp_path, say=lambda line: None)
@@ -35,6 +38,8 @@ def test_bench_writes_json_and_plots(tmp_path, smol_path) -> None:
     row = saved["models"][0]
     assert row["model"] == "smollm2-135m" and 0 < row["achieved_over_bound"]
     assert [r["batch"] for r in saved["batch"]["rows"]] == [1, 2] and saved["batch"]["rows"][0]["speedup"] == 1.0
-    assert saved["length"]["windows"] and saved["server"]["rows"][1]["concurrency"] == 2
+    assert saved["length"]["windows"]
+    for kind in ("llama-server", "llama-cpp-python"):  # both local servers measured
+        assert saved["server"][kind]["rows"][1]["concurrency"] == 2, saved["server"][kind]
     assert sorted(res["plots"]) == ["bench_batch.png", "bench_length.png", "bench_models.png", "bench_server.png"]
     assert all((tmp_path / p).stat().st_size > 10_000 for p in res["plots"])

@@ -72,3 +72,27 @@ def test_cli_tokenizer_flag(tmp_path, llama_server, smol_path) -> None:
     assert res.returncode == 0, res.stderr
     assert json.loads(res.stdout)["n"] == 1
     assert read_run(tmp_path / "run").config["config"]["engine"]["tokenizer"] == str(smol_path)
+
+
+# --- llama.cpp's llama-server: it renders templates and tokenizes itself ------------------------------------
+def test_llama_server_renders_the_template_and_counts_tokens(llamacpp_server, smol_engine) -> None:
+    eng = OpenAIEngine(llamacpp_server)
+    msgs = [{"role": "user", "content": "What is 2 + 2?"}]
+    assert eng.can_render_chat() and eng._renderer() == "server"
+    assert eng.render_chat(msgs) == smol_engine.render_chat(msgs)
+    assert eng.count_tokens("hello world, how are you?") == smol_engine.count_tokens("hello world, how are you?")
+    eng.close()
+
+
+def test_default_prompt_vote_and_forcing_against_llama_server(tmp_path, llamacpp_server) -> None:
+    s = evaluate(cfg(llamacpp_server, concurrency=4), out=tmp_path / "single", progress=False)
+    rec = read_run(tmp_path / "single").records[0]
+    assert s["n"] == 2 and rec.prompt.startswith("<|im_start|>") and rec.messages is None
+    vote = cfg(llamacpp_server, strategy="vote", strategy_options={"samples": 4}, sampling={"temperature": 0.8,
+                                                                                             "seed": 1})
+    s = evaluate(vote, out=tmp_path / "vote", progress=False)
+    assert s["n"] == 2 and s["mean_traces"] == 4 and "samples" in s
+    forced = cfg(llamacpp_server, strategy="forced", strategy_options={"max_thinking": 12})
+    s = evaluate(forced, out=tmp_path / "forced", progress=False)
+    traces = [t for r in read_run(tmp_path / "forced").records for t in r.traces]
+    assert s["n"] == 2 and all(t.finish_reason == "cut" and "Final Answer: \\boxed{" in t.text for t in traces)

@@ -33,7 +33,9 @@ class BenchConfig(BaseModel):
     length: int = Field(1024, ge=256, description="generated tokens of the single long trace (length curve)")
     prompt_tokens: int = Field(256, ge=16, description="prompt length for the prompt-processing figure")
     threads: int | None = Field(None, ge=1, description="CPU threads; default every usable core")
-    server: str | None = Field(None, description="OpenAI-compatible URL; default: start llama.cpp's on 127.0.0.1")
+    server: str | None = Field(None, description="OpenAI-compatible URL; default: start each of `servers` locally")
+    servers: tuple[Literal["llama-server", "llama-cpp-python"], ...] = Field(
+        ("llama-server", "llama-cpp-python"), description="local servers for the server curve (127.0.0.1)")
     concurrency: tuple[int, ...] = Field((1, 2, 4, 8), description="requests in flight for the server curve")
     server_tokens: int = Field(64, ge=8, description="generated tokens per server request")
     parts: tuple[Part, ...] = Field(("hardware", "models", "batch", "length", "server"), description="what to run")
@@ -109,25 +111,27 @@ def run_bench(cfg: BenchConfig, out: str | Path, say: Callable[[str], None] = pr
         say("batch: " + ", ".join(f"{r['batch']}: {r['tok_s']} tok/s ({r['speedup']}x)" for r in rows))
 
     if "server" in cfg.parts:
-        proc = None
-        url = cfg.server
-        try:
-            if url is None:
-                with socket.socket() as sock:  # a free loopback port
-                    sock.bind(("127.0.0.1", 0))
-                    port = sock.getsockname()[1]
-                proc = measure.start_server(main_path, threads, port)
-                url = f"http://127.0.0.1:{port}/v1"
-            res["server"] = {"url": url, "rows": [measure.server_throughput(url, c, cfg.server_tokens)
-                                                  for c in cfg.concurrency]}
-            say("server: " + ", ".join(f"{r['concurrency']}: {r['tok_s']} tok/s" for r in res["server"]["rows"]))
-        except RuntimeError as err:
-            res["server"] = {"error": str(err)}
-            say(f"server: skipped ({err})")
-        finally:
-            if proc is not None:
-                proc.terminate()
-                proc.wait(timeout=30)
+        res["server"] = {}
+        for kind in ([cfg.server] if cfg.server else list(cfg.servers)):
+            proc = None
+            try:
+                url = kind
+                if not cfg.server:
+                    with socket.socket() as sock:  # a free loopback port
+                        sock.bind(("127.0.0.1", 0))
+                        port = sock.getsockname()[1]
+                    proc = measure.start_server(kind, main_path, threads, port, slots=max(cfg.concurrency))
+                    url = f"http://127.0.0.1:{port}/v1"
+                rows = [measure.server_throughput(url, c, cfg.server_tokens) for c in cfg.concurrency]
+                res["server"][kind] = {"url": url, "rows": rows}
+                say(f"server {kind}: " + ", ".join(f"{r['concurrency']}: {r['tok_s']} tok/s" for r in rows))
+            except RuntimeError as err:
+                res["server"][kind] = {"error": str(err)}
+                say(f"server {kind}: skipped ({err})")
+            finally:
+                if proc is not None:
+                    proc.terminate()
+                    proc.wait(timeout=30)
 
     res["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
     (out / "bench.json").write_text(json.dumps(res, indent=2) + "\n")

@@ -90,30 +90,48 @@ def first_difference(engine: LlamaCppEngine, a: str, b: str) -> int | None:
     return engine.count_tokens(a[:i])
 
 
-def start_server(model_path: Path, threads: int, port: int) -> subprocess.Popen:
-    """A llama-cpp-python OpenAI-compatible server on 127.0.0.1 (needs reasonlab[server])."""
+def find_llama_server() -> Path | None:
+    """llama.cpp's ``llama-server``: $REASONLAB_LLAMA_SERVER, what ``make llama-server`` built, or on PATH."""
+    import os
+    import shutil
+
+    for cand in (os.environ.get("REASONLAB_LLAMA_SERVER"), ".cache/llama-server/llama-server",
+                 shutil.which("llama-server")):
+        if cand and Path(cand).is_file():
+            return Path(cand)
+    return None
+
+
+def start_server(kind: str, model_path: Path, threads: int, port: int, slots: int = 8) -> subprocess.Popen:
+    """A local OpenAI-compatible server on 127.0.0.1: llama.cpp's ``llama-server`` (continuous batching over
+    ``slots``) or llama-cpp-python's (one request at a time; needs reasonlab[server])."""
     import importlib.util
 
     import httpx
 
-    if importlib.util.find_spec("uvicorn") is None or importlib.util.find_spec("fastapi") is None:
-        raise RuntimeError("the local server needs llama-cpp-python's server extra: pip install 'reasonlab[server]'")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--model", str(model_path), "--host", "127.0.0.1",
-         "--port", str(port), "--n_threads", str(threads), "--n_ctx", "4096"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
+    if kind == "llama-server":
+        binary = find_llama_server()
+        if binary is None:
+            raise RuntimeError("llama-server not found: `make llama-server` builds it")
+        cmd = [str(binary), "-m", str(model_path), "--host", "127.0.0.1", "--port", str(port), "-t", str(threads),
+               "-np", str(slots), "-c", str(1024 * slots), "--no-webui"]
+    else:
+        if importlib.util.find_spec("uvicorn") is None or importlib.util.find_spec("fastapi") is None:
+            raise RuntimeError("the local server needs llama-cpp-python's server extra: pip install 'reasonlab[server]'")
+        cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(model_path), "--host", "127.0.0.1",
+               "--port", str(port), "--n_threads", str(threads), "--n_ctx", "4096"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError("llama_cpp.server exited (is reasonlab[server] installed?)")
+            raise RuntimeError(f"{kind} exited at start")
         try:
             if httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=2).status_code == 200:
                 return proc
         except httpx.TransportError:
             time.sleep(0.3)
     proc.kill()
-    raise RuntimeError("llama_cpp.server did not start in 120 s")
+    raise RuntimeError(f"{kind} did not start in 120 s")
 
 
 def server_throughput(url: str, concurrency: int, tokens: int) -> dict[str, Any]:

@@ -59,11 +59,13 @@ def draw(res: dict[str, Any], out: Path) -> list[str]:
         ax.set(xlabel="tokens generated so far", ylabel="tokens/s (last 128 tokens)", ylim=(0, None),
                title=f"speed as the trace grows, {res['length']['model']}")
         save(fig, "bench_length.png")
-    if res.get("server", {}).get("rows"):
-        rows = res["server"]["rows"]
+    curves = {k: v["rows"] for k, v in (res.get("server") or {}).items() if isinstance(v, dict) and v.get("rows")}
+    if curves:
         fig, ax = plt.subplots(figsize=(6.4, 4.2))
-        ax.plot([r["concurrency"] for r in rows], [r["tok_s"] for r in rows], "o-")
+        for kind, rows in curves.items():
+            ax.plot([r["concurrency"] for r in rows], [r["tok_s"] for r in rows], "o-", label=kind)
         ax.set(xlabel="requests in flight", ylabel="aggregate tokens/s", ylim=(0, None),
                title="OpenAI-compatible server throughput")
+        ax.legend()
         save(fig, "bench_server.png")
     return written

@@ -32,6 +32,8 @@ _EXPORTS = {
     "Problem": "reasonlab.data",
     "DatasetConfig": "reasonlab.data",
     "ReasonlabError": "reasonlab.errors",
+    "read_run": "reasonlab.runs",
+    "ProblemRecord": "reasonlab.runs",
 }
 __all__ = sorted([*_EXPORTS, "EvalConfig", "evaluate", "solve"])
 

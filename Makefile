@@ -54,8 +54,11 @@ $(LLAMA_SERVER_BUILT): | $(BIN)/python
 	cmake -S $(LLAMA_SERVER_SRC)/llama_cpp_python-$(LLAMA_CPP_PY)/vendor/llama.cpp -B $(LLAMA_SERVER_SRC)/build \
 	  -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=OFF -DLLAMA_USE_PREBUILT_UI=OFF -DLLAMA_BUILD_UI=OFF \
 	  -DLLAMA_OPENSSL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=ON \
-	  -DLLAMA_BUILD_SERVER=ON -DLLAMA_BUILD_APP=OFF >/dev/null
-	cmake --build $(LLAMA_SERVER_SRC)/build --target llama-server -j $(JOBS) >/dev/null
+	  -DLLAMA_BUILD_SERVER=ON -DLLAMA_BUILD_APP=OFF > .cache/llama-server/build.log 2>&1 \
+	  || { tail -40 .cache/llama-server/build.log; exit 1; }
+	@echo "building llama-server (about 5 minutes on 2 cores; log: .cache/llama-server/build.log)"
+	cmake --build $(LLAMA_SERVER_SRC)/build --target llama-server -j $(JOBS) >> .cache/llama-server/build.log 2>&1 \
+	  || { tail -40 .cache/llama-server/build.log; exit 1; }
 	cp $(LLAMA_SERVER_SRC)/build/bin/llama-server $@
 	rm -rf $(LLAMA_SERVER_SRC)
 

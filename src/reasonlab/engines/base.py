@@ -94,6 +94,31 @@ class Generation(BaseModel):
     stop_reason: str | None = None  # the stop string that ended the sample (None: end of sequence, length, cancel)
 
 
+def split_pair(context: str, continuation: str) -> tuple[str, str]:
+    """lm-eval's convention: whitespace ending the context belongs to the continuation (BPE vocabularies
+    attach a space to the word after it).
+
+    >>> split_pair("Paris is the capital of ", "France")
+    ('Paris is the capital of', ' France')
+    """
+    stripped = context.rstrip()
+    return stripped, context[len(stripped):] + continuation
+
+
+def pair_tokens(encode: Callable[[str], list[int]], encode_plain: Callable[[str], list[int]], context: str,
+                continuation: str) -> tuple[list[int], int]:
+    """(ids of context + continuation, how many of them are the context), split as ``split_pair`` says.
+    ``encode`` adds what a prompt starts with (BOS), ``encode_plain`` nothing. The whole is encoded once, so
+    a token merging across the boundary is not split in two; when the context's own ids are not a prefix of
+    the whole's, the continuation is encoded on its own after them."""
+    context, continuation = split_pair(context, continuation)
+    ctx = encode(context)
+    whole = encode(context + continuation)
+    if whole[: len(ctx)] == ctx and len(whole) > len(ctx):
+        return whole, len(ctx)
+    return ctx + encode_plain(continuation), len(ctx)
+
+
 class Engine(abc.ABC):
     """A text generator. Subclasses implement ``generate``, ``render_chat`` and ``count_tokens``.
 
@@ -129,6 +154,14 @@ class Engine(abc.ABC):
         """Answer each conversation: its template is rendered once here, then continued raw,
         so a strategy can later continue the same text (budget forcing, tool calls)."""
         return self.generate([self.render_chat(m) for m in conversations], params)
+
+    def loglikelihood(self, requests: list[tuple[str, str]]) -> list[tuple[float, bool]]:
+        """Score fixed continuations (lm-eval-harness's ``loglikelihood`` request): for each (context,
+        continuation), the summed log-prob of the continuation's tokens given the context, and whether
+        greedy decoding from the context would write exactly those tokens. Tokens are split as lm-eval does
+        (``split_pair``). Engines that cannot score raise ConfigError naming the ones that can."""
+        raise ConfigError(f"the {self.backend} engine cannot score continuations (loglikelihood): "
+                          f"use the llamacpp or hf engine")
 
     def can_render_chat(self) -> bool:
         """Does ``render_chat`` give the template as text (True), or a ``chat_prompt`` that only the

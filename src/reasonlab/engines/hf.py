@@ -15,7 +15,7 @@ import threading
 import time
 from typing import Any, Literal
 
-from reasonlab.engines.base import CancelFn, Engine, Generation, Message, SamplingParams
+from reasonlab.engines.base import CancelFn, Engine, Generation, Message, SamplingParams, pair_tokens
 from reasonlab.errors import EngineError, ModelError
 
 
@@ -77,6 +77,41 @@ class HFEngine(Engine):
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def loglikelihood(self, requests: list[tuple[str, str]]) -> list[tuple[float, bool]]:
+        """Summed log-prob of each continuation given its context, and whether it is the greedy one: one
+        forward pass per ``batch_size`` pairs (right-padded), read at the continuation's positions."""
+        torch = self._torch
+        tok = self.tokenizer
+
+        def encode(text: str) -> list[int]:
+            return list(tok(text, add_special_tokens=True)["input_ids"])
+
+        def plain(text: str) -> list[int]:
+            return list(tok(text, add_special_tokens=False)["input_ids"])
+
+        out: list[tuple[float, bool]] = []
+        with self._lock, torch.inference_mode():
+            for lo in range(0, len(requests), self.batch_size):
+                pairs = []
+                for context, continuation in requests[lo: lo + self.batch_size]:
+                    ids, n_context = pair_tokens(encode, plain, context, continuation)
+                    if n_context == 0:  # lm-eval: an empty context is the end-of-text token
+                        ids, n_context = [tok.eos_token_id, *ids], 1
+                    pairs.append((ids, n_context))
+                width = max(len(ids) for ids, _ in pairs)
+                pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+                input_ids = torch.tensor([ids + [pad] * (width - len(ids)) for ids, _ in pairs], device=self.device)
+                mask = torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for ids, _ in pairs],
+                                    device=self.device)
+                logp = torch.log_softmax(self.lm(input_ids=input_ids, attention_mask=mask).logits.float(), dim=-1)
+                for row, (ids, n_context) in enumerate(pairs):  # logits at p score token p + 1
+                    pos = torch.arange(n_context - 1, len(ids) - 1, device=self.device)
+                    target = input_ids[row, pos + 1]
+                    scores = logp[row, pos]  # [continuation tokens, vocab]
+                    total = float(scores.gather(-1, target[:, None]).sum())
+                    out.append((total, bool((scores.argmax(-1) == target).all())))
+        return out
 
     def _encode(self, prompts: list[str]) -> Any:
         # a rendered chat template already holds BOS; add it only to raw prompts that lack it

@@ -12,6 +12,7 @@ python keeps the longest common token prefix of consecutive calls, so n samples 
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import random
 import threading
@@ -20,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from reasonlab.engines.base import CancelFn, Engine, Generation, Message, SamplingParams
+from reasonlab.engines.base import CancelFn, Engine, Generation, Message, SamplingParams, pair_tokens
 from reasonlab.engines.llamacpp_batch import cut_at_stop
 from reasonlab.errors import ConfigError, EngineError, ModelError
 
@@ -152,6 +153,7 @@ class LlamaCppEngine(Engine):
         self._anchors: list[list[int]] = []
         self._anchors_lock = threading.Lock()  # its own lock: _anchor is read while self._lock is held
         self._sha256: str | None = None
+        self._scorer: tuple[Any, Any, list[int]] | None = None  # the loglikelihood context, made on first use
         template = chat_template or self.llm.metadata.get("tokenizer.chat_template")
         self._template_sha = hashlib.sha256(template.encode()).hexdigest()[:16] if chat_template else None
         self._formatter, self._bos_text = chat_formatter(self.llm, template)
@@ -285,6 +287,78 @@ class LlamaCppEngine(Engine):
     def _seeds(self, params: SamplingParams) -> int:
         return params.seed if params.seed is not None else self._rng.randrange(2**31)
 
+    # -- scoring (lm-eval's loglikelihood) ---------------------------------------------------------------
+    def loglikelihood(self, requests: list[tuple[str, str]]) -> list[tuple[float, bool]]:
+        """Summed log-prob of each continuation given its context, and whether it is the greedy one.
+
+        Runs in a scoring context of its own (one sequence, the engine's context size) on the engine's
+        compute thread. Consecutive requests that share a context (HellaSwag's four endings) reuse its KV
+        cells: only the last context token and the continuation are decoded again.
+
+            >>> eng.loglikelihood([("The capital of France is", " Paris")])    # doctest: +SKIP
+            [(-1.23, True)]
+        """
+        return self.run(self._loglikelihood, list(requests))
+
+    def _plain_tokens(self, text: str) -> list[int]:
+        return self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
+
+    def _scorer_context(self) -> tuple[Any, Any, list[int]]:
+        if self._scorer is None:
+            import llama_cpp
+            from llama_cpp._internals import LlamaBatch, LlamaContext
+
+            params = llama_cpp.llama_context_params.from_buffer_copy(self.llm.context_params)
+            params.n_seq_max = 1
+            ctx = LlamaContext(model=self.llm._model, params=params, verbose=False)
+            batch = LlamaBatch(n_tokens=params.n_batch, embd=0, n_seq_max=1, verbose=False)
+            self._scorer = (ctx, batch, [])  # the context, a batch, the token ids whose KV it holds
+        return self._scorer
+
+    def _loglikelihood(self, requests: list[tuple[str, str]]) -> list[tuple[float, bool]]:
+        import numpy as np
+
+        ctx, batch, held = self._scorer_context()
+        n_vocab, n_batch = self.llm.n_vocab(), self.llm.context_params.n_batch
+        out: list[tuple[float, bool]] = []
+        for context, continuation in requests:
+            ids, n_context = pair_tokens(self._tokens, self._plain_tokens, context, continuation)
+            if n_context == 0:  # lm-eval: an empty context is the end-of-text token
+                ids, n_context = [self.llm.token_eos(), *ids], 1
+            if len(ids) > self.n_ctx:
+                raise EngineError(f"context + continuation of {len(ids)} tokens exceed the context window of "
+                                  f"{self.n_ctx}", retryable=False)
+            keep = 0  # the KV of the longest shared prefix stays; the last context token is decoded again
+            while keep < min(len(held), len(ids)) and held[keep] == ids[keep]:
+                keep += 1
+            keep = min(keep, n_context - 1)
+            ctx.kv_cache_seq_rm(0, keep, -1)
+            del held[:]
+            total, greedy = 0.0, True
+            for lo in range(keep, len(ids), n_batch):
+                chunk = ids[lo: lo + n_batch]
+                b = batch.batch
+                b.n_tokens = len(chunk)
+                want = []  # (batch row, the token it must predict): logits at p score token p + 1
+                for i, tok in enumerate(chunk):
+                    p = lo + i
+                    need = n_context - 1 <= p < len(ids) - 1
+                    b.token[i], b.pos[i], b.n_seq_id[i], b.logits[i] = tok, p, 1, need
+                    b.seq_id[i][0] = 0
+                    if need:
+                        want.append((i, ids[p + 1]))
+                if not want:
+                    b.logits[len(chunk) - 1] = True  # llama.cpp wants one output per batch
+                ctx.decode(batch)
+                for i, nxt in want:
+                    row = np.ctypeslib.as_array(ctx.get_logits_ith(i), shape=(n_vocab,)).astype(np.float64)
+                    top = row.max()
+                    total += float(row[nxt] - top - math.log(float(np.exp(row - top).sum())))
+                    greedy = greedy and int(row.argmax()) == nxt
+            held.extend(ids)
+            out.append((total, greedy))
+        return out
+
     def run(self, fn: Any, *args: Any) -> Any:
         """Call ``fn(*args)`` on the engine's compute thread (the decoder's, when batched)."""
         if self._decoder is not None:
@@ -389,6 +463,9 @@ class LlamaCppEngine(Engine):
         return [r.future.result() if isinstance(r, Job) else r for r in results]
 
     def close(self) -> None:
+        if getattr(self, "_scorer", None) is not None:
+            self.run(lambda: getattr(self._scorer[0], "close", lambda: None)())
+            self._scorer = None
         if getattr(self, "_decoder", None) is not None:
             self._decoder.close()
             self._decoder = None

@@ -1,0 +1,80 @@
+"""Scoring fixed continuations (lm-eval's ``loglikelihood``): against a direct forward pass on a tiny hf
+model, across llama.cpp's sequential and batched engines on smollm2, and the greedy flag against real
+greedy generation."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from reasonlab.engines import SamplingParams, load_engine
+from reasonlab.engines.base import split_pair
+from reasonlab.errors import ConfigError
+
+PAIRS = [("The capital of France is", " Paris"), ("The capital of France is", " London"),
+         ("1, 2, 3, 4,", " 5, 6"), ("", "Hello there")]
+
+
+def test_split_pair_moves_trailing_space_to_the_continuation() -> None:
+    assert split_pair("one plus ", "two") == ("one plus", " two") and split_pair("a", "b") == ("a", "b")
+
+
+def test_hf_loglikelihood_equals_a_direct_forward_pass(tiny_hf_dir) -> None:
+    import torch
+
+    eng = load_engine(str(tiny_hf_dir))
+    pairs = [("one plus two equals", " three"), ("the answer is", " five six"), ("one", " two three four five")]
+    got = eng.loglikelihood(pairs)  # one right-padded batch of three
+    tok, lm = eng.tokenizer, eng.lm
+    for (context, continuation), (lp, greedy) in zip(pairs, got):
+        ctx = tok(context)["input_ids"]
+        cont = tok(continuation, add_special_tokens=False)["input_ids"]
+        with torch.no_grad():
+            logits = lm(torch.tensor([ctx + cont])).logits[0].double()  # [T, vocab]
+        logp = torch.log_softmax(logits, -1)
+        want = sum(float(logp[len(ctx) - 1 + j, t]) for j, t in enumerate(cont))
+        argmax = [int(logp[len(ctx) - 1 + j].argmax()) for j in range(len(cont))]
+        assert lp == pytest.approx(want, abs=1e-4) and greedy == (argmax == cont)
+    eng.close()
+
+
+@pytest.fixture(scope="module")
+def scores(smol_path):
+    eng = load_engine(str(smol_path))
+    cold = [eng.loglikelihood([p])[0] for p in PAIRS]  # one at a time
+    warm = eng.loglikelihood(PAIRS)  # in one call: the shared context's KV is reused
+    greedy_text = eng.generate(["1, 2, 3, 4,"], SamplingParams(max_tokens=6))[0].text
+    greedy = eng.loglikelihood([("1, 2, 3, 4,", greedy_text)])[0]
+    eng.close()
+    return cold, warm, greedy
+
+
+def test_llamacpp_scores_are_log_probs_and_reuse_changes_nothing(scores) -> None:
+    cold, warm, _ = scores
+    assert all(lp < 0 for lp, _ in cold)
+    assert cold[0][0] > cold[1][0]  # " Paris" is likelier than " London"
+    assert cold[0][1] and not cold[1][1]  # and the greedy continuation
+    for (a, ga), (b, gb) in zip(cold, warm):
+        assert a == pytest.approx(b, abs=1e-3) and ga == gb  # stated tolerance: 1e-3 nats
+
+
+def test_greedy_generation_is_scored_greedy(scores) -> None:
+    _, _, (lp, greedy) = scores
+    assert greedy and lp <= 0
+
+
+def test_batched_engine_scores_the_same(smol_path, scores) -> None:
+    cold, _, _ = scores
+    eng = load_engine(str(smol_path), n_parallel=2)
+    got = eng.loglikelihood(PAIRS)
+    eng.close()
+    assert [g for _, g in got] == [g for _, g in cold]
+    assert all(math.isclose(a, b, abs_tol=1e-3) for (a, _), (b, _) in zip(got, cold))
+
+
+def test_a_server_says_it_cannot_score(llama_server) -> None:
+    eng = load_engine(llama_server)
+    with pytest.raises(ConfigError, match="cannot score continuations"):
+        eng.loglikelihood(PAIRS[:1])
+    eng.close()

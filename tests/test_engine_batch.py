@@ -1,4 +1,7 @@
-"""Batched multi-sequence decoding in the llamacpp engine, for real, on smollm2-135m."""
+"""Batched multi-sequence decoding in the llamacpp engine, for real, on smollm2-135m.
+
+These pin the decoder with the prefix cache off (today's behaviour, call for call reproducible in one
+process); ``test_prefix_cache.py`` and ``test_prefix_cache_engine.py`` cover it on."""
 
 from __future__ import annotations
 
@@ -20,7 +23,7 @@ def seq_engine(smol_path):
 
 @pytest.fixture(scope="module")
 def batch_engine(smol_path):
-    eng = LlamaCppEngine(smol_path, n_ctx=2048, n_parallel=4)
+    eng = LlamaCppEngine(smol_path, n_ctx=2048, n_parallel=4, prefix_cache=False)
     yield eng
     eng.close()
 

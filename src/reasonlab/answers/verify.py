@@ -38,7 +38,7 @@ def has_delimiters(text: str) -> bool:
     """Does ``text`` mark its own math (``$…$``, ``\\(…\\)``, ``\\[…\\]``, ``\\boxed{}``)? Then math-verify
     gets it as written; otherwise the whole text is one formula and is wrapped in ``$…$``.
 
-    >>> has_delimiters("Therefore $x \\geq 5$."), has_delimiters("x \\geq 5")
+    >>> has_delimiters("Therefore $x \\\\geq 5$."), has_delimiters("x \\\\geq 5")
     (True, False)
     """
     return _DELIMITERS.search(text) is not None

@@ -42,6 +42,8 @@ class EngineConfig(BaseModel):
                             "1 = one at a time (reproducible); >1 also batches problems run concurrently")
     flash_attn: bool = Field(True, description="llamacpp: flash attention (measured +5-8 % batched, neutral for one "
                              "sequence); both contexts alike so a batch of one reproduces the sequential path")
+    prefix_cache: bool = Field(True, description="llamacpp, batched: keep finished sequences' KV cells (LRU) so a "
+                               "later job sharing a prefix prefills only the rest")
     gguf_file: str = Field("*q4_k_m.gguf", description="llamacpp from a hub repo: filename pattern to fetch")
     concurrency: int = Field(8, ge=1, description="openai: requests in flight at once")
     timeout_s: float = Field(600.0, gt=0, description="openai: per-request timeout in seconds")
@@ -111,7 +113,7 @@ def load_engine(model: str | EngineConfig = DEFAULT_MODEL, **options: Any) -> En
         else:
             path, name = _gguf_from_hub(target, cfg.gguf_file), target
         return cls(path, n_ctx=cfg.n_ctx, n_threads=cfg.n_threads, name=name, n_parallel=cfg.n_parallel,
-                   flash_attn=cfg.flash_attn)
+                   flash_attn=cfg.flash_attn, prefix_cache=cfg.prefix_cache)
     if backend == "hf":
         return cls(target, batch_size=cfg.batch_size, dtype=cfg.dtype)
     base_url = cfg.base_url or (target if target.startswith(("http://", "https://")) else None)

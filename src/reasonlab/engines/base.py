@@ -91,6 +91,7 @@ class Generation(BaseModel):
     token_logprobs: list[float] | None = None  # log p of each generated token when params.logprobs is set
     error: str | None = None  # why this sample failed (finish_reason "error"), e.g. a prompt over the context
     retryable: bool = True  # with error: False when asking again cannot help (a prompt over the context)
+    cached_tokens: int = 0  # prompt tokens not prefilled: served from the prefix cache (or a sibling's prefill)
     stop_reason: str | None = None  # the stop string that ended the sample (None: end of sequence, length, cancel)
 
 

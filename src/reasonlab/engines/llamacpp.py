@@ -107,6 +107,9 @@ class LlamaCppEngine(Engine):
             sequences of n_ctx tokens, at most 32768).
         flash_attn: flash attention (both contexts alike, so a batch of one reproduces the sequential
             path); measured by ``reasonlab bench``.
+        prefix_cache: batched path: finished sequences leave their KV cells behind (bounded, LRU) and a
+            job sharing a prefix with one prefills only the rest (``prefix_cache``). The sequential path
+            keeps llama-cpp-python's own reuse of the previous prompt's prefix.
     """
 
     backend = "llamacpp"
@@ -123,6 +126,7 @@ class LlamaCppEngine(Engine):
         n_parallel: int = 1,
         n_ctx_batch: int | None = None,
         flash_attn: bool = True,
+        prefix_cache: bool = True,
     ) -> None:
         path = Path(model_path).expanduser()
         super().__init__(name or path.name)
@@ -168,8 +172,9 @@ class LlamaCppEngine(Engine):
         if n_parallel > 1:
             from reasonlab.engines.llamacpp_batch import BatchedDecoder
 
+            slots = min(max(4, n_parallel), 256 - n_parallel) if prefix_cache else 0  # llama.cpp: <= 256 ids
             self._decoder = BatchedDecoder(self.llm, n_parallel, n_ctx_batch or min(n_ctx * n_parallel, 32768),
-                                           self.n_threads, flash_attn=flash_attn)
+                                           self.n_threads, flash_attn=flash_attn, cache_slots=slots)
         else:
             self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llamacpp")
 
@@ -196,6 +201,7 @@ class LlamaCppEngine(Engine):
             "n_threads": self.n_threads,
             "chat_template": self._formatter is not None,
             "n_parallel": self.n_parallel,
+            "prefix_cache": self._decoder is not None and self._decoder.cache is not None,
         }
 
     def render_chat(self, messages: list[Message]) -> str:

@@ -35,6 +35,7 @@ from typing import Any, Callable
 import numpy as np
 
 from reasonlab.engines.base import CancelFn, Generation, SamplingParams
+from reasonlab.engines.prefix_cache import RadixCache
 
 
 class _Aborted(Exception):
@@ -67,6 +68,7 @@ class _Seq:
     text: bytearray = field(default_factory=bytearray)
     logprobs: list[float] | None = None
     start: float = field(default_factory=time.perf_counter)
+    cached: int = 0  # prompt tokens not prefilled: copied from the prefix cache or a sibling sample
 
 
 class BatchedDecoder:
@@ -78,7 +80,8 @@ class BatchedDecoder:
         n_ctx: KV cells shared by all sequences: room for the prompts plus every live sample.
     """
 
-    def __init__(self, llm: Any, n_parallel: int, n_ctx: int, n_threads: int, flash_attn: bool = False) -> None:
+    def __init__(self, llm: Any, n_parallel: int, n_ctx: int, n_threads: int, flash_attn: bool = False,
+                 cache_slots: int = 0, cache_tokens: int | None = None) -> None:
         import llama_cpp
         from llama_cpp._internals import LlamaBatch, LlamaContext
 
@@ -88,7 +91,7 @@ class BatchedDecoder:
         self.n_parallel = n_parallel
         params = llama_cpp.llama_context_params.from_buffer_copy(llm.context_params)
         params.n_ctx = n_ctx
-        params.n_seq_max = n_parallel
+        params.n_seq_max = n_parallel + cache_slots  # sequence ids n_parallel.. hold cached prefixes
         # one KV buffer: copied prompt cells are shared, not duplicated. The price: each token attends
         # over every sequence's cells (masked), so speed-ups shrink on long traces. Per-sequence streams
         # would avoid that, but llama.cpp aborts on a partial seq_cp between streams.
@@ -98,6 +101,10 @@ class BatchedDecoder:
         params.n_threads = params.n_threads_batch = n_threads
         self.ctx = LlamaContext(model=self.model, params=params, verbose=False)
         self.n_ctx = self.ctx.n_ctx()
+        # finished sequences leave their cells behind for later jobs that share a prefix (see prefix_cache);
+        # bounded: every decode step attends over cached cells too (masked), so they are not free
+        self.cache = (RadixCache(range(n_parallel, n_parallel + cache_slots), cache_tokens or self.n_ctx // 2)
+                      if cache_slots else None)
         self.n_batch = params.n_batch
         self.batch = LlamaBatch(n_tokens=max(self.n_batch, n_parallel), embd=0, n_seq_max=n_parallel, verbose=False)
         self.n_vocab = llm.n_vocab()
@@ -139,8 +146,17 @@ class BatchedDecoder:
         self.batch.close()
         self.ctx.close()
 
+    def cached_tokens(self) -> int:
+        """Tokens the prefix cache keeps cells for (an entry's shared prefix counted once per entry)."""
+        return self.cache.tokens_held if self.cache is not None else 0
+
+    def clear_cache(self) -> None:
+        """Drop every cached prefix (runs on the decode thread)."""
+        if self.cache is not None:
+            self.call(lambda: [self.ctx.kv_cache_seq_rm(s, -1, -1) for s in self.cache.clear()])
+
     def cells_in_use(self) -> int:
-        """KV cells held by any sequence (0 once every sequence has ended)."""
+        """KV cells held by any live sequence (0 once every sequence has ended; cached prefixes aside)."""
         mem = self.ctx.memory
         used = 0
         for sid in range(self.n_parallel):
@@ -163,14 +179,24 @@ class BatchedDecoder:
                 calls = list(self._calls)
                 self._calls.clear()
                 admit = []
+                evict: list[int] = []
                 # KV cells promised to live sequences: prompt + max_tokens each, prompt sharing ignored
                 reserved = sum(_reserve(q.job) for q in active.values())
-                # admit while the worst case fits in the KV cache; one sequence is always admitted
-                while self._jobs and free and (not active and not admit or
-                                               reserved + _reserve(self._jobs[0]) <= self.n_ctx):
+                # admit while the worst case fits in the KV cache beside what the prefix cache keeps (evicted,
+                # least recently used first, when a job needs the room); one sequence is always admitted
+                while self._jobs and free:
+                    need = reserved + _reserve(self._jobs[0])
+                    if self.cache is not None and need + self.cache.tokens_held > self.n_ctx:
+                        evict += self.cache.evict_until(max(0, self.n_ctx - need))
+                    if active or admit:
+                        held = self.cache.tokens_held if self.cache is not None else 0
+                        if need + held > self.n_ctx:
+                            break
                     job = self._jobs.popleft()
                     reserved += _reserve(job)
                     admit.append((job, free.pop(0)))
+            for slot in evict:
+                self.ctx.kv_cache_seq_rm(slot, -1, -1)
             for fn, fut in calls:
                 try:
                     fut.set_result(fn())
@@ -206,18 +232,23 @@ class BatchedDecoder:
     def _start(self, job: Job, sid: int, holders: dict[tuple[int, int], int]) -> _Seq:
         head = job.tokens[:-1]
         holder = holders.get(job.key)
-        if holder is not None:
+        if holder is not None:  # a sibling sample of the same prompt holds its head
             self.ctx.kv_cache_seq_cp(holder, sid, 0, len(head))
+            cached = len(head)
         else:
+            cached, slot = self.cache.match(head) if self.cache is not None else (0, None)
+            if slot is not None:  # a cached sequence shares a prefix: take its cells, prefill the rest
+                self.ctx.kv_cache_seq_cp(slot, sid, 0, cached)
             self._prefilling = job if job.cancel is not None else None
-            try:
-                self._prefill(sid, head[: job.anchor], 0)
-                self._prefill(sid, head[job.anchor:], job.anchor)
+            try:  # split at the anchor as the sequential path does, so both compute the same values
+                if cached < job.anchor:
+                    self._prefill(sid, head[cached: job.anchor], cached)
+                self._prefill(sid, head[max(cached, job.anchor):], max(cached, job.anchor))
             finally:
                 self._prefilling = None
             holders[job.key] = sid
         return _Seq(job=job, sid=sid, sampler=self._sampler(job.params, job.seed), pos=len(head),
-                    feed=job.tokens[-1], logprobs=[] if job.params.logprobs is not None else None)
+                    feed=job.tokens[-1], logprobs=[] if job.params.logprobs is not None else None, cached=cached)
 
     def _should_abort(self, _data: Any) -> bool:
         """llama.cpp's abort callback, called between graph nodes while a prefill runs."""
@@ -320,7 +351,15 @@ class BatchedDecoder:
                 del holders[job.key]
             else:
                 holders[job.key] = sibling
-        self.ctx.kv_cache_seq_rm(seq.sid, -1, -1)  # free every cell of this sequence now
+        if self.cache is not None and reason != "error":
+            # keep its cells (prompt and generated tokens alike) under a cache slot for later continuations
+            kept = self.cache.store((job.tokens + seq.out)[: seq.pos])
+            if kept is not None:
+                slot, evicted = kept
+                for old in [*evicted, slot]:
+                    self.ctx.kv_cache_seq_rm(old, -1, -1)
+                self.ctx.kv_cache_seq_cp(seq.sid, slot, 0, seq.pos)
+        self.ctx.kv_cache_seq_rm(seq.sid, -1, -1)  # this sequence's hold on its cells ends now
         free.append(seq.sid)
         free.sort()
         # the exact text, as llama-cpp-python detokenizes it, cut at the first stop string
@@ -330,6 +369,7 @@ class BatchedDecoder:
             text=text, index=job.index, sample=job.sample, prompt_tokens=len(job.tokens),
             completion_tokens=len(seq.out), finish_reason=reason,  # type: ignore[arg-type]
             seconds=time.perf_counter() - seq.start, token_logprobs=seq.logprobs, error=error, stop_reason=stop,
+            cached_tokens=seq.cached,
         ))
 
 

@@ -164,6 +164,8 @@ class OpenAIEngine(Engine):
             seconds = time.perf_counter() - start
             # usage counts all choices together; split it by text length (exact when n == 1)
             total = int(usage.get("completion_tokens", 0))
+            details = usage.get("prompt_tokens_details") or {}  # vLLM and OpenAI report prefix-cache hits here
+            cached = int(details.get("cached_tokens") or 0) if isinstance(details, dict) else 0
             lengths = [max(len(c["text"]), 1) for c in choices]
             for c, length in zip(choices, lengths):
                 out.append(
@@ -177,6 +179,7 @@ class OpenAIEngine(Engine):
                         seconds=seconds,
                         token_logprobs=c["logprobs"],
                         stop_reason=c["stop"],
+                        cached_tokens=cached,
                     )
                 )
         return out

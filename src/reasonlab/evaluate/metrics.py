@@ -69,6 +69,11 @@ def summarize(records: list[Any], strategy: str | None = None, options: dict[str
         "stop_reasons": _count(r.get("stop_reason", "done") for r in records),
         "mean_traces": round(sum(len(r.get("traces", [])) for r in records) / n, 3) if n else 0.0,
     }
+    # what the prefix cache saved: prompt tokens (over every engine call of every trace) read from it
+    cached = sum(int(t.get("cached_tokens", 0)) for r in records for t in r.get("traces", []))
+    prefilled = sum(int(t.get("prefilled_tokens", 0)) for r in records for t in r.get("traces", []))
+    out["prompt_tokens_prefilled"], out["prompt_tokens_cached"] = prefilled, cached
+    out["prefix_cache_hit_rate"] = round(cached / (cached + prefilled), 4) if cached + prefilled else 0.0
     if any(len(r.get("traces", [])) > 1 for r in records):
         caveat = samples_caveat(strategy, options)
         if caveat is None:

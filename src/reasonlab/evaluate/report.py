@@ -210,7 +210,8 @@ def render(runs: list[dict[str, Any]], plots: list[str]) -> str:
         rows.append(f"<tr><td>{_e(run['label'])}</td><td>{s['n']}</td><td>{s['accuracy']:.3f}</td>"
                     f"<td>{lo:.2f}-{hi:.2f}</td><td>{s['answer_found_rate']:.0%}</td><td>{s['mean_tokens']:.0f}</td>"
                     f"<td>{s['seconds'] / max(1, s['n']):.1f}</td><td>{s.get('mean_traces', 1):.2f}</td>"
-                    f"<td>{_e(reasons)}</td><td>{len(run.get('errors', []))}</td></tr>")
+                    f"<td>{_e(reasons)}</td><td>{s.get('prefix_cache_hit_rate', 0):.0%}</td>"
+                    f"<td>{len(run.get('errors', []))}</td></tr>")
     extra = []
     for run in runs:
         s = run["summary"]
@@ -243,7 +244,7 @@ def render(runs: list[dict[str, Any]], plots: list[str]) -> str:
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>reasonlab report</title><style>{CSS}</style>"
             f"<script>{CHECK}</script></head><body><div id=broken class=banner></div><h1>reasonlab report</h1>"
             f"<table><tr><th>run</th><th>n</th><th>accuracy</th><th>95% CI</th><th>found</th><th>tokens/problem</th>"
-            f"<th>latency s/problem</th><th>traces</th><th>stop reasons</th><th>failed</th></tr>{''.join(rows)}</table>"
+            f"<th>latency s/problem</th><th>traces</th><th>stop reasons</th><th>prompt tokens from cache</th><th>failed</th></tr>{''.join(rows)}</table>"
             f"<h2>plots</h2>{imgs}{''.join(extra)}<h2>problems</h2>{problems}</body></html>")
 
 

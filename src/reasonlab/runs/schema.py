@@ -41,6 +41,8 @@ class TraceRecord(BaseModel):
     confidence: float | None = None
     valid: bool = Field(True, description="False: the trace did not vote")
     dropped: str | None = Field(None, description="why it did not vote")
+    prefilled_tokens: int = Field(0, description="prompt tokens the engine evaluated, over all the trace's calls")
+    cached_tokens: int = Field(0, description="prompt tokens served from the engine's prefix cache instead")
     prompt: str | None = Field(None, description="the raw prompt this trace continued, when it differs from the "
                                                  "record's (prompt variants, mixtures); None: the record's prompt")
 

@@ -67,13 +67,16 @@ class Trace(BaseModel):
     valid: bool = True  # False: the trace does not vote (cancelled, no code under SC-TIR, invented output)
     dropped: str | None = None  # why it does not vote
     prompt: str | None = None  # the raw prompt this trace continued (the chat template applied), as the model saw it
+    prefilled_tokens: int = 0  # prompt tokens the engine evaluated, over all the trace's calls
+    cached_tokens: int = 0  # prompt tokens served from the engine's prefix cache instead, over all its calls
 
     @classmethod
     def from_generation(cls, gen: Generation, answer: str | None, sample: int = 0) -> Trace:
         events = [error_event(gen)] if gen.error else []
         return cls(text=gen.text, answer=answer, completion_tokens=gen.completion_tokens,
                    prompt_tokens=gen.prompt_tokens, finish_reason=gen.finish_reason, seconds=gen.seconds,
-                   events=events, sample=sample, token_logprobs=gen.token_logprobs)
+                   events=events, sample=sample, token_logprobs=gen.token_logprobs,
+                   prefilled_tokens=max(0, gen.prompt_tokens - gen.cached_tokens), cached_tokens=gen.cached_tokens)
 
 
 class Attempt(BaseModel):
@@ -186,7 +189,7 @@ class TraceWriter:
         self.engine, self.prompt, self.params, self.sample, self.cancel = engine, prompt, params, sample, cancel
         self.start = time.perf_counter()
         self.text = ""
-        self.used = self.prompt_tokens = 0
+        self.used = self.prompt_tokens = self.prefilled = self.cached = 0
         self.finish = "stop"
         self.events: list[dict[str, Any]] = []
         self.logprobs: list[float] = []
@@ -200,6 +203,8 @@ class TraceWriter:
         self.logprobs.extend(gen.token_logprobs or [])
         self.used += gen.completion_tokens
         self.prompt_tokens = self.prompt_tokens or gen.prompt_tokens
+        self.cached += gen.cached_tokens  # a continuation re-reads the trace: what the prefix cache saved
+        self.prefilled += max(0, gen.prompt_tokens - gen.cached_tokens)
         self.finish = gen.finish_reason
         if append:
             self.text += gen.text
@@ -211,7 +216,8 @@ class TraceWriter:
         return Trace(text=self.text, answer=verifier.extract(self.text), completion_tokens=self.used,
                      prompt_tokens=self.prompt_tokens, finish_reason=self.finish,
                      seconds=time.perf_counter() - self.start, events=self.events, sample=self.sample,
-                     token_logprobs=self.logprobs if self.params.logprobs is not None else None, prompt=self.prompt)
+                     token_logprobs=self.logprobs if self.params.logprobs is not None else None, prompt=self.prompt,
+                     prefilled_tokens=self.prefilled, cached_tokens=self.cached)
 
 
 def engine_cancel(cancel: TraceCancel | None, first: int = 0, used: int = 0) -> Any:

@@ -55,6 +55,8 @@ class _Node:
     parent: _Node | None = None
     children: list[_Node] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)  # engine errors of its segments
+    prefilled: int = 0  # prompt tokens evaluated / served from the prefix cache for its segments
+    cached: int = 0
 
     def lineage(self) -> list[_Node]:
         """This node and its ancestors, root first."""
@@ -81,6 +83,8 @@ class Branch(Strategy):
         node.text += gen.text
         node.tokens += gen.completion_tokens
         node.total += gen.completion_tokens
+        node.cached += gen.cached_tokens
+        node.prefilled += max(0, gen.prompt_tokens - gen.cached_tokens)
         if gen.error:
             node.events.append(error_event(gen))
         split_here = gen.stop_reason == "\n\n" or (gen.finish_reason == "length" and node.total < limit)
@@ -91,15 +95,15 @@ class Branch(Strategy):
             node.answer = self.verifier.extract(node.text)
 
     def _trace(self, node: _Node, prompt: str) -> Trace:
-        own, up = 0, node  # tokens of segments no earlier trace was given
-        while up is not None:
+        own = cached = prefilled = 0  # segments no earlier trace was given: their tokens count once
+        for up in node.lineage():
             if not up.counted:
-                own += up.tokens
+                own, cached, prefilled = own + up.tokens, cached + up.cached, prefilled + up.prefilled
                 up.counted = True
-            up = up.parent
         events = [e for up in node.lineage() for e in up.events]
         return Trace(text=node.text, answer=node.answer, completion_tokens=own,
-                     finish_reason=node.finish, tags={"path": node.path}, events=events, prompt=prompt)
+                     finish_reason=node.finish, tags={"path": node.path}, events=events, prompt=prompt,
+                     cached_tokens=cached, prefilled_tokens=prefilled)
 
     def solve(self, problem: Problem, engine: Engine, budget: Budget) -> Attempt:
         cfg: BranchConfig = self.config  # type: ignore[assignment]

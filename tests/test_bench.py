@@ -39,6 +39,11 @@ def test_bench_writes_json_and_plots(tmp_path, smol_path, monkeypatch) -> None:
     assert row["model"] == "smollm2-135m" and 0 < row["achieved_over_bound"]
     assert [r["batch"] for r in saved["batch"]["rows"]] == [1, 2] and saved["batch"]["rows"][0]["speedup"] == 1.0
     assert saved["length"]["windows"]
+    rows = saved["prefix"]["rows"]  # cache off then on, per workload shape
+    assert [(r["shape"], r["cache"]) for r in rows] == [("tir", False), ("tir", True), ("branch", False),
+                                                         ("branch", True)]
+    assert all(on["prefilled"] < off["prefilled"] and on["cached"] > 0 == off["cached"]
+               for off, on in zip(rows[::2], rows[1::2]))
     for kind in ("llama-server", "llama-cpp-python"):  # both local servers measured
         assert saved["server"][kind]["rows"][1]["concurrency"] == 2, saved["server"][kind]
     assert sorted(res["plots"]) == ["bench_batch.png", "bench_length.png", "bench_models.png", "bench_server.png"]

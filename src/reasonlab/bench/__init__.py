@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from reasonlab.engines.models import DEFAULT_MODEL
 
-Part = Literal["hardware", "models", "batch", "length", "server"]
+Part = Literal["hardware", "models", "batch", "length", "server", "prefix"]
 
 
 class BenchConfig(BaseModel):
@@ -38,7 +38,8 @@ class BenchConfig(BaseModel):
         ("llama-server", "llama-cpp-python"), description="local servers for the server curve (127.0.0.1)")
     concurrency: tuple[int, ...] = Field((1, 2, 4, 8), description="requests in flight for the server curve")
     server_tokens: int = Field(64, ge=8, description="generated tokens per server request")
-    parts: tuple[Part, ...] = Field(("hardware", "models", "batch", "length", "server"), description="what to run")
+    parts: tuple[Part, ...] = Field(("hardware", "models", "batch", "length", "server", "prefix"),
+                                    description="what to run")
 
 
 def run_bench(cfg: BenchConfig, out: str | Path, say: Callable[[str], None] = print) -> dict[str, Any]:
@@ -90,6 +91,20 @@ def run_bench(cfg: BenchConfig, out: str | Path, say: Callable[[str], None] = pr
         res["length"] = {"model": cfg.model, "tok_s": round(tps, 2), "windows": measure.speed_by_length(times)}
         w = res["length"]["windows"]
         say(f"length: {w[0]['tok_s']} tok/s over the first 128 tokens, {w[-1]['tok_s']} by token {w[-1]['tokens']}")
+
+    if "prefix" in cfg.parts:  # the prefix cache on multi-call workloads, on vs off in one run
+        rows = []
+        for shape in ("tir", "branch"):
+            for on in (False, True):
+                with LlamaCppEngine(main_path, n_threads=threads, n_ctx=4096, n_parallel=16, n_ctx_batch=16384,
+                                    prefix_cache=on, name=cfg.model) as eng:
+                    rows.append({**measure.prefix_workload(eng, shape), "cache": on})
+        for off, on in zip(rows[::2], rows[1::2]):
+            on["prefilled_ratio"] = round(on["prefilled"] / max(1, off["prefilled"]), 3)
+            on["speedup"] = round(on["tok_s"] / max(1e-9, off["tok_s"]), 2)
+            say(f"prefix {on['shape']}: prefilled {off['prefilled']} -> {on['prefilled']} tokens "
+                f"({on['prefilled_ratio']}x), {off['tok_s']} -> {on['tok_s']} tok/s ({on['speedup']}x)")
+        res["prefix"] = {"model": cfg.model, "rows": rows}
 
     if "batch" in cfg.parts:
         rows = []

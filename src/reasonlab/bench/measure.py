@@ -147,3 +147,38 @@ def server_throughput(url: str, concurrency: int, tokens: int) -> dict[str, Any]
     total = sum(g.completion_tokens for g in gens)
     return {"concurrency": concurrency, "tokens": total, "seconds": round(seconds, 2),
             "tok_s": round(total / seconds, 2)}
+
+
+QUESTIONS = ("What is 17 * 23? Show your work.", "How many primes are there below 50?",
+             "What is the sum of the interior angles of a hexagon?", "Solve 3x + 7 = 31 for x.")
+
+
+def prefix_workload(engine: LlamaCppEngine, shape: str, tokens: int = 48) -> dict[str, Any]:
+    """A multi-call workload on a batched engine: "tir" (four problems at once: generate, inject a tool's
+    output, continue — four rounds) or "branch" (a stem per problem, then four children that continue it,
+    then four grandchildren each). Counts prompt tokens evaluated vs served from the prefix cache."""
+    params = SamplingParams(temperature=0.0, max_tokens=tokens, ignore_eos=True)
+    prompts = [engine.render_chat([{"role": "user", "content": q}]) for q in QUESTIONS]
+    gens: list[Any] = []
+    start = time.perf_counter()
+    if shape == "tir":
+        texts = [""] * len(prompts)
+        for _ in range(4):
+            out = engine.generate([p + t for p, t in zip(prompts, texts)], params)
+            gens += out
+            texts = [t + g.text + "\n```output\n42\n```\n" for t, g in zip(texts, out)]
+    else:
+        stems = engine.generate(prompts, params)
+        gens += stems
+        level = [p + g.text for p, g in zip(prompts, stems)]
+        for cue in ("\n\nLet me verify this another way.", "\n\nAlternatively,"):
+            kids = [f"{node}{cue} ({k})" for node in level for k in range(4)][:16]
+            out = engine.generate(kids, params)
+            gens += out
+            level = [k + g.text for k, g in zip(kids, out)][:4]
+    seconds = time.perf_counter() - start
+    generated = sum(g.completion_tokens for g in gens)
+    cached = sum(g.cached_tokens for g in gens)
+    prefilled = sum(g.prompt_tokens - g.cached_tokens for g in gens)
+    return {"shape": shape, "calls": len(gens), "prefilled": prefilled, "cached": cached, "generated": generated,
+            "seconds": round(seconds, 2), "tok_s": round(generated / seconds, 2)}

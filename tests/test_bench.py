@@ -31,7 +31,7 @@ def test_bench_writes_json_and_plots(tmp_path, smol_path, monkeypatch) -> None:
 
     monkeypatch.setenv("REASONLAB_LLAMA_SERVER", str(LLAMA_SERVER_BIN))
     cfg = BenchConfig(model="smollm2-135m", models=("smollm2-135m",), batch_sizes=(1, 2), tokens=16, length=256,
-                      prompt_tokens=32, concurrency=(1, 2), server_tokens=8)
+                      prompt_tokens=32, concurrency=(1, 2), server_tokens=8, prefix_tokens=12)
     res = run_bench(cfg, tmp_path, say=lambda line: None)
     saved = json.loads((tmp_path / "bench.json").read_text())
     assert saved["memory"]["best_gbs"] > 0 and saved["compute"]["fp32_gemm_gflops"] > 0

@@ -30,6 +30,7 @@ class BenchConfig(BaseModel):
     models: tuple[str, ...] | None = Field(None, description="models for the size curve; default: every installed one")
     batch_sizes: tuple[int, ...] = Field((1, 2, 4, 8, 16), description="sequences decoded together")
     tokens: int = Field(128, ge=8, description="generated tokens per sequence (models and batch curves)")
+    prefix_tokens: int = Field(48, ge=4, description="tokens per call in the prefix-cache workloads")
     length: int = Field(1024, ge=256, description="generated tokens of the single long trace (length curve)")
     prompt_tokens: int = Field(256, ge=16, description="prompt length for the prompt-processing figure")
     threads: int | None = Field(None, ge=1, description="CPU threads; default every usable core")
@@ -98,7 +99,7 @@ def run_bench(cfg: BenchConfig, out: str | Path, say: Callable[[str], None] = pr
             for on in (False, True):
                 with LlamaCppEngine(main_path, n_threads=threads, n_ctx=4096, n_parallel=16, n_ctx_batch=16384,
                                     prefix_cache=on, name=cfg.model) as eng:
-                    rows.append({**measure.prefix_workload(eng, shape), "cache": on})
+                    rows.append({**measure.prefix_workload(eng, shape, tokens=cfg.prefix_tokens), "cache": on})
         for off, on in zip(rows[::2], rows[1::2]):
             on["prefilled_ratio"] = round(on["prefilled"] / max(1, off["prefilled"]), 3)
             on["speedup"] = round(on["tok_s"] / max(1e-9, off["tok_s"]), 2)

@@ -164,6 +164,10 @@ class Engine(abc.ABC):
         raise ConfigError(f"the {self.backend} engine cannot score continuations (loglikelihood): "
                           f"use the llamacpp or hf engine")
 
+    def stats(self) -> dict[str, Any]:
+        """Counters of what the engine did (where it keeps any): a run stores them in summary.json."""
+        return {}
+
     def can_render_chat(self) -> bool:
         """Does ``render_chat`` give the template as text (True), or a ``chat_prompt`` that only the
         chat endpoint takes, which cannot be continued raw (False)?"""

@@ -182,6 +182,16 @@ class LlamaCppEngine(Engine):
     def n_ctx(self) -> int:
         return self.llm.n_ctx()
 
+    def stats(self) -> dict[str, Any]:
+        """Batched path: decode steps, mean sequences per step (how full the batch ran), seconds in decode
+        steps, prompt prefill and idle waiting, prompt tokens prefilled, tokens the prefix cache holds."""
+        if self._decoder is None:
+            return {}
+        s = dict(self._decoder.stats)
+        s["mean_batch"] = round(s["slot_steps"] / s["steps"], 2) if s["steps"] else 0.0
+        s["cached_tokens_held"] = self._decoder.cached_tokens()
+        return {k: round(v, 2) if isinstance(v, float) else v for k, v in s.items()}
+
     def identity(self) -> dict[str, Any]:
         if self._sha256 is None:  # hashing 0.5 GB takes about a second: once per engine
             h = hashlib.sha256()

@@ -116,6 +116,9 @@ class BatchedDecoder:
         # a long prompt prefill is one llama_decode call that a cancel hook cannot reach between tokens:
         # llama.cpp's abort callback asks the job's hook (at most every 50 ms) while a prefill runs
         self._prefilling: Job | None = None
+        # where the decode thread's time goes: decode steps (and how full they are), prompt prefill, idle
+        self.stats: dict[str, float] = {"steps": 0, "slot_steps": 0, "decode_s": 0.0, "prefill_tokens": 0,
+                                        "prefill_s": 0.0, "idle_s": 0.0}
         self._abort_seen = 0.0
         self._abort_cb = llama_cpp.ggml_abort_callback(self._should_abort)
         self._thread = threading.Thread(target=self._loop, name="llamacpp-batch", daemon=True)
@@ -173,7 +176,9 @@ class BatchedDecoder:
         while True:
             with self._cv:
                 while not self._jobs and not active and not self._calls and not self._closed:
+                    idle = time.perf_counter()
                     self._cv.wait()
+                    self.stats["idle_s"] += time.perf_counter() - idle
                 if self._closed and not self._jobs and not active and not self._calls:
                     return
                 calls = list(self._calls)
@@ -224,7 +229,11 @@ class BatchedDecoder:
                         error=None if aborted else f"{type(err).__name__}: {err}"))
             try:
                 if active:
+                    t0 = time.perf_counter()
+                    self.stats["steps"] += 1
+                    self.stats["slot_steps"] += len(active)  # / steps = mean sequences per decode step
                     self._step(active, free, holders)
+                    self.stats["decode_s"] += time.perf_counter() - t0
             except Exception as err:  # a failed decode fails the live jobs, not the thread
                 for sid, seq in list(active.items()):
                     self._end(seq, "error", active, free, holders, error=f"{type(err).__name__}: {err}")
@@ -277,8 +286,11 @@ class BatchedDecoder:
             if watch:
                 self._abort_seen = time.monotonic()
                 self._llama_cpp.llama_set_abort_callback(self.ctx.ctx, self._abort_cb, None)
+            t0 = time.perf_counter()
             try:
                 rc = self._llama_cpp.llama_decode(self.ctx.ctx, self.batch.batch)
+                self.stats["prefill_tokens"] += len(chunk)
+                self.stats["prefill_s"] += time.perf_counter() - t0
             finally:
                 if watch:
                     self._llama_cpp.llama_set_abort_callback(self.ctx.ctx, self._llama_cpp.ggml_abort_callback(), None)

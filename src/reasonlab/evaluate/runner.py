@@ -201,6 +201,9 @@ class StoppableEngine(Engine):
     def can_render_chat(self) -> bool:
         return self.inner.can_render_chat()
 
+    def stats(self) -> dict[str, Any]:
+        return self.inner.stats()
+
 
 Outcome = ProblemRecord | ErrorRecord
 
@@ -340,6 +343,9 @@ def evaluate(cfg: EvalConfig, out: str | Path | None = None, engine: Engine | No
                 new_this_time=bar.n, failed_this_time=bar.failed,
                 wall_seconds_this_time=round(time.perf_counter() - started, 2),
             )
+            engine_stats = engine.stats()
+            if engine_stats:  # cumulative over the engine's life (a reused engine counts earlier runs too)
+                summary["engine_stats"] = engine_stats
             if bar.n and summary["wall_seconds_this_time"] > 0:
                 # problems overlap when several are in flight: throughput is new tokens over wall time
                 summary["tokens_per_s_wall"] = round(bar.tokens / summary["wall_seconds_this_time"], 2)

@@ -63,7 +63,8 @@ class SamplingParams(BaseModel):
     max_tokens: int = Field(512, ge=1, description="most tokens to generate per sample")
     stop: tuple[str, ...] = Field((), description="strings that end a sample (not included in its text)")
     seed: int | None = Field(None, description="sample i of a prompt uses seed + i; None draws a fresh seed")
-    logprobs: int | None = Field(None, ge=0, description="return the chosen token's log-prob (and top-k) per token")
+    logprobs: int | None = Field(None, ge=0, description="per generated token, its log-prob and the k most likely "
+                                                         "alternatives' (vLLM's meaning; 0: the chosen one only)")
     ignore_eos: bool = Field(False, description="keep generating past end-of-sequence tokens (benchmarks; vLLM's name)")
 
     @field_validator("stop", mode="before")
@@ -89,6 +90,10 @@ class Generation(BaseModel):
     finish_reason: FinishReason = "stop"
     seconds: float = 0.0  # wall time spent producing this sample (prompt + decode)
     token_logprobs: list[float] | None = None  # log p of each generated token when params.logprobs is set
+    # with params.logprobs = k > 0: per generated token, the k most likely (token id, text, log p), best first;
+    # log-probs are the model's own distribution, before temperature and sampling filters (as vLLM's). Servers
+    # answer in text: their ids are -1
+    top_logprobs: list[list[tuple[int, str, float]]] | None = None
     error: str | None = None  # why this sample failed (finish_reason "error"), e.g. a prompt over the context
     retryable: bool = True  # with error: False when asking again cannot help (a prompt over the context)
     cached_tokens: int = 0  # prompt tokens not prefilled: served from the prefix cache (or a sibling's prefill)

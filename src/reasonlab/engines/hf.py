@@ -160,22 +160,30 @@ class HFEngine(Engine):
                 seconds = time.perf_counter() - start
                 prompt_len = enc["input_ids"].shape[1]
                 new = res.sequences[:, prompt_len:]  # [batch * n, new_tokens]
-                chosen_lp = None
+                chosen_lp, top = None, None
                 if params.logprobs is not None and sampler is not None:
-                    chosen_lp = sampler.chosen_logprobs()  # [batch * n, steps], from the distribution sampled
+                    chosen_lp = sampler.chosen_logprobs()  # [batch * n, steps], the model's own log-probs
+                    top = sampler.top if params.logprobs else None
                 elif params.logprobs is not None:
-                    # log-softmax of the processed scores at each step, gathered at the chosen token
+                    # log-softmax of the scores at each step (greedy: the model's own), at the chosen token
                     chosen_lp = self.lm.compute_transition_scores(res.sequences, res.scores, normalize_logits=True)
+                    if params.logprobs:
+                        steps = [torch.topk(torch.log_softmax(sc.float(), -1), min(params.logprobs, sc.shape[-1]), -1)
+                                 for sc in res.scores]  # per step: [rows, k]
+                        top = [[list(zip(st.indices[r].tolist(), st.values[r].tolist())) for st in steps]
+                               for r in range(new.shape[0])]
                 for row in range(new.shape[0]):
                     i, s = divmod(row, params.n)
-                    gen = self._finish(new[row], chosen_lp, row, lo + i, s, params, enc, row, seconds / new.shape[0])
+                    gen = self._finish(new[row], chosen_lp, row, lo + i, s, params, enc, row, seconds / new.shape[0],
+                                       top[row] if top is not None else None)
                     if cancelled is not None and row in cancelled.rows:
                         gen = gen.model_copy(update={"finish_reason": "cancelled", "stop_reason": None})
                     out.append(gen)
         return out
 
     def _finish(self, tokens: Any, chosen_lp: Any, row: int, index: int, sample: int,
-                params: SamplingParams, enc: Any, i: int, seconds: float) -> Generation:
+                params: SamplingParams, enc: Any, i: int, seconds: float,
+                top: list[list[tuple[int, float]]] | None = None) -> Generation:
         special = {self.tokenizer.pad_token_id, self.tokenizer.eos_token_id}
         ids = tokens.tolist()
         n_real = len(ids)
@@ -201,6 +209,8 @@ class HFEngine(Engine):
             seconds=seconds,
             token_logprobs=lps,
             stop_reason=stop,
+            top_logprobs=[[(t, self.tokenizer.decode([t]), lp) for t, lp in step] for step in top[:n_real]]
+            if top is not None else None,
         )
 
 
@@ -236,6 +246,7 @@ class _SeededSampler(LogitsProcessor):  # type: ignore[misc]
         self.params = params
         self.gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
         self.lps: list[list[float]] = [[] for _ in seeds]
+        self.top: list[list[list[tuple[int, float]]]] = [[] for _ in seeds]  # per row, per step: top-k (id, lp)
 
     def __call__(self, input_ids: Any, scores: Any) -> Any:
         import torch
@@ -252,11 +263,15 @@ class _SeededSampler(LogitsProcessor):  # type: ignore[misc]
         if p.min_p > 0.0:
             probs = torch.softmax(x, dim=-1)
             x[probs < p.min_p * probs.max(dim=-1, keepdim=True).values] = -float("inf")
-        logp = torch.log_softmax(x / p.temperature, dim=-1)  # [rows, vocab]
+        logp = torch.log_softmax(x / p.temperature, dim=-1)  # [rows, vocab]: the distribution sampled
+        raw = torch.log_softmax(scores.float(), dim=-1)  # [rows, vocab]: the model's own, which log-probs report
+        best = torch.topk(raw, min(p.logprobs or 1, raw.shape[-1]), dim=-1) if p.logprobs else None
         out = torch.full_like(scores, -float("inf"))
         for r in range(x.shape[0]):
             tok = int(torch.multinomial(logp[r].exp(), 1, generator=self.gens[r]))
-            self.lps[r].append(float(logp[r, tok]))
+            self.lps[r].append(float(raw[r, tok]))
+            if best is not None:
+                self.top[r].append(list(zip(best.indices[r].tolist(), best.values[r].tolist())))
             out[r, tok] = 0.0
         return out
 

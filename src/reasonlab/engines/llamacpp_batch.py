@@ -67,6 +67,7 @@ class _Seq:
     out: list[int] = field(default_factory=list)
     text: bytearray = field(default_factory=bytearray)
     logprobs: list[float] | None = None
+    top: list[list[tuple[int, str, float]]] | None = None  # top-k alternatives per generated token
     start: float = field(default_factory=time.perf_counter)
     cached: int = 0  # prompt tokens not prefilled: copied from the prefix cache or a sibling sample
 
@@ -257,7 +258,8 @@ class BatchedDecoder:
                 self._prefilling = None
             holders[job.key] = sid
         return _Seq(job=job, sid=sid, sampler=self._sampler(job.params, job.seed), pos=len(head),
-                    feed=job.tokens[-1], logprobs=[] if job.params.logprobs is not None else None, cached=cached)
+                    feed=job.tokens[-1], logprobs=[] if job.params.logprobs is not None else None,
+                    top=[] if job.params.logprobs else None, cached=cached)
 
     def _should_abort(self, _data: Any) -> bool:
         """llama.cpp's abort callback, called between graph nodes while a prefill runs."""
@@ -330,7 +332,13 @@ class BatchedDecoder:
             if seq.logprobs is not None:
                 logits = np.ctypeslib.as_array(self.ctx.get_logits_ith(i), shape=(self.n_vocab,))
                 top = float(logits.max())
-                seq.logprobs.append(float(logits[tok]) - top - math.log(float(np.exp(logits - top).sum())))
+                norm = top + math.log(float(np.exp(logits - top).sum()))  # log-sum-exp: log p = logit - norm
+                seq.logprobs.append(float(logits[tok]) - norm)
+                if seq.top is not None:
+                    k = min(params.logprobs or 0, self.n_vocab)
+                    best = np.argpartition(logits, -k)[-k:]
+                    best = best[np.argsort(-logits[best])]
+                    seq.top.append([(int(t), self._piece(int(t)), float(logits[t]) - norm) for t in best])
             if not params.ignore_eos and self._llama_cpp.llama_vocab_is_eog(self.vocab, tok):
                 self._end(seq, "stop", active, free, holders)
                 continue
@@ -345,6 +353,9 @@ class BatchedDecoder:
                 self._end(seq, "cancelled", active, free, holders)
             else:
                 seq.feed = tok
+
+    def _piece(self, token: int) -> str:
+        return self.model.detokenize([token], special=True).decode("utf-8", errors="replace")
 
     @staticmethod
     def _hit_stop(seq: _Seq) -> bool:  # checks only the tail; the final text is cut exactly in _end
@@ -381,7 +392,7 @@ class BatchedDecoder:
             text=text, index=job.index, sample=job.sample, prompt_tokens=len(job.tokens),
             completion_tokens=len(seq.out), finish_reason=reason,  # type: ignore[arg-type]
             seconds=time.perf_counter() - seq.start, token_logprobs=seq.logprobs, error=error, stop_reason=stop,
-            cached_tokens=seq.cached,
+            cached_tokens=seq.cached, top_logprobs=seq.top[: len(seq.out)] if seq.top is not None else None,
         ))
 
 

@@ -127,7 +127,7 @@ class OpenAIEngine(Engine):
             raise EngineError(f"server {self.base_url}/models listed no model: {str(data)[:200]}") from None
 
     # -- the seam ------------------------------------------------------------------------------
-    def _body(self, params: SamplingParams, n: int, seed: int | None) -> dict[str, Any]:
+    def _body(self, params: SamplingParams, n: int, seed: int | None, chat: bool = False) -> dict[str, Any]:
         body: dict[str, Any] = {
             "model": self.model,
             "n": n,
@@ -144,7 +144,11 @@ class OpenAIEngine(Engine):
             body["stop"] = list(params.stop)
         if seed is not None:
             body["seed"] = seed
-        if params.logprobs is not None:
+        if params.logprobs is not None and chat:  # the chat API asks for log-probs as a flag and a count
+            body["logprobs"] = True
+            if params.logprobs:
+                body["top_logprobs"] = params.logprobs
+        elif params.logprobs is not None:
             body["logprobs"] = params.logprobs
         if params.ignore_eos:
             body["ignore_eos"] = True  # vLLM, SGLang and llama.cpp's server accept it
@@ -159,7 +163,7 @@ class OpenAIEngine(Engine):
         while len(out) < params.n:
             want = params.n - len(out)
             start = time.perf_counter()
-            choices, usage = self._request("POST", url, {**payload, **self._body(params, want, base_seed + len(out))},
+            choices, usage = self._request("POST", url, {**payload, **self._body(params, want, base_seed + len(out), chat)},
                                            parse=lambda data: _choices(data, want, chat))
             seconds = time.perf_counter() - start
             # usage counts all choices together; split it by text length (exact when n == 1)
@@ -178,6 +182,7 @@ class OpenAIEngine(Engine):
                         finish_reason="length" if c["reason"] == "length" else "stop",
                         seconds=seconds,
                         token_logprobs=c["logprobs"],
+                        top_logprobs=c["top"],
                         stop_reason=c["stop"],
                         cached_tokens=cached,
                     )
@@ -291,8 +296,23 @@ def _choices(data: dict[str, Any], want: int, chat: bool) -> tuple[list[dict[str
             raise TypeError("text is not a string")
         stop = c.get("stop_reason")  # vLLM and SGLang say which stop string matched; others do not
         out.append({"text": text or "", "reason": c.get("finish_reason"), "logprobs": _token_logprobs(c),
+                    "top": _top_logprobs(c),
                     "stop": stop if isinstance(stop, str) else None})
     return out, usage
+
+
+def _top_logprobs(choice: dict[str, Any]) -> list[list[tuple[int, str, float]]] | None:
+    """Per token, the alternatives a server returned (completions: ``top_logprobs`` dicts; chat: lists),
+    best first; servers answer in text, so ids are -1."""
+    lp = choice.get("logprobs")
+    if not lp:
+        return None
+    if isinstance(lp.get("top_logprobs"), list):  # completions format: [{token text: logprob}, ...]
+        return [sorted(((-1, str(t), float(v)) for t, v in (d or {}).items()), key=lambda x: -x[2])
+                for d in lp["top_logprobs"]]
+    if isinstance(lp.get("content"), list):  # chat format
+        return [[(-1, str(a["token"]), float(a["logprob"])) for a in t.get("top_logprobs", [])] for t in lp["content"]]
+    return None
 
 
 def _token_logprobs(choice: dict[str, Any]) -> list[float] | None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import random
 import threading
 import time
+from pathlib import Path
 from typing import Any, Literal
 
 from reasonlab.engines.base import CancelFn, Engine, Generation, Message, SamplingParams, pair_tokens
@@ -214,11 +215,43 @@ class HFEngine(Engine):
         )
 
 
+def gguf_to_hf(gguf: str | Path, out: str | Path | None = None) -> Path:
+    """A GGUF model as a transformers directory (fp32, untied as stored), so the hf engine and training can
+    load the model llama.cpp runs. transformers dequantizes it (needs accelerate; ~90 s for a 0.5B model),
+    so the result is cached: ``out`` defaults to the reasonlab cache, keyed by file name, size and mtime.
+
+        >>> gguf_to_hf(ensure("smollm2-135m"))                       # doctest: +SKIP
+        PosixPath('/root/.cache/reasonlab/hf/SmolLM2-135M-Instruct.Q4_1-...')
+    """
+    from reasonlab.engines.models import cache_dir
+
+    gguf = Path(gguf).expanduser()
+    if not gguf.is_file():
+        raise ModelError(f"model file not found: {gguf}")
+    stat = gguf.stat()
+    out = Path(out) if out is not None else cache_dir() / "hf" / f"{gguf.stem}-{stat.st_size}-{int(stat.st_mtime)}"
+    if (out / "config.json").exists():
+        return out
+    try:
+        from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
+    except ImportError as err:
+        raise EngineError("converting a GGUF needs transformers and torch: pip install 'reasonlab[hf]'") from err
+    try:
+        tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        lm = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name,
+                                                  quantization_config=GgufConfig(dequantize=True))
+    except (OSError, ValueError, ImportError) as err:
+        raise ModelError(f"transformers could not read {gguf}: {str(err).splitlines()[0]}") from err
+    tmp = out.with_name(out.name + ".part")
+    lm.save_pretrained(tmp)
+    tok.save_pretrained(tmp)
+    tmp.replace(out)  # whole or not at all: a crash never leaves a directory that looks converted
+    return out
+
+
 def _weights_stamp(model: str) -> list[list[Any]] | None:
     """(file, bytes, mtime) of a local model directory's weight files: changes when the weights do,
     without hashing gigabytes; None for a hub id (its revision hash identifies it)."""
-    from pathlib import Path
-
     path = Path(model)
     if not path.is_dir():
         return None

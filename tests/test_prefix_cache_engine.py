@@ -106,3 +106,24 @@ def test_a_forced_trace_reports_what_the_cache_saved(engines, tmp_path) -> None:
     # the answer call after the cut re-reads prompt + trace: most of it comes from the cache
     assert traces and all(t.finish_reason == "cut" and t.cached_tokens > t.prompt_tokens for t in traces)
     assert s["prompt_tokens_cached"] > 0 and 0 < s["prefix_cache_hit_rate"] < 1
+
+
+def test_samples_sent_by_separate_calls_share_one_prefill(engines) -> None:
+    import threading
+
+    _, warm = engines
+    warm._decoder.clear_cache()
+    prompt = chat(warm, "List four prime numbers and explain why each is prime.")
+    head = len(warm._tokens(prompt)) - 1
+    out: dict[int, object] = {}
+
+    def one(k: int) -> None:  # as a trace policy's threads do: one call per sample
+        out[k] = warm.generate([prompt], SamplingParams(temperature=0.8, seed=k, max_tokens=12))[0]
+
+    threads = [threading.Thread(target=one, args=(k,)) for k in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    # whichever started second found the first's cells, live or cached: the prompt was prefilled once
+    assert sorted(g.cached_tokens for g in out.values()) == [0, head]

@@ -172,7 +172,7 @@ class LlamaCppEngine(Engine):
         if n_parallel > 1:
             from reasonlab.engines.llamacpp_batch import BatchedDecoder
 
-            slots = min(max(4, n_parallel), 256 - n_parallel) if prefix_cache else 0  # llama.cpp: <= 256 ids
+            slots = min(max(4, 4 * n_parallel), 256 - n_parallel) if prefix_cache else 0  # llama.cpp: <= 256 ids
             self._decoder = BatchedDecoder(self.llm, n_parallel, n_ctx_batch or min(n_ctx * n_parallel, 32768),
                                            self.n_threads, flash_attn=flash_attn, cache_slots=slots)
         else:

@@ -216,7 +216,7 @@ class BatchedDecoder:
                                                      prompt_tokens=len(job.tokens), finish_reason="cancelled"))
                     continue
                 try:
-                    active[sid] = self._start(job, sid, holders)
+                    active[sid] = self._start(job, sid, holders, active)
                 except Exception as err:  # this job fails alone; its caller must not wait forever
                     self.ctx.kv_cache_seq_rm(sid, -1, -1)
                     if holders.get(job.key) == sid:
@@ -239,16 +239,22 @@ class BatchedDecoder:
                 for sid, seq in list(active.items()):
                     self._end(seq, "error", active, free, holders, error=f"{type(err).__name__}: {err}")
 
-    def _start(self, job: Job, sid: int, holders: dict[tuple[int, int], int]) -> _Seq:
+    def _start(self, job: Job, sid: int, holders: dict[tuple[int, int], int], active: dict[int, _Seq]) -> _Seq:
         head = job.tokens[:-1]
         holder = holders.get(job.key)
         if holder is not None:  # a sibling sample of the same prompt holds its head
             self.ctx.kv_cache_seq_cp(holder, sid, 0, len(head))
             cached = len(head)
         else:
-            cached, slot = self.cache.match(head) if self.cache is not None else (0, None)
-            if slot is not None:  # a cached sequence shares a prefix: take its cells, prefill the rest
-                self.ctx.kv_cache_seq_cp(slot, sid, 0, cached)
+            # the longest prefix whose cells exist: in the prefix cache, or in a live sequence (samples of one
+            # prompt sent by separate calls, as a trace policy's threads do, share its prefill this way)
+            cached, source = self.cache.match(head) if self.cache is not None else (0, None)
+            if self.cache is not None:
+                live, live_sid = _longest_live(head, active)
+                if live > cached:
+                    cached, source = live, live_sid
+            if source is not None:  # take those cells, prefill the rest
+                self.ctx.kv_cache_seq_cp(source, sid, 0, cached)
             self._prefilling = job if job.cancel is not None else None
             try:  # split at the anchor as the sequential path does, so both compute the same values
                 if cached < job.anchor:
@@ -403,6 +409,20 @@ def cut_at_stop(text: str, stops: tuple[str, ...]) -> tuple[str, str | None]:
         return text, None
     at, stop = min(found)
     return text[:at], stop
+
+
+def _longest_live(head: list[int], active: dict[int, _Seq]) -> tuple[int, int | None]:
+    """The longest prefix of ``head`` that a live sequence's KV cells already hold: (length, its sid)."""
+    best, best_sid = 0, None
+    for seq in active.values():
+        held = seq.job.tokens + seq.out  # cells [0, seq.pos) hold held[:seq.pos]
+        n = min(seq.pos, len(head))
+        k = 0
+        while k < n and held[k] == head[k]:
+            k += 1
+        if k > best:
+            best, best_sid = k, seq.sid
+    return best, best_sid
 
 
 def _reserve(job: Job) -> int:

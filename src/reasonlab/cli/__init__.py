@@ -23,6 +23,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from reasonlab.cli.tables import say_failures, summary_table
 from reasonlab.errors import ReasonlabError
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
@@ -149,32 +150,6 @@ def _common(model, engine, base_url, temperature, top_p, min_p, max_tokens, seed
     }
 
 
-def summary_table(rows: list[dict[str, Any]], title: str = "results") -> Table:
-    """One row per run. A single run puts model and strategy in the title so the numbers fit 80 columns."""
-    many = len(rows) > 1
-    if not many:
-        title = f"{title} · {rows[0].get('model', '')} · {rows[0].get('strategy', '')}"
-    table = Table(title=title)
-    failed = any(s.get("failed") for s in rows)
-    cols = (["run", "model", "strategy"] if many else []) + ["n", "correct", "accuracy", "95% CI", "found",
-                                                             "tok/prob", "tok/s", "cut"] + (["failed"] if failed else [])
-    for col in cols:
-        table.add_column(col, justify="left" if col in ("run", "model", "strategy") else "right", no_wrap=not many)
-    for s in rows:
-        lo, hi = s.get("accuracy_ci95", [0, 0])
-        cells = [str(s["n"]), str(s["correct"]), f"{s['accuracy']:.3f}", f"{lo:.2f}-{hi:.2f}",
-                 f"{s['answer_found_rate']:.0%}", f"{s['mean_tokens']:.0f}",
-                 f"{s.get('tokens_per_s_wall', s['tokens_per_s']):.1f}",
-                 str(s.get("truncated", 0))] + ([str(s.get("failed", 0))] if failed else [])
-        run = [str(s.get("run_dir", "")), str(s.get("model", "")), str(s.get("strategy", ""))] if many else []
-        table.add_row(*run, *cells)
-    table.caption = ("found: an answer was extracted · tok/prob: generated tokens per problem · tok/s: over wall time "
-                     "this run (problems in flight overlap) · cut: hit max tokens"
-                     + (" · failed: engine errors, not graded (accuracy is over the n that finished); run the "
-                        "same command again to retry them" if failed else ""))
-    return table
-
-
 @app.command()
 def solve(
     question: str = typer.Argument(..., help="the problem, in words"),
@@ -263,26 +238,12 @@ def eval_cmd(
     summary = evaluate(cfg, out=out_dir, force_new=force_new, progress=None if not no_progress else False)
     if json_out:
         out.print_json(json.dumps(summary))
-        _say_failures(summary)
+        say_failures(summary)
         return
     out.print(summary_table([summary], title=f"{cfg.dataset.name}, {summary['run_dir']}"))
     out.print(f"[dim]{summary['new_this_time']} solved now, {summary['n'] - summary['new_this_time']} reused from "
               f"the run directory; results in {summary['run_dir']}/results.jsonl[/]")
-    _say_failures(summary)
-
-
-def _say_failures(summary: dict[str, Any]) -> None:
-    """The line a run with failed problems ends with (they are not counted as wrong answers)."""
-    errors = summary.get("errors") or []
-    retry = [e for e in errors if e.get("retryable", True)]
-    if retry:
-        first = retry[0]
-        err.print(f"[yellow]{len(retry)} problems failed: run the same command again to retry them[/] "
-                  f"(first: {escape(first['id'])}: {escape(first['error'])})", soft_wrap=True, highlight=False)
-    if len(errors) > len(retry):
-        err.print(f"[red]{len(errors) - len(retry)} problems failed for good[/] (retrying cannot help, e.g. a prompt "
-                  f"longer than the context): listed in {escape(summary['run_dir'])}/errors.jsonl",
-                  soft_wrap=True, highlight=False)
+    say_failures(summary)
 
 
 @app.command()
@@ -507,7 +468,3 @@ def main() -> None:
         err.print("[yellow]interrupted:[/] finished problems are saved; run the same command again to resume",
                   soft_wrap=True)
     sys.exit(rc if isinstance(rc, int) else 0)
-
-
-if __name__ == "__main__":
-    main()

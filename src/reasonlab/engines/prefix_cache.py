@@ -81,9 +81,13 @@ class RadixCache:
         i, last, _ = self._walk(tokens)
         if last is None or i == 0:
             return 0, None
-        slot = max(last.slots, key=lambda s: list(self.entries).index(s))  # the most recently used one
+        slot = self._newest(last.slots)
         self.entries.move_to_end(slot)
         return i, slot
+
+    def _newest(self, slots: set[int]) -> int:
+        """Of ``slots``, the most recently used entry's."""
+        return next(s for s in reversed(self.entries) if s in slots)
 
     # -- changes: each returns the llama.cpp work to do ------------------------------------------------
     def store(self, tokens: Sequence[int]) -> tuple[int, list[int]] | None:
@@ -95,7 +99,7 @@ class RadixCache:
             return None
         i, last, full = self._walk(tokens)
         if i == len(tokens) and last is not None:  # already held, as an entry or a prefix of one
-            self.entries.move_to_end(max(last.slots, key=lambda s: list(self.entries).index(s)))
+            self.entries.move_to_end(self._newest(last.slots))
             return None
         evicted: list[int] = []
         prefix_entry = next((next(iter(n.ends)) for n in reversed(full) if n.ends), None)

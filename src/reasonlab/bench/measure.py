@@ -179,6 +179,6 @@ def prefix_workload(engine: LlamaCppEngine, shape: str, tokens: int = 48) -> dic
     seconds = time.perf_counter() - start
     generated = sum(g.completion_tokens for g in gens)
     cached = sum(g.cached_tokens for g in gens)
-    prefilled = sum(g.prompt_tokens - g.cached_tokens for g in gens)
+    prefilled = sum(g.prefilled_tokens for g in gens)
     return {"shape": shape, "calls": len(gens), "prefilled": prefilled, "cached": cached, "generated": generated,
             "seconds": round(seconds, 2), "tok_s": round(generated / seconds, 2)}

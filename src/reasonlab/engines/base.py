@@ -97,6 +97,11 @@ class Generation(BaseModel):
     error: str | None = None  # why this sample failed (finish_reason "error"), e.g. a prompt over the context
     retryable: bool = True  # with error: False when asking again cannot help (a prompt over the context)
     cached_tokens: int = 0  # prompt tokens not prefilled: served from the prefix cache (or a sibling's prefill)
+
+    @property
+    def prefilled_tokens(self) -> int:
+        """Prompt tokens the engine actually evaluated for this sample."""
+        return max(0, self.prompt_tokens - self.cached_tokens)
     stop_reason: str | None = None  # the stop string that ended the sample (None: end of sequence, length, cancel)
 
 

@@ -88,7 +88,7 @@ class GGUFTokenizer:
         return render_with(self._formatter, self._bos_text, messages)
 
     def count_tokens(self, text: str) -> int:
-        return len(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True))
+        return len(self._plain_tokens(text))
 
 
 class LlamaCppEngine(Engine):

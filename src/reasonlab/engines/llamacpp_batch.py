@@ -35,7 +35,7 @@ from typing import Any, Callable
 import numpy as np
 
 from reasonlab.engines.base import CancelFn, Generation, SamplingParams
-from reasonlab.engines.prefix_cache import RadixCache
+from reasonlab.engines.prefix_cache import RadixCache, common_prefix
 
 
 class _Aborted(Exception):
@@ -415,11 +415,7 @@ def _longest_live(head: list[int], active: dict[int, _Seq]) -> tuple[int, int | 
     """The longest prefix of ``head`` that a live sequence's KV cells already hold: (length, its sid)."""
     best, best_sid = 0, None
     for seq in active.values():
-        held = seq.job.tokens + seq.out  # cells [0, seq.pos) hold held[:seq.pos]
-        n = min(seq.pos, len(head))
-        k = 0
-        while k < n and held[k] == head[k]:
-            k += 1
+        k = common_prefix((seq.job.tokens + seq.out)[: seq.pos], head)  # cells [0, pos) hold these tokens
         if k > best:
             best, best_sid = k, seq.sid
     return best, best_sid

@@ -36,7 +36,7 @@ class _Node:
     ends: set[int] = field(default_factory=set)  # entries ending exactly here
 
 
-def _common(a: Sequence[int], b: Sequence[int]) -> int:
+def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
     n = min(len(a), len(b))
     i = 0
     while i < n and a[i] == b[i]:
@@ -66,7 +66,7 @@ class RadixCache:
             child = node.children.get(tokens[i])
             if child is None:
                 break
-            k = _common(child.edge, tokens[i:])
+            k = common_prefix(child.edge, tokens[i:])
             i += k
             last = child
             if k < len(child.edge):
@@ -140,7 +140,7 @@ class RadixCache:
                 child = _Node(tokens[i:], node)
                 node.children[tokens[i]] = child
             else:
-                k = _common(child.edge, tokens[i:])
+                k = common_prefix(child.edge, tokens[i:])
                 if k < len(child.edge):  # split the edge: a new inner node holds the shared part
                     inner = _Node(child.edge[:k], node, slots=set(child.slots))
                     child.edge, child.parent = child.edge[k:], inner

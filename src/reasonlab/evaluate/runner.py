@@ -79,8 +79,7 @@ def failure_of(problem: Problem, attempt: Attempt) -> ErrorRecord | None:
         return None
     message = str(errors[0].get("message", "engine error")) if errors else "engine error"
     retryable = not errors or any(e.get("retryable", True) for e in errors)
-    return ErrorRecord(id=problem.id, error=message.splitlines()[0][:300] if message else "engine error",
-                       retryable=retryable)
+    return ErrorRecord(id=problem.id, error=(message.splitlines() or ["engine error"])[0][:300], retryable=retryable)
 
 
 class _Progress:
@@ -228,8 +227,6 @@ def run_problems(problems: Iterable[Problem], strategy: Strategy, engine: Engine
         budget = clock.next_budget()
         try:
             attempt = strategy.solve(p, guarded, budget)
-        except Interrupted:
-            raise
         except EngineError as err:
             if stop.is_set():  # a failure caused by the stop itself is not the problem's
                 raise Interrupted("the run was stopped") from None

@@ -76,7 +76,7 @@ class Trace(BaseModel):
         return cls(text=gen.text, answer=answer, completion_tokens=gen.completion_tokens,
                    prompt_tokens=gen.prompt_tokens, finish_reason=gen.finish_reason, seconds=gen.seconds,
                    events=events, sample=sample, token_logprobs=gen.token_logprobs,
-                   prefilled_tokens=max(0, gen.prompt_tokens - gen.cached_tokens), cached_tokens=gen.cached_tokens)
+                   prefilled_tokens=gen.prefilled_tokens, cached_tokens=gen.cached_tokens)
 
 
 class Attempt(BaseModel):
@@ -204,7 +204,7 @@ class TraceWriter:
         self.used += gen.completion_tokens
         self.prompt_tokens = self.prompt_tokens or gen.prompt_tokens
         self.cached += gen.cached_tokens  # a continuation re-reads the trace: what the prefix cache saved
-        self.prefilled += max(0, gen.prompt_tokens - gen.cached_tokens)
+        self.prefilled += gen.prefilled_tokens
         self.finish = gen.finish_reason
         if append:
             self.text += gen.text

@@ -84,7 +84,7 @@ class Branch(Strategy):
         node.tokens += gen.completion_tokens
         node.total += gen.completion_tokens
         node.cached += gen.cached_tokens
-        node.prefilled += max(0, gen.prompt_tokens - gen.cached_tokens)
+        node.prefilled += gen.prefilled_tokens
         if gen.error:
             node.events.append(error_event(gen))
         split_here = gen.stop_reason == "\n\n" or (gen.finish_reason == "length" and node.total < limit)

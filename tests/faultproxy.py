@@ -66,7 +66,8 @@ class FaultProxy:
                 self.wfile.write(payload)
 
             def _forward(self, body: bytes | None) -> None:
-                fault = proxy.decide(body)
+                # only generation requests are numbered and faulted: probes (templates, tokenizers) pass
+                fault = proxy.decide(body) if self.path.endswith("completions") else None
                 if fault == "drop":
                     self.connection.shutdown(socket.SHUT_RDWR)  # the client sees a reset / closed connection
                     self.close_connection = True

@@ -4,6 +4,7 @@ greedy generation."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -73,10 +74,45 @@ def test_batched_engine_scores_the_same(smol_path, scores) -> None:
     assert all(math.isclose(a, b, abs_tol=1e-3) for (a, _), (b, _) in zip(got, cold))
 
 
-def test_a_server_says_it_cannot_score(llama_server) -> None:
-    eng = load_engine(llama_server)
-    with pytest.raises(ConfigError, match="cannot score continuations"):
+@pytest.mark.parametrize("server", ["llama_server", "llamacpp_server"])
+def test_a_server_without_prompt_logprobs_says_it_cannot_score(server, request) -> None:
+    """llama-server refuses echo; llama-cpp-python's server echoes log-probs shifted by one token (each
+    token scored by the distribution after it): one clear error naming what can score, no retries."""
+    eng = load_engine(request.getfixturevalue(server))
+    with pytest.raises(ConfigError, match="vLLM"):
         eng.loglikelihood(PAIRS[:1])
+    eng.close()
+
+
+def test_echoed_prompt_logprobs_are_read_at_the_continuation() -> None:
+    """The client's side of scoring through echo, on a scripted fake server (a canned reply in vLLM's
+    completions format): the continuation's tokens are found by text offset, the generated token and the
+    context are left out, and greedy means every continuation token was the most likely."""
+    import httpx
+
+    from reasonlab.engines.openai import OpenAIEngine
+
+    reply = {"choices": [{"text": "The capital is Paris!", "logprobs": {
+        "tokens": ["The", " capital", " is", " Paris", "!"], "text_offset": [0, 3, 11, 14, 20],
+        "token_logprobs": [None, -5.0, -1.0, -0.5, -2.0],
+        "top_logprobs": [None, {" capital": -5.0, " city": -1.0}, {" is": -1.0}, {" Paris": -0.5, " Rome": -3.0},
+                         {"!": -2.0, ".": -0.1}]}}], "usage": {"prompt_tokens": 4, "completion_tokens": 1}}
+    seen = []
+
+    def answer(req: httpx.Request) -> httpx.Response:
+        seen.append(json.loads(req.content))
+        return httpx.Response(200, json=reply)
+
+    eng = OpenAIEngine("http://fake.invalid/v1", model="m")
+    eng._http = httpx.Client(transport=httpx.MockTransport(answer))
+    eng._is_llama_cpp_python = lambda: False
+    (lp, greedy), = eng.loglikelihood([("The capital is ", "Paris")])
+    assert seen[0]["echo"] is True and seen[0]["prompt"] == "The capital is Paris"
+    assert lp == pytest.approx(-0.5) and greedy
+    (lp, greedy), = eng.loglikelihood([("The capital", " is Paris")])
+    assert lp == pytest.approx(-1.5) and greedy
+    (lp, greedy), = eng.loglikelihood([("The", " capital is")])
+    assert lp == pytest.approx(-6.0) and not greedy  # " city" was likelier than " capital"
     eng.close()
 
 

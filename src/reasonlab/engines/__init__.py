@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from reasonlab.engines.base import Engine, Generation, Message, SamplingParams
+from reasonlab.engines.base import Engine, Generation, Message, Prompt, SamplingParams
 from reasonlab.engines.models import ALIASES, DEFAULT_MODEL, MODELS, ensure
 from reasonlab.errors import ModelError
 from reasonlab.registry import Registry, did_you_mean
@@ -124,4 +124,4 @@ def load_engine(model: str | EngineConfig = DEFAULT_MODEL, **options: Any) -> En
                max_retries=cfg.max_retries, tokenizer=cfg.tokenizer)
 
 
-__all__ = ["ENGINES", "Engine", "EngineConfig", "Generation", "Message", "SamplingParams", "load_engine", "resolve"]
+__all__ = ["ENGINES", "Engine", "EngineConfig", "Generation", "Message", "Prompt", "SamplingParams", "load_engine", "resolve"]

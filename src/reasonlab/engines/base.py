@@ -20,6 +20,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from reasonlab.errors import ConfigError
 
 Message = dict[str, str]  # {"role": "system" | "user" | "assistant", "content": "..."}
+# What ``generate`` continues: raw text (tokenised by the engine, BOS added where the model wants it), or token ids
+# used exactly as given (vLLM's ``TokensPrompt``): a policy continuing a trace sends the ids the model sampled, so
+# nothing is re-tokenised across the boundary
+Prompt = str | list[int]
 # (prompt index, sample, tokens so far, log-prob of the newest token or None) -> end this sample now.
 # The log-prob is given when params.logprobs is set and the engine computes it while decoding (llamacpp
 # batched path, hf); DeepConf-style confidence stopping reads it.
@@ -97,12 +101,37 @@ class Generation(BaseModel):
     error: str | None = None  # why this sample failed (finish_reason "error"), e.g. a prompt over the context
     retryable: bool = True  # with error: False when asking again cannot help (a prompt over the context)
     cached_tokens: int = 0  # prompt tokens not prefilled: served from the prefix cache (or a sibling's prefill)
+    # the prompt as the model read it, and the tokens it generated (None where the engine cannot tell: a server
+    # without a tokenizer). ``token_ids`` spell ``text``, except that a stop string cutting a token leaves that
+    # token out (they spell a prefix of ``text`` then); an end-of-sequence token is not among them
+    prompt_token_ids: list[int] | None = None
+    token_ids: list[int] | None = None
 
     @property
     def prefilled_tokens(self) -> int:
         """Prompt tokens the engine actually evaluated for this sample."""
         return max(0, self.prompt_tokens - self.cached_tokens)
     stop_reason: str | None = None  # the stop string that ended the sample (None: end of sequence, length, cancel)
+
+
+def spelled_ids(decode: Callable[[list[int]], str], ids: list[int], text: str) -> list[int]:
+    """The longest head of ``ids`` that spells a prefix of ``text`` (all of them when they spell it exactly).
+    Engines cut a sample's text at a stop string, which may fall inside a token: that token and the ones after
+    it are dropped, so the ids never claim text the sample does not have.
+
+    >>> spelled_ids(lambda ids: "".join("ab c"[i] for i in ids), [0, 1, 2, 3], "ab ")
+    [0, 1, 2]
+    """
+    if decode(ids) == text:
+        return list(ids)
+    lo, hi = 0, len(ids)  # decode(ids[:lo]) is a prefix of text; binary search the largest such lo
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if text.startswith(decode(ids[:mid])):
+            lo = mid
+        else:
+            hi = mid - 1
+    return list(ids[:lo])
 
 
 def split_pair(context: str, continuation: str) -> tuple[str, str]:
@@ -144,9 +173,9 @@ class Engine(abc.ABC):
         self.model = model
 
     @abc.abstractmethod
-    def generate(self, prompts: list[str], params: SamplingParams, cancel: CancelFn | None = None) -> list[Generation]:
-        """Continue each raw prompt exactly as written; returns ``len(prompts) * params.n``
-        generations in prompt-major order (all samples of prompt 0 first).
+    def generate(self, prompts: list[Prompt], params: SamplingParams, cancel: CancelFn | None = None) -> list[Generation]:
+        """Continue each raw prompt exactly as written — text, or token ids taken as they are — and return
+        ``len(prompts) * params.n`` generations in prompt-major order (all samples of prompt 0 first).
 
         ``cancel``, where an engine supports it, is asked after every token whether a sample should end
         now (finish reason "cancelled"): early-stopping strategies stop spending on a decided problem.
@@ -160,6 +189,17 @@ class Engine(abc.ABC):
     @abc.abstractmethod
     def count_tokens(self, text: str) -> int:
         """Number of tokens ``text`` takes in this model's vocabulary."""
+
+    def tokenize(self, text: str, prompt: bool = False) -> list[int]:
+        """``text`` in this model's vocabulary (special-token text such as a chat template's markers becomes
+        those tokens). ``prompt``: as a prompt starts, with BOS where the model wants one — exactly the ids
+        ``generate`` would feed for that text. Engines without a vocabulary raise ConfigError."""
+        raise ConfigError(f"the {self.backend} engine has no tokenizer: pass --tokenizer")
+
+    def detokenize(self, ids: list[int], special: bool = False) -> str:
+        """The text ``ids`` spell; special tokens (end-of-sequence, a chat template's markers) are left out
+        unless ``special``, which writes them as their text (a token-id prompt sent to a server as text)."""
+        raise ConfigError(f"the {self.backend} engine has no tokenizer: pass --tokenizer")
 
     def chat(self, conversations: list[list[Message]], params: SamplingParams) -> list[Generation]:
         """Answer each conversation: its template is rendered once here, then continued raw,

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any, Literal
 
-from reasonlab.engines.base import CancelFn, Engine, Generation, Message, SamplingParams, pair_tokens
+from reasonlab.engines.base import CancelFn, Engine, Generation, Message, Prompt, SamplingParams, pair_tokens, spelled_ids
 from reasonlab.errors import EngineError, ModelError
 
 
@@ -114,13 +114,26 @@ class HFEngine(Engine):
                     out.append((total, bool((scores.argmax(-1) == target).all())))
         return out
 
-    def _encode(self, prompts: list[str]) -> Any:
-        # a rendered chat template already holds BOS; add it only to raw prompts that lack it
+    def tokenize(self, text: str, prompt: bool = False) -> list[int]:
+        # a rendered chat template already holds BOS; a prompt gets it only when it lacks it
         bos = self.tokenizer.bos_token
-        add = not all(bos and p.startswith(bos) for p in prompts) if bos else False
-        return self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=add).to(self.device)
+        add = prompt and bool(bos) and not text.startswith(bos)
+        return list(self.tokenizer(text, add_special_tokens=add)["input_ids"])
 
-    def generate(self, prompts: list[str], params: SamplingParams, cancel: CancelFn | None = None) -> list[Generation]:
+    def detokenize(self, ids: list[int], special: bool = False) -> str:
+        return self.tokenizer.decode(list(ids), skip_special_tokens=not special)
+
+    def _encode(self, prompts: list[Prompt]) -> Any:
+        """Left-padded ids and attention mask: text tokenised as a prompt, ids taken as given."""
+        rows = []
+        for p in prompts:
+            ids = self.tokenize(p, prompt=True) if isinstance(p, str) else [int(t) for t in p]
+            if not ids or any(not 0 <= t < self.lm.config.vocab_size for t in ids):
+                raise EngineError("a token-id prompt is empty or holds ids outside the vocabulary", retryable=False)
+            rows.append({"input_ids": ids})
+        return self.tokenizer.pad(rows, padding=True, return_tensors="pt").to(self.device)
+
+    def generate(self, prompts: list[Prompt], params: SamplingParams, cancel: CancelFn | None = None) -> list[Generation]:
         # a cancel request ends its row at once (the row is padded from then on; its tokens are not counted)
         torch = self._torch
         out: list[Generation] = []
@@ -200,11 +213,14 @@ class HFEngine(Engine):
         lps = None
         if chosen_lp is not None:
             lps = [float(x) for x in chosen_lp[row, :n_real].tolist()]
+        n_prompt = int(enc["attention_mask"][i].sum())
         return Generation(
             text=text,
             index=index,
             sample=sample,
-            prompt_tokens=int(enc["attention_mask"][i].sum()),
+            prompt_tokens=n_prompt,
+            prompt_token_ids=enc["input_ids"][i, enc["input_ids"].shape[1] - n_prompt:].tolist(),  # left-padded
+            token_ids=spelled_ids(self.detokenize, ids[:n_real], text),
             completion_tokens=n_real,
             finish_reason="stop" if finished or n_real < params.max_tokens else "length",
             seconds=seconds,

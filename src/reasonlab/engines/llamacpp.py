@@ -21,8 +21,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from reasonlab.engines.base import CancelFn, Engine, Generation, Message, SamplingParams, pair_tokens
-from reasonlab.engines.llamacpp_batch import cut_at_stop
+from reasonlab.engines.base import (CancelFn, Engine, Generation, Message, Prompt, SamplingParams, pair_tokens,
+                                   spelled_ids)
+from reasonlab.engines.llamacpp_batch import cut_at_stop, llama_text, llama_tokens
 from reasonlab.errors import ConfigError, EngineError, ModelError
 
 GGUF_MAGIC = b"GGUF"
@@ -88,7 +89,13 @@ class GGUFTokenizer:
         return render_with(self._formatter, self._bos_text, messages)
 
     def count_tokens(self, text: str) -> int:
-        return len(self._plain_tokens(text))
+        return len(self.tokenize(text))
+
+    def tokenize(self, text: str, prompt: bool = False) -> list[int]:
+        return llama_tokens(self.llm, text, prompt)
+
+    def detokenize(self, ids: list[int], special: bool = False) -> str:
+        return llama_text(self.llm, ids, special)
 
 
 class LlamaCppEngine(Engine):
@@ -240,12 +247,30 @@ class LlamaCppEngine(Engine):
             del self._anchors[8:]  # a few system prompts at a time is plenty
 
     def count_tokens(self, text: str) -> int:
-        return len(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True))
+        return len(self._plain_tokens(text))
+
+    def tokenize(self, text: str, prompt: bool = False) -> list[int]:
+        return llama_tokens(self.llm, text, prompt)
+
+    def detokenize(self, ids: list[int], special: bool = False) -> str:
+        return llama_text(self.llm, ids, special)
+
+    def _prompt_ids(self, prompt: Prompt) -> list[int]:
+        """Text is tokenised as a prompt; ids are taken as given, after a range check (llama.cpp aborts the
+        process on an id outside the vocabulary)."""
+        if isinstance(prompt, str):
+            return self._tokens(prompt)
+        ids = [int(t) for t in prompt]
+        n_vocab = self.llm.n_vocab()
+        bad = next((t for t in ids if not 0 <= t < n_vocab), None)
+        if not ids:
+            raise EngineError("a token-id prompt is empty", retryable=False)
+        if bad is not None:
+            raise EngineError(f"token-id prompt holds {bad}, outside the vocabulary of {n_vocab}", retryable=False)
+        return ids
 
     def _tokens(self, prompt: str) -> list[int]:
-        llm = self.llm
-        bos = [llm.token_bos()] if llm._model.add_bos_token() and llm.token_bos() != -1 else []
-        return bos + llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
+        return llama_tokens(self.llm, prompt, prompt=True)
 
     def _cached(self, tokens: list[int]) -> bool:
         llm = self.llm
@@ -255,7 +280,7 @@ class LlamaCppEngine(Engine):
         with self._anchors_lock:  # written by render_chat on other threads
             return next((a for a in self._anchors if len(a) < len(head) and head[: len(a)] == a), [])
 
-    def _prime(self, tokens: list[int]) -> None:
+    def _prime(self, tokens: list[int]) -> int:
         """Put ``tokens[:-1]`` in the KV cache, always split the same way: anchor | rest.
 
         llama-cpp-python then decodes the last prompt token alone before sampling, for the first
@@ -263,32 +288,70 @@ class LlamaCppEngine(Engine):
         a fixed split the same seed gave a different first sample depending on what the cache held
         before. A registered anchor (the chat template's shared prefix) is evaluated as its own batch
         from position 0, so reusing its cached KV across problems is exact, not approximate.
+        Returns how many prompt tokens were already in the KV cache (not evaluated again).
         """
         llm, head = self.llm, tokens[:-1]
         if self._cached(head):
-            return  # the same prompt: create_completion trims the cache to head and decodes the last token
+            return len(head)  # the same prompt: generate() trims the cache to head and decodes the last token
         anchor = self._anchor(head)
+        reused = 0
         if anchor and self._cached(anchor):
-            llm.n_tokens = len(anchor)  # eval() drops the cache past this point
+            llm.n_tokens = reused = len(anchor)  # eval() drops the cache past this point
         else:
             llm.reset()
             if anchor:
                 llm.eval(anchor)
         llm.eval(head[len(anchor):])
+        return reused
 
-    def _one(self, prompt: list[int], params: SamplingParams, seed: int, stopping: Any = None) -> dict[str, Any]:
-        return self.llm.create_completion(
-            prompt,
-            max_tokens=params.max_tokens,
-            temperature=params.temperature,
-            top_p=params.top_p,
-            top_k=max(params.top_k, 0),  # llama.cpp: 0 disables
-            min_p=params.min_p,
-            repeat_penalty=1.0,  # vLLM/OpenAI default: no penalty (llama.cpp's own default is 1.1)
-            seed=seed,  # stop strings are found by our stopping criteria, which also tells which one fired
-            stopping_criteria=stopping,
-            logit_bias=self._no_eog() if params.ignore_eos else None,
-        )
+    def _one(self, tokens: list[int], params: SamplingParams, seed: int, index: int, sample: int,
+             cancel: CancelFn | None) -> Generation:
+        """One sample on the sequential path: llama-cpp-python's ``generate`` (its sampler chain and prefix
+        reuse, as ``create_completion`` drives it), with our own loop around it so the sampled ids are
+        kept and stop strings, cancellation and the token limit are checked after every token."""
+        import llama_cpp
+
+        start = time.perf_counter()
+        self.llm.set_seed(seed)
+        limit = min(params.max_tokens, self.n_ctx - len(tokens))  # llama-cpp-python truncates the same way
+        processor = None
+        if params.ignore_eos:
+            import numpy as np
+
+            banned = np.fromiter(self._no_eog(), dtype=np.int64)
+
+            def no_eog(_ids: Any, scores: Any) -> Any:
+                scores[banned] = -np.inf
+                return scores
+
+            processor = llama_cpp.LogitsProcessorList([no_eog])
+        vocab = self.llm._model.vocab
+        window = 4 * max(map(len, params.stop), default=0) + 16  # bytes: the tail a new stop string can end in
+        out: list[int] = []
+        text = bytearray()
+        reason = "length"
+        for tok in self.llm.generate(tokens, top_k=max(params.top_k, 0), top_p=params.top_p, min_p=params.min_p,
+                                     temp=params.temperature, repeat_penalty=1.0, logits_processor=processor):
+            if not params.ignore_eos and llama_cpp.llama_vocab_is_eog(vocab, tok):
+                reason = "stop"
+                break
+            out.append(tok)
+            text += self.llm.detokenize([tok], special=False)
+            tail = bytes(text[-window:]).decode("utf-8", errors="ignore")
+            if params.stop and any(x in tail for x in params.stop):
+                reason = "stop"
+                break
+            if len(out) >= limit:
+                break
+            if cancel is not None and cancel(index, sample, len(out), None):
+                reason = "cancelled"
+                break
+        full = self.detokenize(out)
+        cut, stop = cut_at_stop(full, params.stop) if reason == "stop" else (full, None)
+        return Generation(text=cut, stop_reason=stop, index=index, sample=sample, prompt_tokens=len(tokens),
+                          completion_tokens=len(out), finish_reason=reason,  # type: ignore[arg-type]
+                          seconds=time.perf_counter() - start, prompt_token_ids=tokens,
+                          token_ids=spelled_ids(self.detokenize, out, cut))
 
     def _no_eog(self) -> dict[int, float]:
         """A logit bias that forbids every end-of-generation token (for ignore_eos)."""
@@ -317,7 +380,7 @@ class LlamaCppEngine(Engine):
         return self.run(self._loglikelihood, list(requests))
 
     def _plain_tokens(self, text: str) -> list[int]:
-        return self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
+        return llama_tokens(self.llm, text)
 
     def _scorer_context(self) -> tuple[Any, Any, list[int]]:
         if self._scorer is None:
@@ -382,12 +445,12 @@ class LlamaCppEngine(Engine):
         assert self._worker is not None
         return self._worker.submit(fn, *args).result()
 
-    def generate(self, prompts: list[str], params: SamplingParams, cancel: CancelFn | None = None) -> list[Generation]:
+    def generate(self, prompts: list[Prompt], params: SamplingParams, cancel: CancelFn | None = None) -> list[Generation]:
         if self._decoder is not None:
             return self._generate_batched(prompts, params, cancel)
         return self.run(self._generate_sequential, prompts, params, cancel)
 
-    def _generate_sequential(self, prompts: list[str], params: SamplingParams,
+    def _generate_sequential(self, prompts: list[Prompt], params: SamplingParams,
                              cancel: CancelFn | None) -> list[Generation]:
         if params.logprobs is not None:
             raise ConfigError("log-probs need the batched path: load the llamacpp engine with n_parallel >= 2 "
@@ -396,65 +459,22 @@ class LlamaCppEngine(Engine):
         with self._lock:
             for i, prompt in enumerate(prompts):
                 base = self._seeds(params)
-                tokens = self._tokens(prompt)
                 for s in range(params.n):
-                    start = time.perf_counter()
-                    flags = {"cancelled": False, "stopped": False}
-                    stopping = self._criteria(params, cancel, i, s, len(tokens), flags)
                     try:
+                        tokens = self._prompt_ids(prompt)
                         if len(tokens) >= self.n_ctx:
-                            raise ValueError(f"prompt of {len(tokens)} tokens exceeds the context window of {self.n_ctx}")
-                        self._prime(tokens)
-                        resp = self._one(tokens, params, base + s, stopping)
-                    except ValueError as err:  # prompt longer than the context window
+                            raise EngineError(f"prompt of {len(tokens)} tokens exceeds the context window of "
+                                              f"{self.n_ctx}", retryable=False)
+                    except EngineError as err:
                         out.append(Generation(text="", index=i, sample=s, finish_reason="error", error=str(err),
-                                              retryable=False))
+                                              retryable=err.retryable))
                         continue
-                    choice, usage = resp["choices"][0], resp["usage"]
-                    text, stop = cut_at_stop(choice["text"], params.stop) if flags["stopped"] else (choice["text"], None)
-                    reason = ("cancelled" if flags["cancelled"] else "stop" if flags["stopped"]
-                              else "length" if choice["finish_reason"] == "length" else "stop")
-                    out.append(
-                        Generation(
-                            text=text,
-                            stop_reason=stop,
-                            index=i,
-                            sample=s,
-                            prompt_tokens=usage["prompt_tokens"],
-                            completion_tokens=usage["completion_tokens"],
-                            finish_reason=reason,
-                            seconds=time.perf_counter() - start,
-                        )
-                    )
+                    reused = self._prime(tokens)
+                    gen = self._one(tokens, params, base + s, i, s, cancel)
+                    out.append(gen.model_copy(update={"cached_tokens": reused}))
         return out
 
-    def _criteria(self, params: SamplingParams, cancel: CancelFn | None, i: int, s: int, n0: int,
-                  flags: dict[str, bool]) -> Any:
-        """Stop strings and the cancel hook as a llama-cpp-python stopping criterion.
-
-        llama-cpp-python calls it after each sampled token with the tokens generated before it; we detokenize
-        a short tail to spot stop strings ourselves (its own ``stop=`` does not say which one matched).
-        """
-        if not params.stop and cancel is None:
-            return None
-        from llama_cpp import StoppingCriteriaList
-
-        window = max((len(x) for x in params.stop), default=0) + 8  # tokens: each holds at least one character
-
-        def check(ids: Any, logits: Any) -> bool:
-            if params.stop and len(ids) > n0:
-                tail = self.llm.detokenize(ids[max(n0, len(ids) - window):].tolist()).decode("utf-8", errors="ignore")
-                if any(x in tail for x in params.stop):
-                    flags["stopped"] = True
-                    return True
-            if cancel is not None and cancel(i, s, len(ids) - n0, None):
-                flags["cancelled"] = True
-                return True
-            return False
-
-        return StoppingCriteriaList([check])
-
-    def _generate_batched(self, prompts: list[str], params: SamplingParams, cancel: CancelFn | None) -> list[Generation]:
+    def _generate_batched(self, prompts: list[Prompt], params: SamplingParams, cancel: CancelFn | None) -> list[Generation]:
         from reasonlab.engines.llamacpp_batch import Job
 
         with self._lock:  # call ids and the engine's seed generator are shared state
@@ -464,12 +484,18 @@ class LlamaCppEngine(Engine):
         results: list[Generation | Job] = []
         jobs = []
         for i, prompt in enumerate(prompts):
-            tokens = self._tokens(prompt)
-            for s in range(params.n):
+            failed: EngineError | None = None
+            try:
+                tokens = self._prompt_ids(prompt)
                 if len(tokens) >= self.n_ctx:
-                    results.append(Generation(text="", index=i, sample=s, finish_reason="error",
-                                              error=f"prompt of {len(tokens)} tokens exceeds the context window of {self.n_ctx}",
-                                              retryable=False))
+                    raise EngineError(f"prompt of {len(tokens)} tokens exceeds the context window of {self.n_ctx}",
+                                      retryable=False)
+            except EngineError as err:
+                failed = err
+            for s in range(params.n):
+                if failed is not None:
+                    results.append(Generation(text="", index=i, sample=s, finish_reason="error", error=str(failed),
+                                              retryable=failed.retryable))
                     continue
                 job = Job(key=(call, i), index=i, sample=s, tokens=tokens, anchor=len(self._anchor(tokens[:-1])),
                           params=params, seed=bases[i] + s, cancel=cancel)

@@ -34,7 +34,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from reasonlab.engines.base import CancelFn, Generation, SamplingParams
+from reasonlab.engines.base import CancelFn, Generation, SamplingParams, spelled_ids
 from reasonlab.engines.prefix_cache import RadixCache, common_prefix
 
 
@@ -213,7 +213,8 @@ class BatchedDecoder:
                     free.append(sid)  # cancelled while it waited for a slot: no prefill, no tokens
                     free.sort()
                     job.future.set_result(Generation(text="", index=job.index, sample=job.sample,
-                                                     prompt_tokens=len(job.tokens), finish_reason="cancelled"))
+                                                     prompt_tokens=len(job.tokens), finish_reason="cancelled",
+                                                     prompt_token_ids=job.tokens, token_ids=[]))
                     continue
                 try:
                     active[sid] = self._start(job, sid, holders, active)
@@ -392,14 +393,29 @@ class BatchedDecoder:
         free.append(seq.sid)
         free.sort()
         # the exact text, as llama-cpp-python detokenizes it, cut at the first stop string
-        text = self.model.detokenize(seq.out, special=False).decode("utf-8", errors="ignore")
+        text = self._detokenize(seq.out)
         text, stop = cut_at_stop(text, job.params.stop) if reason == "stop" else (text, None)
         job.future.set_result(Generation(
             text=text, index=job.index, sample=job.sample, prompt_tokens=len(job.tokens),
             completion_tokens=len(seq.out), finish_reason=reason,  # type: ignore[arg-type]
             seconds=time.perf_counter() - seq.start, token_logprobs=seq.logprobs, error=error, stop_reason=stop,
             cached_tokens=seq.cached, top_logprobs=seq.top[: len(seq.out)] if seq.top is not None else None,
+            prompt_token_ids=job.tokens, token_ids=spelled_ids(self._detokenize, seq.out, text),
         ))
+
+    def _detokenize(self, ids: list[int]) -> str:
+        return llama_text(self.llm, ids)
+
+
+def llama_tokens(llm: Any, text: str, prompt: bool = False) -> list[int]:
+    """``text`` in a llama.cpp vocabulary, special-token text as those tokens; ``prompt`` adds BOS where the
+    vocabulary asks for it (as llama.cpp does for a text prompt)."""
+    bos = [llm.token_bos()] if prompt and llm._model.add_bos_token() and llm.token_bos() != -1 else []
+    return bos + llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
+
+
+def llama_text(llm: Any, ids: list[int], special: bool = False) -> str:
+    return llm.detokenize(list(ids), special=special).decode("utf-8", errors="ignore")
 
 
 def cut_at_stop(text: str, stops: tuple[str, ...]) -> tuple[str, str | None]:

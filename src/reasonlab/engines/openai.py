@@ -20,9 +20,10 @@ from typing import Any, Callable, TypeVar
 
 import httpx
 
-from reasonlab.engines.base import CancelFn, Engine, Generation, Message, SamplingParams, chat_messages, chat_prompt
+from reasonlab.engines.base import (CancelFn, Engine, Generation, Message, Prompt, SamplingParams, chat_messages,
+                                   chat_prompt, split_pair)
 from reasonlab.engines.tokenizers import load_tokenizer, resolvable
-from reasonlab.errors import EngineError
+from reasonlab.errors import ConfigError, EngineError
 
 RETRY_STATUS = {408, 409, 429, 500, 502, 503, 504}
 # how servers say a prompt is over the context window (vLLM, llama.cpp, SGLang, OpenAI)
@@ -82,18 +83,21 @@ class OpenAIEngine(Engine):
         self._tokenize_route: str | None = None
         self._render_lock = threading.Lock()
         self._rng = random.Random()
+        self._takes_ids: bool | None = None
+        self._echo_ok: bool | None = None  # does /completions echo the prompt's log-probs? (vLLM: yes)  # does /completions take token-id prompts? (vLLM, llama-server: yes)
         super().__init__(model or self._first_model())
 
     # -- HTTP ---------------------------------------------------------------------------------
     def _request(self, method: str, url: str, body: dict[str, Any] | None = None,
-                 parse: Callable[[dict[str, Any]], T] | None = None) -> T | dict[str, Any]:
+                 parse: Callable[[dict[str, Any]], T] | None = None, retries: int | None = None) -> T | dict[str, Any]:
         """One JSON request with retries; ``parse`` turns the reply into what the caller needs and raises
         KeyError/TypeError/ValueError when it is not the JSON the API promises. Retried (with backoff and
         jitter): 408/409/429/5xx, refused, dropped or reset connections, timeouts, and 200 replies whose
         body is not that JSON. A request the server refuses as such (4xx) is not retried; one over the
         context window fails for good (``EngineError.retryable`` False)."""
         last = ""
-        for attempt in range(self.max_retries + 1):
+        retries = self.max_retries if retries is None else retries
+        for attempt in range(retries + 1):
             if attempt:
                 time.sleep(self.backoff_s * 2 ** (attempt - 1) * (0.5 + self._rng.random()))
             try:
@@ -117,7 +121,7 @@ class OpenAIEngine(Engine):
             except (ValueError, KeyError, TypeError, IndexError) as err:
                 last = f"a reply that is not the JSON the API promises ({type(err).__name__}: {err}): {resp.text[:120]!r}"
                 continue
-        raise EngineError(f"server {url} did not answer after {self.max_retries + 1} tries: {last}")
+        raise EngineError(f"server {url} did not answer after {retries + 1} tries: {last}")
 
     def _first_model(self) -> str:
         data = self._request("GET", f"{self.base_url}/models")
@@ -155,6 +159,32 @@ class OpenAIEngine(Engine):
         return body
 
     def _sample(self, endpoint: str, payload: dict[str, Any], params: SamplingParams, index: int) -> list[Generation]:
+        """All n samples of one prompt, with their token ids where a local tokenizer gives them (servers answer
+        in text). A token-id prompt goes as ids where the server takes them, as the text they spell elsewhere
+        (llama-cpp-python's server), found out on the first one."""
+        prompt = payload.get("prompt")
+        ids = list(prompt) if isinstance(prompt, list) else None
+        if ids is not None and self._takes_ids is False:
+            payload = {**payload, "prompt": self.detokenize(ids, special=True)}
+        probe = ids is not None and self._takes_ids is None
+        try:  # the first id prompt is asked once: servers refuse them as 4xx or 5xx (llama-cpp-python: 500)
+            out = self._sample_n(endpoint, payload, params, index, retries=0 if probe else None)
+            if probe:
+                self._takes_ids = True
+        except EngineError:
+            if not probe:
+                raise
+            self._takes_ids = False  # text then: what the ids spell, special tokens written out
+            out = self._sample_n(endpoint, {**payload, "prompt": self.detokenize(ids, special=True)}, params, index)
+        tok = self._local_tokenizer()
+        if tok is not None and endpoint == "completions":
+            prompt_ids = ids if ids is not None else tok.tokenize(str(prompt), prompt=True)
+            out = [g.model_copy(update={"prompt_token_ids": prompt_ids, "token_ids": tok.tokenize(g.text)})
+                   for g in out]
+        return out
+
+    def _sample_n(self, endpoint: str, payload: dict[str, Any], params: SamplingParams, index: int,
+                  retries: int | None = None) -> list[Generation]:
         """All n samples of one prompt. Servers that ignore ``n`` (llama.cpp) get the rest asked one by one."""
         base_seed = params.seed if params.seed is not None else self._rng.randrange(2**31)
         url = f"{self.base_url}/{endpoint}"
@@ -164,7 +194,7 @@ class OpenAIEngine(Engine):
             want = params.n - len(out)
             start = time.perf_counter()
             choices, usage = self._request("POST", url, {**payload, **self._body(params, want, base_seed + len(out), chat)},
-                                           parse=lambda data: _choices(data, want, chat))
+                                           parse=lambda data: _choices(data, want, chat), retries=retries)
             seconds = time.perf_counter() - start
             # usage counts all choices together; split it by text length (exact when n == 1)
             total = int(usage.get("completion_tokens", 0))
@@ -193,9 +223,9 @@ class OpenAIEngine(Engine):
         futures = [self._pool.submit(self._sample, endpoint, p, params, i) for i, p in enumerate(payloads)]
         return [g for f in futures for g in f.result()]
 
-    def generate(self, prompts: list[str], params: SamplingParams, cancel: CancelFn | None = None) -> list[Generation]:
+    def generate(self, prompts: list[Prompt], params: SamplingParams, cancel: CancelFn | None = None) -> list[Generation]:
         # a request in flight cannot be stopped through the API; cancel is not honoured mid-sample
-        chats = [chat_messages(p) for p in prompts]
+        chats = [chat_messages(p) if isinstance(p, str) else None for p in prompts]
         if all(c is None for c in chats):
             return self._fan_out("completions", [{"prompt": p} for p in prompts], params)
         if any(c is None for c in chats):  # a mixed batch: each prompt to its endpoint, order kept
@@ -246,6 +276,24 @@ class OpenAIEngine(Engine):
                                  parse=lambda d: str(d["prompt"]))
         return chat_prompt(messages)
 
+    def _local_tokenizer(self) -> Any:
+        """The served model's tokenizer when one is here (given, or the served model's file), else None."""
+        return self._tokenizer if self._renderer() == "tokenizer" else None
+
+    def tokenize(self, text: str, prompt: bool = False) -> list[int]:
+        tok = self._local_tokenizer()
+        if tok is None:
+            raise ConfigError(f"token ids for {self.base_url} need the served model's tokenizer: pass --tokenizer "
+                              f"(a hub id, an HF directory or a .gguf file)")
+        return tok.tokenize(text, prompt)
+
+    def detokenize(self, ids: list[int], special: bool = False) -> str:
+        tok = self._local_tokenizer()
+        if tok is None:
+            raise ConfigError(f"token-id prompts for {self.base_url} need the served model's tokenizer: pass "
+                              f"--tokenizer (a hub id, an HF directory or a .gguf file)")
+        return tok.detokenize(ids, special)
+
     def count_tokens(self, text: str) -> int:
         routes = {  # what each server calls its tokenizer endpoint; the first that answers is kept
             "llama-server": (f"{self.root_url}/tokenize", {"content": text, "add_special": False}),
@@ -268,6 +316,50 @@ class OpenAIEngine(Engine):
         raise EngineError(f"server {self.root_url} has no tokenize endpoint: pass --tokenizer "
                           f"(a hub id, an HF directory or a .gguf file)")
 
+    # -- scoring through the server's prompt log-probs (echo) ------------------------------------------------
+    def loglikelihood(self, requests: list[tuple[str, str]]) -> list[tuple[float, bool]]:
+        """lm-eval's ``loglikelihood`` through the completions endpoint's ``echo`` (the prompt's own
+        log-probs, as lm-eval's OpenAI-completions model asks vLLM): context + continuation is sent, one
+        token generated and ignored, and the continuation's tokens are found by their text offsets. Servers
+        without it get one clear error: llama-server refuses echo, and llama-cpp-python's server answers it
+        with each token scored by the distribution after it (shifted by one: checked against the in-process
+        engine), so it is refused too."""
+        if requests and self._echo_ok is None and self._is_llama_cpp_python():
+            raise ConfigError(f"server {self.base_url} is llama-cpp-python's, whose echoed prompt log-probs are "
+                              f"shifted by one token: scoring needs vLLM, or the llamacpp or hf engine")
+        out = [self._score(*requests[0])] if requests else []  # the first alone: it finds out whether echo works
+        return out + list(self._pool.map(lambda r: self._score(*r), requests[1:]))
+
+    def _is_llama_cpp_python(self) -> bool:
+        try:  # its own tokenizer route, which no other server has
+            self._request("POST", f"{self.root_url}/extras/tokenize", {"input": "a"},
+                          parse=lambda d: len(d["tokens"]), retries=0)
+            return True
+        except EngineError:
+            return False
+
+    def _score(self, context: str, continuation: str) -> tuple[float, bool]:
+        context, continuation = split_pair(context, continuation)
+        text = context + continuation
+        body = {"model": self.model, "prompt": text, "max_tokens": 1, "temperature": 0.0, "echo": True,
+                "logprobs": 1}
+        probe = self._echo_ok is None
+        try:
+            lp = self._request("POST", f"{self.base_url}/completions", body,
+                               parse=lambda d: _echoed(d, len(text)), retries=0 if probe else None)
+        except EngineError as err:
+            if not probe:
+                raise
+            raise ConfigError(f"server {self.base_url} does not return the prompt's log-probs (echo), which "
+                              f"scoring needs: vLLM does; or use the llamacpp or hf engine ({str(err)[:160]})") from None
+        self._echo_ok = True
+        total, greedy = 0.0, True
+        for offset, logprob, top in lp:
+            if offset >= len(context) and logprob is not None:  # the continuation's tokens
+                total += logprob
+                greedy = greedy and (not top or logprob >= max(top.values()) - 1e-6)
+        return total, greedy
+
     def identity(self) -> dict[str, Any]:
         return {"backend": self.backend, "model": self.model, "base_url": self.base_url}
 
@@ -278,6 +370,19 @@ class OpenAIEngine(Engine):
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._http.close()
+
+
+def _echoed(data: dict[str, Any], n_chars: int) -> list[tuple[int, float | None, dict[str, float]]]:
+    """(text offset, log-prob, top alternatives) of each prompt token of an echo reply (the generated
+    token after them left out). ValueError when the reply does not hold the prompt's log-probs."""
+    lp = data["choices"][0]["logprobs"]
+    offsets, logprobs = lp["text_offset"], lp["token_logprobs"]
+    tops = lp.get("top_logprobs") or [None] * len(offsets)
+    rows = [(int(o), None if v is None else float(v), dict(t or {})) for o, v, t in zip(offsets, logprobs, tops)
+            if int(o) < n_chars]
+    if not rows or rows[0][0] != 0:
+        raise ValueError("the reply holds no log-probs for the prompt (echo ignored)")
+    return rows
 
 
 def _choices(data: dict[str, Any], want: int, chat: bool) -> tuple[list[dict[str, Any]], dict[str, Any]]:

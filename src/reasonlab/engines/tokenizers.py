@@ -24,6 +24,10 @@ class Tokenizer(Protocol):
 
     def count_tokens(self, text: str) -> int: ...
 
+    def tokenize(self, text: str, prompt: bool = False) -> list[int]: ...
+
+    def detokenize(self, ids: list[int], special: bool = False) -> str: ...
+
 
 class HFTokenizer:
     """transformers' tokenizer for a local directory or a hub id."""
@@ -46,7 +50,14 @@ class HFTokenizer:
         return str(self.tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True))
 
     def count_tokens(self, text: str) -> int:
-        return len(self.tok(text, add_special_tokens=False)["input_ids"])
+        return len(self.tokenize(text))
+
+    def tokenize(self, text: str, prompt: bool = False) -> list[int]:
+        bos = self.tok.bos_token  # as the hf engine: a prompt gets BOS only when it lacks it
+        return list(self.tok(text, add_special_tokens=prompt and bool(bos) and not text.startswith(bos))["input_ids"])
+
+    def detokenize(self, ids: list[int], special: bool = False) -> str:
+        return str(self.tok.decode(list(ids), skip_special_tokens=not special))
 
 
 def resolvable(spec: str) -> bool:

@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterable
 from reasonlab.answers import Verifier, VerifierConfig
 from reasonlab.data import Problem, load_problems
 from reasonlab.engines import Engine, load_engine
-from reasonlab.engines.base import CancelFn, Generation, Message, SamplingParams, chat_messages
+from reasonlab.engines.base import CancelFn, Generation, Message, Prompt, SamplingParams, chat_messages
 from reasonlab.errors import ConfigError, EngineError, Interrupted
 from reasonlab.evaluate.config import EvalConfig
 from reasonlab.evaluate.metrics import summarize
@@ -57,8 +57,10 @@ def record_for(problem: Problem, attempt: Attempt, verifier: Verifier) -> Proble
     messages = chat_messages(prompt) if prompt is not None else None  # rendered by the server: keep the messages
     if messages is not None:
         prompt = None
+    prompt_ids = attempt.traces[0].prompt_token_ids if attempt.traces else None
     traces = [TraceRecord(**{**t.model_dump(), "correct": grade(t.answer)[0],
-                             "prompt": t.prompt if t.prompt != prompt and messages is None else None})
+                             "prompt": t.prompt if t.prompt != prompt and messages is None else None,
+                             "prompt_token_ids": t.prompt_token_ids if t.prompt_token_ids != prompt_ids else None})
               for t in attempt.traces]
     return ProblemRecord(
         id=problem.id, question=problem.question, gold=problem.answer, answer=attempt.answer, correct=correct,
@@ -66,7 +68,7 @@ def record_for(problem: Problem, attempt: Attempt, verifier: Verifier) -> Proble
         seconds=round(attempt.seconds, 4),
         finish_reason=attempt.traces[-1].finish_reason if attempt.traces else "stop",
         stop_reason=attempt.stop_reason, votes=attempt.votes, strategy_meta=attempt.meta, prompt=prompt,
-        messages=messages,
+        prompt_token_ids=prompt_ids, messages=messages,
         traces=traces, meta=problem.meta,
     )
 
@@ -172,7 +174,7 @@ class StoppableEngine(Engine):
         if self.stop.is_set():
             raise Interrupted("the run was stopped")
 
-    def generate(self, prompts: list[str], params: SamplingParams, cancel: CancelFn | None = None) -> list[Generation]:
+    def generate(self, prompts: list[Prompt], params: SamplingParams, cancel: CancelFn | None = None) -> list[Generation]:
         self._check()
 
         def hook(i: int, s: int, n: int, lp: float | None) -> bool:
@@ -193,6 +195,12 @@ class StoppableEngine(Engine):
 
     def count_tokens(self, text: str) -> int:
         return self.inner.count_tokens(text)
+
+    def tokenize(self, text: str, prompt: bool = False) -> list[int]:
+        return self.inner.tokenize(text, prompt)
+
+    def detokenize(self, ids: list[int], special: bool = False) -> str:
+        return self.inner.detokenize(ids, special)
 
     def describe(self) -> dict[str, Any]:
         return self.inner.describe()

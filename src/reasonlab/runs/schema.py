@@ -45,6 +45,13 @@ class TraceRecord(BaseModel):
     cached_tokens: int = Field(0, description="prompt tokens served from the engine's prefix cache instead")
     prompt: str | None = Field(None, description="the raw prompt this trace continued, when it differs from the "
                                                  "record's (prompt variants, mixtures); None: the record's prompt")
+    prompt_token_ids: list[int] | None = Field(None, description="that prompt's token ids, when it differs from the "
+                                                                 "record's; None: the record's")
+    token_ids: list[int] | None = Field(None, description="the ids after the prompt as the model read them: what it "
+                                                          "sampled, and injected text; None without a vocabulary")
+    injected: list[tuple[int, int]] = Field(default_factory=list,
+                                            description="spans [start, end) of token_ids a policy added (tool output, "
+                                                        "waits), tokenised on their own: not sampled")
 
 
 class ProblemRecord(BaseModel):
@@ -67,6 +74,8 @@ class ProblemRecord(BaseModel):
     strategy_meta: dict[str, Any] = Field(default_factory=dict)
     prompt: str | None = Field(None, description="the raw text the model continued, exactly as rendered (chat "
                                                  "template applied); None in runs made before it was kept")
+    prompt_token_ids: list[int] | None = Field(None, description="the prompt's token ids as the model read them "
+                                                                 "(BOS included); None without a vocabulary")
     messages: list[dict[str, str]] | None = Field(None, description="the chat messages, when the server rendered "
                                                                     "them itself and no rendered prompt exists")
     budget_seconds: float | None = None
@@ -76,6 +85,10 @@ class ProblemRecord(BaseModel):
     def trace_prompt(self, trace: TraceRecord) -> str | None:
         """The raw prompt ``trace`` continued: its own when it had one, else the record's."""
         return trace.prompt if trace.prompt is not None else self.prompt
+
+    def trace_prompt_ids(self, trace: TraceRecord) -> list[int] | None:
+        """The token ids of the prompt ``trace`` continued."""
+        return trace.prompt_token_ids if trace.prompt_token_ids is not None else self.prompt_token_ids
 
 
 class ErrorRecord(BaseModel):

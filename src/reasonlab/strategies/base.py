@@ -16,6 +16,7 @@ budget-forced traces" is configuration: ``vote`` with ``policy: forced``.
 from __future__ import annotations
 
 import abc
+import copy
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, ClassVar
@@ -24,7 +25,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from reasonlab.answers import Verifier
 from reasonlab.data import Problem
-from reasonlab.engines import Engine, Generation, SamplingParams
+from reasonlab.engines import Engine, Generation, Prompt, SamplingParams
+from reasonlab.engines.base import spelled_ids
+from reasonlab.errors import ConfigError, EngineError
 from reasonlab.strategies.prompts import PromptTemplate
 
 
@@ -69,6 +72,12 @@ class Trace(BaseModel):
     prompt: str | None = None  # the raw prompt this trace continued (the chat template applied), as the model saw it
     prefilled_tokens: int = 0  # prompt tokens the engine evaluated, over all the trace's calls
     cached_tokens: int = 0  # prompt tokens served from the engine's prefix cache instead, over all its calls
+    # the prompt's token ids and the ids after it, as the model read them: what it sampled, and in ``injected``
+    # spans [start, end) of token_ids, text a policy added (tool output, a "Wait,"), tokenised on its own.
+    # None where the engine has no vocabulary (a server without a tokenizer)
+    prompt_token_ids: list[int] | None = None
+    token_ids: list[int] | None = None
+    injected: list[tuple[int, int]] = Field(default_factory=list)
 
     @classmethod
     def from_generation(cls, gen: Generation, answer: str | None, sample: int = 0) -> Trace:
@@ -76,7 +85,8 @@ class Trace(BaseModel):
         return cls(text=gen.text, answer=answer, completion_tokens=gen.completion_tokens,
                    prompt_tokens=gen.prompt_tokens, finish_reason=gen.finish_reason, seconds=gen.seconds,
                    events=events, sample=sample, token_logprobs=gen.token_logprobs,
-                   prefilled_tokens=gen.prefilled_tokens, cached_tokens=gen.cached_tokens)
+                   prefilled_tokens=gen.prefilled_tokens, cached_tokens=gen.cached_tokens,
+                   prompt_token_ids=gen.prompt_token_ids, token_ids=gen.token_ids)
 
 
 class Attempt(BaseModel):
@@ -175,6 +185,84 @@ def error_event(gen: Generation) -> dict[str, Any]:
     return {"type": "error", "message": gen.error or "engine error", "retryable": gen.retryable}
 
 
+class Continuation:
+    """Raw text written over several engine calls, and the token ids that spell it.
+
+    ``send(text)`` is what to ``generate`` from to continue ``prompt + text``: token ids where the engine has
+    a vocabulary, else the text. The ids are the ones the model sampled for what it wrote, and for text a
+    policy added (a tool's output, a "Wait,") the engine's tokenisation of that text on its own, so a
+    continuation never re-tokenises across a boundary: the model continues the very tokens it produced, and
+    the prefix cache finds them. ``take(gen)`` records what a call generated. A policy may also edit the
+    text (strip a trailing space, cut an ending): the ids are cut back to the longest head that still
+    spells a prefix of the new text, and the rest is tokenised as added text.
+    """
+
+    def __init__(self, engine: Engine, prompt: str) -> None:
+        self.engine, self.prompt = engine, prompt
+        try:
+            self.prompt_ids: list[int] | None = engine.tokenize(prompt, prompt=True)
+        except (ConfigError, EngineError):  # no vocabulary here (a server without a tokenizer): text it is
+            self.prompt_ids = None
+        self.ids: list[int] = []  # after the prompt
+        self.spelled = ""  # the text self.ids spell
+        self.pieces: list[tuple[int, int, bool]] = []  # per piece: (ids end, text end, added by the policy)
+
+    def copy(self) -> Continuation:
+        other = copy.copy(self)
+        other.ids, other.pieces = list(self.ids), list(self.pieces)
+        return other
+
+    def send(self, text: str) -> Prompt:
+        if self.prompt_ids is None:
+            return self.prompt + text
+        self._fit(text)
+        return self.prompt_ids + self.ids
+
+    def take(self, gen: Generation) -> None:
+        """Append the ids ``gen`` sampled (those that spell a prefix of its text)."""
+        if self.prompt_ids is None or gen.error:
+            return
+        if gen.token_ids is None:  # this engine cannot say: continue by text from here on
+            self.prompt_ids = None
+            return
+        said = self.engine.detokenize(gen.token_ids)
+        if gen.text.startswith(said):
+            self._piece(gen.token_ids, said, added=False)
+
+    def final(self, text: str) -> tuple[list[int] | None, list[int] | None, list[tuple[int, int]]]:
+        """(prompt ids, ids spelling ``text``, injected spans) for the record; Nones without a vocabulary."""
+        if self.prompt_ids is None:
+            return None, None, []
+        self._fit(text)
+        spans, start = [], 0
+        for end, _, added in self.pieces:
+            if added:
+                spans.append((start, end))
+            start = end
+        return list(self.prompt_ids), list(self.ids), spans
+
+    def _piece(self, ids: list[int], text: str, added: bool) -> None:
+        if ids:
+            self.ids += ids
+            self.spelled += text
+            self.pieces.append((len(self.ids), len(self.spelled), added))
+
+    def _fit(self, text: str) -> None:
+        """Make the ids spell ``text`` exactly: cut back to the longest head that spells a prefix of it,
+        then tokenise what is left as added text."""
+        while not text.startswith(self.spelled):
+            _, _, added = self.pieces.pop()
+            i0, t0 = self.pieces[-1][:2] if self.pieces else (0, 0)
+            piece = self.ids[i0:]
+            self.ids, self.spelled = self.ids[:i0], self.spelled[:t0]
+            if text.startswith(self.spelled):  # keep the head of the piece that still fits
+                keep = spelled_ids(self.engine.detokenize, piece, text[t0:])
+                self._piece(keep, self.engine.detokenize(keep), added)
+        rest = text[len(self.spelled):]
+        if rest:
+            self._piece(self.engine.tokenize(rest), rest, added=True)
+
+
 class TraceWriter:
     """A trace written in several raw engine calls (forced, timed, tir): the text after the prompt, the
     tokens it spent, its events and log-probs. ``more`` continues ``prompt + text``; the policy edits
@@ -193,13 +281,16 @@ class TraceWriter:
         self.finish = "stop"
         self.events: list[dict[str, Any]] = []
         self.logprobs: list[float] = []
+        self.cont = Continuation(engine, prompt)
 
     def more(self, max_tokens: int, stop: tuple[str, ...], append: bool = True) -> Generation:
-        """Continue the trace by at most ``max_tokens``; the text is appended unless ``append`` is False
-        (the caller edits it first). An engine error becomes an ``error`` event."""
+        """Continue the trace by at most ``max_tokens``, by token ids where the engine has them (see
+        ``Continuation``); the text is appended unless ``append`` is False (the caller edits it first). An
+        engine error becomes an ``error`` event."""
         p = self.params.model_copy(update={"n": 1, "max_tokens": max(1, max_tokens), "stop": stop})
-        gen = self.engine.generate([self.prompt + self.text], p,
+        gen = self.engine.generate([self.cont.send(self.text)], p,
                                    cancel=engine_cancel(self.cancel, self.sample, self.used))[0]
+        self.cont.take(gen)
         self.logprobs.extend(gen.token_logprobs or [])
         self.used += gen.completion_tokens
         self.prompt_tokens = self.prompt_tokens or gen.prompt_tokens
@@ -213,7 +304,9 @@ class TraceWriter:
         return gen
 
     def trace(self, verifier: Verifier) -> Trace:
+        prompt_ids, ids, injected = self.cont.final(self.text)
         return Trace(text=self.text, answer=verifier.extract(self.text), completion_tokens=self.used,
+                     prompt_token_ids=prompt_ids, token_ids=ids, injected=injected,
                      prompt_tokens=self.prompt_tokens, finish_reason=self.finish,
                      seconds=time.perf_counter() - self.start, events=self.events, sample=self.sample,
                      token_logprobs=self.logprobs if self.params.logprobs is not None else None, prompt=self.prompt,

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from reasonlab.data import Problem
 from reasonlab.engines import Engine, Generation
-from reasonlab.strategies.base import Attempt, Budget, Strategy, Trace, error_event
+from reasonlab.strategies.base import Attempt, Budget, Continuation, Strategy, Trace, error_event
 from reasonlab.strategies.vote import tally, winner
 
 
@@ -57,6 +57,7 @@ class _Node:
     events: list[dict[str, Any]] = field(default_factory=list)  # engine errors of its segments
     prefilled: int = 0  # prompt tokens evaluated / served from the prefix cache for its segments
     cached: int = 0
+    cont: Continuation | None = None  # the token ids that spell prompt + text (children start from a copy)
 
     def lineage(self) -> list[_Node]:
         """This node and its ancestors, root first."""
@@ -79,7 +80,10 @@ class Branch(Strategy):
         stop = self.params.stop + (("\n\n",) if cfg.split == "paragraph" and not to_end else ())
         max_tokens = room if to_end else min(room, cfg.split_tokens)
         p = self.params.model_copy(update={"n": 1, "seed": seed, "max_tokens": max_tokens, "stop": stop})
-        gen: Generation = engine.generate([prompt + node.text], p, cancel=cancel)[0]
+        if node.cont is None:
+            node.cont = Continuation(engine, prompt)
+        gen: Generation = engine.generate([node.cont.send(node.text)], p, cancel=cancel)[0]
+        node.cont.take(gen)
         node.text += gen.text
         node.tokens += gen.completion_tokens
         node.total += gen.completion_tokens
@@ -101,7 +105,9 @@ class Branch(Strategy):
                 own, cached, prefilled = own + up.tokens, cached + up.cached, prefilled + up.prefilled
                 up.counted = True
         events = [e for up in node.lineage() for e in up.events]
+        prompt_ids, ids, injected = node.cont.final(node.text) if node.cont is not None else (None, None, [])
         return Trace(text=node.text, answer=node.answer, completion_tokens=own,
+                     prompt_token_ids=prompt_ids, token_ids=ids, injected=injected,
                      finish_reason=node.finish, tags={"path": node.path}, events=events, prompt=prompt,
                      cached_tokens=cached, prefilled_tokens=prefilled)
 
@@ -142,7 +148,8 @@ class Branch(Strategy):
                     lead = cfg.continuations[c % len(cfg.continuations)]
                     if cfg.code_fork and c == width - 1 and width > 1:
                         lead = "Let me compute this in Python.\n```python\n"
-                    kid = _Node(text=node.text + lead, path=f"{node.path}.{c}", total=node.total, parent=node)
+                    kid = _Node(text=node.text + lead, path=f"{node.path}.{c}", total=node.total, parent=node,
+                                cont=node.cont.copy() if node.cont is not None else None)
                     node.children.append(kid)
                     kids.append(kid)
             nodes += kids

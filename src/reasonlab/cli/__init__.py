@@ -6,6 +6,7 @@
     reasonlab sweep --strategy forced --max-thinking 128,256,512 --limit 50 --out runs/sweep-forced
     reasonlab report runs/gsm8k-greedy runs/gsm8k-vote --out runs/report
     reasonlab summary runs/gsm8k-greedy
+    reasonlab datagen sft runs/star-sample --out data/star-sft.jsonl
     reasonlab models | reasonlab models pull qwen2.5-coder-1.5b
     reasonlab datasets
 """
@@ -23,6 +24,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from reasonlab.cli.datagen import datagen_cmd
 from reasonlab.cli.tables import say_failures, summary_table
 from reasonlab.errors import ReasonlabError
 
@@ -30,6 +32,7 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_
                   help="Make small language models reason better at math, and measure it honestly.")
 models_app = typer.Typer(help="Registered models: list, pull, locate.", invoke_without_command=True)
 app.add_typer(models_app, name="models")
+app.command("datagen")(datagen_cmd)
 out = Console()
 err = Console(stderr=True)
 

@@ -72,6 +72,9 @@ class Bundled:
 BUNDLED: dict[str, Bundled] = {
     "gsm8k": Bundled("gsm8k_test.jsonl", "question", "number", lambda r, i: f"gsm8k-{r['idx']}",
                      _gsm8k_gold, about="GSM8K test (grade-school word problems), MIT"),
+    # the train split, to sample traces from and train on (never evaluated on: the test split is "gsm8k")
+    "gsm8k-train": Bundled("gsm8k_train.jsonl", "question", "number", lambda r, i: f"gsm8k-train-{i}",
+                           _gsm8k_gold, about="GSM8K train (7473 problems, for sampling and training), MIT"),
     "math500": Bundled("math500.jsonl", "problem", "latex", lambda r, i: str(r["unique_id"]),
                        meta=("subject", "level"), about="MATH-500 (Lightman et al. split of MATH), MIT"),
     "aime24": Bundled("aime24.jsonl", "problem", "int", lambda r, i: f"aime24-{r['id']}",

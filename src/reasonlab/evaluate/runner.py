@@ -85,11 +85,12 @@ def failure_of(problem: Problem, attempt: Attempt) -> ErrorRecord | None:
 
 
 class _Progress:
-    """A rich progress bar showing accuracy so far and tokens/s; silent when not wanted."""
+    """A rich progress bar showing accuracy so far, tokens/s and the share of prompt tokens the prefix cache
+    served; silent when not wanted."""
 
     def __init__(self, total: int, done: int, enabled: bool) -> None:
         self.enabled = enabled
-        self.correct = self.n = self.tokens = self.failed = 0
+        self.correct = self.n = self.tokens = self.failed = self.prefilled = self.cached = 0
         self.start = time.perf_counter()
         if not enabled:
             return
@@ -98,9 +99,9 @@ class _Progress:
         self.bar = Progress(
             TextColumn("[bold]eval"), BarColumn(), MofNCompleteColumn(),
             TextColumn("acc {task.fields[acc]}"), TextColumn("{task.fields[tps]} tok/s"),
-            TextColumn("ETA"), TimeRemainingColumn(), transient=False,
+            TextColumn("cache {task.fields[hit]}"), TextColumn("ETA"), TimeRemainingColumn(), transient=False,
         )
-        self.task = self.bar.add_task("eval", total=total, completed=done, acc="-", tps="-")
+        self.task = self.bar.add_task("eval", total=total, completed=done, acc="-", tps="-", hit="-")
         self.bar.start()
 
     def update(self, res: ProblemRecord | ErrorRecord) -> None:
@@ -110,13 +111,17 @@ class _Progress:
             self.n += 1
             self.correct += bool(res.correct)
             self.tokens += res.tokens
+            self.prefilled += sum(t.prefilled_tokens for t in res.traces)
+            self.cached += sum(t.cached_tokens for t in res.traces)
         if self.enabled:
             wall = time.perf_counter() - self.start  # problems in flight overlap: wall time, not summed seconds
             tps = f"{self.tokens / wall:.1f}" if wall > 0 else "-"
             acc = f"{self.correct / self.n:.3f} ({self.correct}/{self.n})" if self.n else "-"
             if self.failed:
                 acc += f" [red]{self.failed} failed[/]"
-            self.bar.update(self.task, advance=1, acc=acc, tps=tps)
+            prompt = self.prefilled + self.cached
+            hit = f"{self.cached / prompt:.0%}" if prompt else "-"  # prompt tokens served from the prefix cache
+            self.bar.update(self.task, advance=1, acc=acc, tps=tps, hit=hit)
 
     def close(self) -> None:
         if self.enabled:

@@ -207,14 +207,36 @@ class Verifier:
         ok, note = self.check(answer, gold, answer_type)
         return Grade(answer=answer, correct=ok, note=note)
 
-    def reward(self, completions: list[Any], answer: list[Any], **_: Any) -> list[float]:
-        """TRL reward function (GRPOTrainer ``reward_funcs``): 1.0 for a correct final answer, else 0.0.
+    def reward(self, completions: list[Any], answer: list[Any], answer_type: list[Any] | None = None,
+               **_: Any) -> list[float | None]:
+        """TRL reward function (GRPOTrainer ``reward_funcs``): 1.0 for a correct final answer, else 0.0, and
+        None where the gold answer itself cannot be graded (empty, or not a number where one is expected), so
+        TRL leaves that row out, as its own accuracy reward does.
 
-        ``completions`` are strings or chat messages (the last message's content is graded);
-        ``answer`` is the dataset column of gold answers.
+        ``completions`` are strings or chat messages (the last message's content is graded); ``answer`` is the
+        dataset column of gold answers, ``answer_type`` an optional column of their types.
+
+            >>> Verifier().reward(["so \\boxed{4}", "\\boxed{5}", "\\boxed{1}"], ["4", "4", ""])
+            [1.0, 0.0, None]
         """
         texts = [c[-1]["content"] if isinstance(c, list) else str(c) for c in completions]
-        return [1.0 if self.grade(t, g).correct else 0.0 for t, g in zip(texts, answer)]
+        kinds = answer_type or [None] * len(texts)
+        out: list[float | None] = []
+        for text, gold, kind in zip(texts, answer, kinds):
+            if not self.gradable(gold, kind):
+                out.append(None)
+            else:
+                out.append(1.0 if self.grade(text, gold, kind).correct else 0.0)
+        return out
+
+    def gradable(self, gold: object, answer_type: AnswerType | None = None) -> bool:
+        """Can ``gold`` be graded at all? (Not when empty, nor a non-number where the type wants a number.)"""
+        if gold is None or str(gold).strip() == "":
+            return False
+        kind = answer_type or self.config.answer_type
+        if kind in ("number", "int", "mod1000"):
+            return to_number(normalize(str(gold), kind), True) is not None
+        return True
 
     def close(self) -> None:
         self._pool.close()

@@ -7,6 +7,7 @@
     reasonlab report runs/gsm8k-greedy runs/gsm8k-vote --out runs/report
     reasonlab summary runs/gsm8k-greedy
     reasonlab datagen sft runs/star-sample --out data/star-sft.jsonl
+    reasonlab train sft --data data/star-sft.jsonl --out runs/train/star
     reasonlab models | reasonlab models pull qwen2.5-coder-1.5b
     reasonlab datasets
 """
@@ -25,6 +26,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from reasonlab.cli.datagen import datagen_cmd
+from reasonlab.cli.train import train_cmd
 from reasonlab.cli.tables import say_failures, summary_table
 from reasonlab.errors import ReasonlabError
 
@@ -33,6 +35,7 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_
 models_app = typer.Typer(help="Registered models: list, pull, locate.", invoke_without_command=True)
 app.add_typer(models_app, name="models")
 app.command("datagen")(datagen_cmd)
+app.command("train")(train_cmd)
 out = Console()
 err = Console(stderr=True)
 
@@ -42,6 +45,8 @@ EngineOpt = typer.Option(None, "--engine", help="llamacpp | hf | openai (default
 BaseUrlOpt = typer.Option(None, "--base-url", help="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1")
 TokenizerOpt = typer.Option(None, "--tokenizer", help="servers: the served model's tokenizer (hub id, HF dir, "
                             ".gguf or registered name) to render chat templates the server cannot")
+LoraOpt = typer.Option(None, "--lora", help="a LoRA adapter on the model: .gguf, peft adapter dir or training run "
+                       "dir (reasonlab train)")
 TempOpt = typer.Option(None, "--temperature", "-t", help="0 = greedy")
 TopPOpt = typer.Option(None, "--top-p")
 MinPOpt = typer.Option(None, "--min-p")
@@ -70,16 +75,9 @@ SEARCH = ("vote", "prompts", "mixture")  # strategies whose traces come from a p
 
 
 def _layer(pairs: dict[tuple[str, ...], Any]) -> dict[str, Any]:
-    """Nested dict of the flags the user actually gave (None means: not given)."""
-    layer: dict[str, Any] = {}
-    for path, value in pairs.items():
-        if value is None:
-            continue
-        node = layer
-        for key in path[:-1]:
-            node = node.setdefault(key, {})
-        node[path[-1]] = value
-    return layer
+    from reasonlab.recipes import flags_layer
+
+    return flags_layer(pairs)
 
 
 def _config(recipe: Optional[Path], flags: dict[tuple[str, ...], Any], options: Optional[dict[str, Any]] = None):
@@ -140,12 +138,12 @@ def _strategy_flags(strategy: Optional[str], tools: Optional[str], samples: Opti
 
 
 def _common(model, engine, base_url, temperature, top_p, min_p, max_tokens, seed, prompt, system, strategy,
-            threads, n_ctx, parallel=None, tools=None, tokenizer=None) -> dict[tuple[str, ...], Any]:
+            threads, n_ctx, parallel=None, tools=None, tokenizer=None, lora=None) -> dict[tuple[str, ...], Any]:
     if tools is not None:
         prompt = prompt or "tir"
     return {
         ("engine", "model"): model, ("engine", "engine"): engine, ("engine", "base_url"): base_url,
-        ("engine", "tokenizer"): tokenizer,
+        ("engine", "tokenizer"): tokenizer, ("engine", "lora"): lora,
         ("engine", "n_threads"): threads, ("engine", "n_ctx"): n_ctx, ("engine", "n_parallel"): parallel,
         ("sampling", "temperature"): temperature, ("sampling", "top_p"): top_p, ("sampling", "min_p"): min_p,
         ("sampling", "max_tokens"): max_tokens, ("sampling", "seed"): seed,
@@ -157,7 +155,7 @@ def _common(model, engine, base_url, temperature, top_p, min_p, max_tokens, seed
 def solve(
     question: str = typer.Argument(..., help="the problem, in words"),
     model: Optional[str] = ModelOpt, engine: Optional[str] = EngineOpt, base_url: Optional[str] = BaseUrlOpt,
-    tokenizer: Optional[str] = TokenizerOpt,
+    tokenizer: Optional[str] = TokenizerOpt, lora: Optional[str] = LoraOpt,
     temperature: Optional[float] = TempOpt, top_p: Optional[float] = TopPOpt, min_p: Optional[float] = MinPOpt,
     max_tokens: Optional[int] = MaxTokOpt, seed: Optional[int] = SeedOpt, prompt: Optional[str] = PromptOpt,
     system: Optional[str] = SystemOpt, strategy: Optional[str] = StrategyOpt, config: Optional[Path] = ConfigOpt,
@@ -174,7 +172,7 @@ def solve(
 
     strategy, opts = _strategy_flags(strategy, tools, samples, stop, policy, max_thinking, min_thinking, option, config)
     flags = _common(model, engine, base_url, temperature, top_p, min_p, max_tokens, seed, prompt, system, strategy,
-                    threads, n_ctx, parallel, tools, tokenizer=tokenizer)
+                    threads, n_ctx, parallel, tools, tokenizer=tokenizer, lora=lora)
     flags.update({("budget", "max_tokens"): budget_tokens, ("budget", "max_seconds"): budget_seconds})
     cfg = _config(config, flags, opts)
     with load_engine(cfg.engine) as eng:
@@ -202,7 +200,7 @@ def eval_cmd(
     id_field: Optional[str] = typer.Option(None, "--id-field"),
     answer_type: Optional[str] = typer.Option(None, "--answer-type", help="auto|number|int|mod1000|latex|text"),
     model: Optional[str] = ModelOpt, engine: Optional[str] = EngineOpt, base_url: Optional[str] = BaseUrlOpt,
-    tokenizer: Optional[str] = TokenizerOpt,
+    tokenizer: Optional[str] = TokenizerOpt, lora: Optional[str] = LoraOpt,
     temperature: Optional[float] = TempOpt, top_p: Optional[float] = TopPOpt, min_p: Optional[float] = MinPOpt,
     max_tokens: Optional[int] = MaxTokOpt, seed: Optional[int] = SeedOpt, prompt: Optional[str] = PromptOpt,
     system: Optional[str] = SystemOpt, strategy: Optional[str] = StrategyOpt, config: Optional[Path] = ConfigOpt,
@@ -225,7 +223,7 @@ def eval_cmd(
 
     strategy, opts = _strategy_flags(strategy, tools, samples, stop, policy, max_thinking, min_thinking, option, config)
     flags = _common(model, engine, base_url, temperature, top_p, min_p, max_tokens, seed, prompt, system,
-                    strategy, threads, n_ctx, parallel, tools, tokenizer=tokenizer)
+                    strategy, threads, n_ctx, parallel, tools, tokenizer=tokenizer, lora=lora)
     flags.update({
         ("budget", "max_tokens"): budget_tokens, ("budget", "max_seconds"): budget_seconds,
         ("budget", "run_seconds"): run_seconds,
@@ -282,7 +280,7 @@ def sweep(
     limit: Optional[int] = typer.Option(None, "--limit", "-n", help="at most this many problems"),
     offset: Optional[int] = typer.Option(None, "--offset", help="skip this many problems first"),
     model: Optional[str] = ModelOpt, engine: Optional[str] = EngineOpt, base_url: Optional[str] = BaseUrlOpt,
-    tokenizer: Optional[str] = TokenizerOpt,
+    tokenizer: Optional[str] = TokenizerOpt, lora: Optional[str] = LoraOpt,
     temperature: Optional[float] = TempOpt, top_p: Optional[float] = TopPOpt, min_p: Optional[float] = MinPOpt,
     max_tokens: Optional[int] = MaxTokOpt, seed: Optional[int] = SeedOpt, prompt: Optional[str] = PromptOpt,
     system: Optional[str] = SystemOpt, strategy: Optional[str] = StrategyOpt, config: Optional[Path] = ConfigOpt,
@@ -320,7 +318,7 @@ def sweep(
     strategy, opts = _strategy_flags(strategy, tools, first.get("samples"), stop, policy, first.get("max_thinking"),
                                      first.get("min_thinking"), option, config)
     flags = _common(model, engine, base_url, temperature, top_p, min_p, max_tokens, seed, prompt, system, strategy,
-                    threads, n_ctx, parallel, tools, tokenizer=tokenizer)
+                    threads, n_ctx, parallel, tools, tokenizer=tokenizer, lora=lora)
     flags.update({("dataset", "name"): dataset, ("dataset", "limit"): limit, ("dataset", "offset"): offset,
                   ("dataset", "seed"): seed})
     base = _merged_layers(config, flags, opts)
@@ -341,7 +339,7 @@ def sweep(
 def _merged_layers(recipe: Optional[Path], flags: dict[tuple[str, ...], Any], options: dict[str, Any]) -> dict[str, Any]:
     """The merged (unvalidated) layers: recipe <- flags <- strategy options, as one dict."""
     from reasonlab.evaluate import EvalConfig
-    from reasonlab.evaluate.config import _deep_merge
+    from reasonlab.recipes import deep_merge as _deep_merge
 
     merged: dict[str, Any] = {}
     for layer in (EvalConfig.read_yaml(recipe) if recipe else {}, _layer(flags), {"strategy_options": options}):

@@ -23,6 +23,8 @@ def datagen_cmd(
                                                                 "or truncated, or with invented code output"),
     allow_contaminated: bool = typer.Option(False, "--allow-contaminated",
                                             help="keep problems that overlap a bundled test set"),
+    no_token_ids: bool = typer.Option(False, "--no-token-ids", help="SFT: text only, without the recorded ids "
+                                                                   "(for training a model with another vocabulary)"),
     seed: int = typer.Option(0, "--seed", help="which traces a cap keeps"),
 ) -> None:
     """Turn runs into a training dataset: the prompt exactly as the run rendered it, the trace as completion."""
@@ -32,7 +34,7 @@ def datagen_cmd(
     try:
         cfg = DatagenConfig(kind=kind, form=form, per_problem=per_problem, max_pairs=max_pairs,
                             max_completion_tokens=max_tokens, require_format=not any_format,
-                            allow_contaminated=allow_contaminated, seed=seed)
+                            allow_contaminated=allow_contaminated, token_ids=not no_token_ids, seed=seed)
     except ValueError as e:
         first = e.errors()[0] if hasattr(e, "errors") else {"loc": ("?",), "msg": str(e)}
         raise ConfigError(f"datagen {'.'.join(map(str, first['loc']))}: {first['msg']}") from None

@@ -50,6 +50,9 @@ class EngineConfig(BaseModel):
     max_retries: int = Field(4, ge=0, description="openai: retries after 429/5xx/connection errors")
     tokenizer: str | None = Field(None, description="openai: the served model's tokenizer (hub id, HF dir, .gguf, "
                                   "registered name) for chat templates and token counts the server cannot do")
+    lora: str | None = Field(None, description="llamacpp, hf: a LoRA adapter (.gguf, peft adapter directory or "
+                             "training run directory) applied on the base; part of the run's identity")
+    lora_scale: float = Field(1.0, description="llamacpp: the adapter's weight")
     batch_size: int = Field(8, ge=1, description="hf: prompts decoded together")
     dtype: Literal["float32", "bfloat16", "float16"] = Field("float32", description="hf: weight dtype")
 
@@ -93,6 +96,20 @@ def _gguf_from_hub(repo_id: str, pattern: str) -> Path:
         raise ModelError(f"could not fetch '{repo_id}' from the hub: {type(err).__name__}: {err}") from err
 
 
+def gguf_file(cfg: EngineConfig | str) -> tuple[Path, str]:
+    """(the .gguf file, its display name) for a llama.cpp model: a registered name (installed on first use),
+    a path, or a hub repo of GGUF files. ModelError for anything else (an HF directory or hub id)."""
+    cfg = cfg if isinstance(cfg, EngineConfig) else EngineConfig(model=cfg)
+    backend, target = resolve(cfg)
+    if backend != "llamacpp":
+        raise ModelError(f"{cfg.model} is not a GGUF model")
+    if target in MODELS or target in ALIASES:
+        return ensure(target), ALIASES.get(target, target)
+    if Path(target).expanduser().exists():
+        return Path(target).expanduser(), Path(target).name
+    return _gguf_from_hub(target, cfg.gguf_file), target
+
+
 def load_engine(model: str | EngineConfig = DEFAULT_MODEL, **options: Any) -> Engine:
     """Load a backend for ``model`` (a string or an ``EngineConfig``); options override config fields.
 
@@ -105,17 +122,13 @@ def load_engine(model: str | EngineConfig = DEFAULT_MODEL, **options: Any) -> En
     backend, target = resolve(cfg)
     cls = ENGINES.get(backend)
     if backend == "llamacpp":
-        if target in MODELS or target in ALIASES:
-            path = ensure(target)
-            name = ALIASES.get(target, target)
-        elif Path(target).expanduser().exists():
-            path, name = Path(target), Path(target).name
-        else:
-            path, name = _gguf_from_hub(target, cfg.gguf_file), target
+        path, name = gguf_file(cfg)
         return cls(path, n_ctx=cfg.n_ctx, n_threads=cfg.n_threads, name=name, n_parallel=cfg.n_parallel,
-                   flash_attn=cfg.flash_attn, prefix_cache=cfg.prefix_cache)
+                   flash_attn=cfg.flash_attn, prefix_cache=cfg.prefix_cache, lora=cfg.lora, lora_scale=cfg.lora_scale)
     if backend == "hf":
-        return cls(target, batch_size=cfg.batch_size, dtype=cfg.dtype)
+        return cls(target, batch_size=cfg.batch_size, dtype=cfg.dtype, lora=cfg.lora)
+    if cfg.lora is not None:
+        raise ModelError("a server applies its own adapters (vLLM: --lora-modules, then --model the adapter's name)")
     base_url = cfg.base_url or (target if target.startswith(("http://", "https://")) else None)
     if base_url is None:
         raise ModelError("the openai engine needs a server: --base-url http://HOST:PORT/v1")
@@ -124,4 +137,5 @@ def load_engine(model: str | EngineConfig = DEFAULT_MODEL, **options: Any) -> En
                max_retries=cfg.max_retries, tokenizer=cfg.tokenizer)
 
 
-__all__ = ["ENGINES", "Engine", "EngineConfig", "Generation", "Message", "Prompt", "SamplingParams", "load_engine", "resolve"]
+__all__ = ["ENGINES", "Engine", "EngineConfig", "Generation", "Message", "Prompt", "SamplingParams", "gguf_file",
+           "load_engine", "resolve"]

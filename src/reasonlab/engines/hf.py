@@ -39,6 +39,7 @@ class HFEngine(Engine):
         dtype: Literal["float32", "bfloat16", "float16"] = "float32",
         device: str = "cpu",
         seed: int = 0,
+        lora: str | None = None,
     ) -> None:
         super().__init__(model)
         try:
@@ -52,6 +53,16 @@ class HFEngine(Engine):
             self.lm = AutoModelForCausalLM.from_pretrained(model, dtype=getattr(torch, dtype)).to(device)
         except (OSError, ValueError) as err:
             raise ModelError(f"transformers could not load '{model}': {str(err).splitlines()[0]}") from err
+        self.lora = None
+        if lora is not None:  # a peft adapter (or a training run holding one in adapter/)
+            from peft import PeftModel
+
+            path = Path(lora) / "adapter" if (Path(lora) / "adapter" / "adapter_config.json").exists() else Path(lora)
+            try:
+                self.lm = PeftModel.from_pretrained(self.lm, str(path))
+            except (OSError, ValueError, RuntimeError) as err:
+                raise ModelError(f"LoRA {lora} does not load on {model}: {str(err).splitlines()[0]}") from err
+            self.lora = str(path)
         self.lm.eval()
         self.device = device
         self.batch_size = batch_size
@@ -66,7 +77,7 @@ class HFEngine(Engine):
         cfg = self.lm.config
         return {"backend": self.backend, "model": str(getattr(cfg, "_name_or_path", self.model)),
                 "revision": getattr(cfg, "_commit_hash", None), "weights": _weights_stamp(self.model),
-                "dtype": str(self.lm.dtype)}
+                "dtype": str(self.lm.dtype), "lora": self.lora and _weights_stamp(self.lora)}
 
     def describe(self) -> dict[str, Any]:
         return {"backend": self.backend, "model": self.model, "dtype": str(self.lm.dtype), "device": self.device}

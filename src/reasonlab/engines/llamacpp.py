@@ -23,7 +23,7 @@ from typing import Any
 
 from reasonlab.engines.base import (CancelFn, Engine, Generation, Message, Prompt, SamplingParams, pair_tokens,
                                    spelled_ids)
-from reasonlab.engines.llamacpp_batch import cut_at_stop, llama_text, llama_tokens
+from reasonlab.engines.llamacpp_batch import apply_lora, cut_at_stop, llama_text, llama_tokens
 from reasonlab.errors import ConfigError, EngineError, ModelError
 
 GGUF_MAGIC = b"GGUF"
@@ -117,6 +117,10 @@ class LlamaCppEngine(Engine):
         prefix_cache: batched path: finished sequences leave their KV cells behind (bounded, LRU) and a
             job sharing a prefix with one prefills only the rest (``prefix_cache``). The sequential path
             keeps llama-cpp-python's own reuse of the previous prompt's prefix.
+        lora: a LoRA adapter applied at run time on the quantized base, in every context this engine makes
+            (a .gguf adapter, or a peft adapter / training run directory, converted once: ``engines.lora``).
+            One adapter per engine, so cached KV is always the adapter's own.
+        lora_scale: the adapter's weight (1.0: as trained).
     """
 
     backend = "llamacpp"
@@ -134,6 +138,8 @@ class LlamaCppEngine(Engine):
         n_ctx_batch: int | None = None,
         flash_attn: bool = True,
         prefix_cache: bool = True,
+        lora: str | Path | None = None,
+        lora_scale: float = 1.0,
     ) -> None:
         path = Path(model_path).expanduser()
         super().__init__(name or path.name)
@@ -144,8 +150,17 @@ class LlamaCppEngine(Engine):
             raise EngineError("the llamacpp engine needs llama-cpp-python: pip install 'reasonlab[llamacpp]'") from err
         self.path = path
         self.n_threads = n_threads or len(os.sched_getaffinity(0))
+        self.lora: Path | None = None
+        if lora is not None:
+            from reasonlab.engines.lora import gguf_adapter
+
+            self.lora = gguf_adapter(lora, path)
+        self.lora_scale = lora_scale
+        self._lora_sha: str | None = None
         try:
             self.llm = Llama(
+                lora_path=str(self.lora) if self.lora else None,
+                lora_scale=lora_scale,
                 model_path=str(path),
                 n_ctx=n_ctx,
                 n_threads=self.n_threads,
@@ -156,7 +171,9 @@ class LlamaCppEngine(Engine):
                 verbose=False,
             )
         except (ValueError, RuntimeError) as err:
-            raise ModelError(f"llama.cpp could not load {path}: {err} (corrupt or unsupported GGUF?)") from err
+            what = f" with the LoRA {self.lora}" if self.lora else ""
+            raise ModelError(f"llama.cpp could not load {path}{what}: {err} (corrupt or unsupported GGUF, or an "
+                             f"adapter made for another model?)") from err
         self._lock = threading.Lock()
         self._rng = random.Random(seed)
         # token prefixes (a chat template's system prompt and user header) that _prime always evaluates
@@ -206,8 +223,13 @@ class LlamaCppEngine(Engine):
                 for chunk in iter(lambda: fh.read(1 << 22), b""):
                     h.update(chunk)
             self._sha256 = h.hexdigest()
-        return {"backend": self.backend, "file": self.path.name, "sha256": self._sha256,
-                "chat_template": self._template_sha}
+        ident = {"backend": self.backend, "file": self.path.name, "sha256": self._sha256,
+                 "chat_template": self._template_sha}
+        if self.lora is not None:  # a run with an adapter is another model: it never resumes one without
+            if self._lora_sha is None:
+                self._lora_sha = hashlib.sha256(self.lora.read_bytes()).hexdigest()
+            ident["lora"] = {"file": self.lora.name, "sha256": self._lora_sha, "scale": self.lora_scale}
+        return ident
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -219,6 +241,7 @@ class LlamaCppEngine(Engine):
             "chat_template": self._formatter is not None,
             "n_parallel": self.n_parallel,
             "prefix_cache": self._decoder is not None and self._decoder.cache is not None,
+            "lora": str(self.lora) if self.lora else None,
         }
 
     def render_chat(self, messages: list[Message]) -> str:
@@ -390,6 +413,7 @@ class LlamaCppEngine(Engine):
             params = llama_cpp.llama_context_params.from_buffer_copy(self.llm.context_params)
             params.n_seq_max = 1
             ctx = LlamaContext(model=self.llm._model, params=params, verbose=False)
+            apply_lora(self.llm, ctx)
             batch = LlamaBatch(n_tokens=params.n_batch, embd=0, n_seq_max=1, verbose=False)
             self._scorer = (ctx, batch, [])  # the context, a batch, the token ids whose KV it holds
         return self._scorer

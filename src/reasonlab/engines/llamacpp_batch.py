@@ -101,6 +101,7 @@ class BatchedDecoder:
                                   else llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED)
         params.n_threads = params.n_threads_batch = n_threads
         self.ctx = LlamaContext(model=self.model, params=params, verbose=False)
+        apply_lora(llm, self.ctx)  # the engine's adapter, in this context too (adapters are per context)
         self.n_ctx = self.ctx.n_ctx()
         # finished sequences leave their cells behind for later jobs that share a prefix (see prefix_cache);
         # bounded: every decode step attends over cached cells too (masked), so they are not free
@@ -416,6 +417,21 @@ def llama_tokens(llm: Any, text: str, prompt: bool = False) -> list[int]:
 
 def llama_text(llm: Any, ids: list[int], special: bool = False) -> str:
     return llm.detokenize(list(ids), special=special).decode("utf-8", errors="ignore")
+
+
+def apply_lora(llm: Any, ctx: Any) -> None:
+    """Set ``llm``'s LoRA adapter (if it loaded one) on another context over the same weights."""
+    import ctypes
+
+    import llama_cpp
+
+    adapter = getattr(llm, "_lora_adapter", None)
+    if adapter is None:
+        return
+    adapters = (llama_cpp.llama_adapter_lora_p_ctypes * 1)(adapter)
+    scales = (ctypes.c_float * 1)(llm.lora_scale)
+    if llama_cpp.llama_set_adapters_lora(ctx.ctx, adapters, 1, scales):
+        raise RuntimeError(f"llama.cpp could not set the LoRA {llm.lora_path} on a second context")
 
 
 def cut_at_stop(text: str, stops: tuple[str, ...]) -> tuple[str, str | None]:

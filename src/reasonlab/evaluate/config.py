@@ -7,17 +7,15 @@
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 from typing import Any, ClassVar
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from reasonlab.answers.extract import DEFAULT_FALLBACKS, Fallback
 from reasonlab.data import DatasetConfig
 from reasonlab.engines import EngineConfig, SamplingParams
-from reasonlab.errors import ConfigError
+from reasonlab.recipes import from_layers, read_yaml
 from reasonlab.strategies import Budget, strategy_config
 
 
@@ -79,35 +77,11 @@ class EvalConfig(BaseModel):
     @classmethod
     def from_layers(cls, *layers: dict[str, Any]) -> EvalConfig:
         """Merge nested dicts left to right (later wins) onto the defaults and validate."""
-        merged: dict[str, Any] = {}
-        for layer in layers:
-            _deep_merge(merged, layer)
-        try:
-            return cls.model_validate(merged)
-        except ValidationError as err:
-            first = err.errors()[0]
-            where = ".".join(str(x) for x in first["loc"])
-            raise ConfigError(f"config field {where}: {first['msg']}") from None
+        return from_layers(cls, *layers)
 
     @staticmethod
     def read_yaml(path: str | Path) -> dict[str, Any]:
-        path = Path(path)
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except FileNotFoundError:
-            raise ConfigError(f"recipe not found: {path}") from None
-        except yaml.YAMLError as err:
-            raise ConfigError(f"{path}: not valid YAML: {str(err).splitlines()[0]}") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path}: a recipe must be a mapping of config sections")
-        return data
+        return read_yaml(path)
 
 
-def _deep_merge(into: dict[str, Any], new: dict[str, Any]) -> None:
-    """Merge ``new`` into ``into``; values are copied, so the layers a caller passes are never changed."""
-    for key, value in new.items():
-        if isinstance(value, dict) and isinstance(into.get(key), dict):
-            _deep_merge(into[key], value)
-        else:
-            into[key] = copy.deepcopy(value)
 

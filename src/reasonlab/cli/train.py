@@ -1,0 +1,58 @@
+"""``reasonlab train``: fine-tune with TRL (SFT, DPO, KTO, GRPO); recipe < flags, resumable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+
+def train_cmd(
+    method: str = typer.Argument(..., help="sft | dpo | kto | grpo"),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="registered name, .gguf, HF dir or hub id"),
+    data: Optional[Path] = typer.Option(None, "--data", help="sft/dpo/kto: the dataset (reasonlab datagen)"),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="training run directory"),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML recipe (recipes/train/); flags win"),
+    lr: Optional[float] = typer.Option(None, "--lr", help="learning rate"),
+    epochs: Optional[float] = typer.Option(None, "--epochs"),
+    max_steps: Optional[int] = typer.Option(None, "--max-steps", help="optimizer steps (-1: from epochs)"),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="rows per step (grpo: prompts per step)"),
+    grad_accum: Optional[int] = typer.Option(None, "--grad-accum"),
+    max_length: Optional[int] = typer.Option(None, "--max-length", help="tokens per row"),
+    full: bool = typer.Option(False, "--full", help="full fine-tuning instead of LoRA"),
+    rank: Optional[int] = typer.Option(None, "--lora-r", help="LoRA rank"),
+    dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="grpo: problems to roll out on"),
+    limit: Optional[int] = typer.Option(None, "--limit", "-n", help="grpo: first N problems"),
+    reward: Optional[str] = typer.Option(None, "--reward", help="grpo: comma list of correct, format, mod.path:fn"),
+    weights: Optional[str] = typer.Option(None, "--reward-weights", help="grpo: comma list, one per reward"),
+    generations: Optional[int] = typer.Option(None, "--generations", help="grpo: rollouts per prompt"),
+    seed: Optional[int] = typer.Option(None, "--seed"),
+    force_new: bool = typer.Option(False, "--force-new", help="start over in --out instead of resuming"),
+) -> None:
+    """Fine-tune a model on a dataset (or, GRPO, on problems with verifier rewards). Re-running the same command
+    resumes from the last checkpoint."""
+    from reasonlab.recipes import flags_layer, from_layers, read_yaml
+    from reasonlab.train import TrainConfig, train
+
+    flags = flags_layer({
+        ("method",): method, ("model",): model, ("data",): str(data) if data else None,
+        ("out",): str(out) if out else None, ("learning_rate",): lr, ("epochs",): epochs, ("max_steps",): max_steps,
+        ("batch_size",): batch_size, ("grad_accum",): grad_accum, ("max_length",): max_length, ("seed",): seed,
+        ("lora", "r"): rank, ("grpo", "dataset"): dataset, ("grpo", "limit"): limit,
+        ("grpo", "rewards"): reward.split(",") if reward else None,
+        ("grpo", "reward_weights"): [float(w) for w in weights.split(",")] if weights else None,
+        ("grpo", "num_generations"): generations,
+    })
+    layers = [read_yaml(config) if config else {}, flags]
+    if full:
+        layers.append({"lora": None})
+    cfg = from_layers(TrainConfig, *layers)
+    if cfg.out == TrainConfig.model_fields["out"].default and out is None:
+        cfg = cfg.model_copy(update={"out": f"runs/train/{cfg.method}-{Path(cfg.model).name}"})
+    summary = train(cfg, force_new=force_new)
+    Console().print(f"{summary['method']}: {summary['steps']} steps in {summary['seconds']} s"
+                    + (" (resumed)" if summary["resumed"] else "")
+                    + f", loss {summary['first_loss']} -> {summary['last_loss']}; result: {summary['result']}",
+                    highlight=False)

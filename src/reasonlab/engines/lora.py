@@ -1,0 +1,121 @@
+"""LoRA adapters for llama.cpp: a peft adapter written as a GGUF LoRA, which llama.cpp applies at run time on
+the quantized base (``--lora PATH``), so a trained model is evaluated by the same fast engine.
+
+The writer is the ``gguf`` package's; tensor names and layout follow llama.cpp's own converter
+(``convert_lora_to_gguf.py``): per adapted linear layer ``blk.N.<name>.weight.lora_a`` (A, [r, in]) and
+``.lora_b`` (B, [out, r]), ``adapter.lora.alpha`` so llama.cpp scales by alpha / r as peft does. llama.cpp
+stores the q and k projections of llama-architecture models with their rows permuted for its RoPE kernel, so
+B's rows of those two are permuted the same way (A is not); qwen2 uses the other RoPE layout and needs none.
+
+    >>> gguf_name("base_model.model.model.layers.3.self_attn.q_proj")
+    'blk.3.attn_q.weight'
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from reasonlab.errors import ModelError
+
+# peft module name -> llama.cpp tensor name (Llama/Qwen2/Mistral families)
+_NAMES = {"self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k", "self_attn.v_proj": "attn_v",
+          "self_attn.o_proj": "attn_output", "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up",
+          "mlp.down_proj": "ffn_down"}
+_LAYER = re.compile(r"layers\.(\d+)\.(.+)$")
+PERMUTED_ARCHS = {"llama", "mistral"}  # q/k rows reordered for llama.cpp's RoPE (see llama.py's permute)
+
+
+def gguf_name(module: str) -> str:
+    m = _LAYER.search(module)
+    if m is None or m.group(2) not in _NAMES:
+        raise ModelError(f"LoRA module {module} has no llama.cpp counterpart (adapt {', '.join(_NAMES)} only)")
+    return f"blk.{m.group(1)}.{_NAMES[m.group(2)]}.weight"
+
+
+def permute_rows(w: np.ndarray, n_head: int) -> np.ndarray:
+    """llama.cpp's q/k row order: within each head, the two rotary halves interleaved."""
+    return w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+
+def _base_facts(base_gguf: Path) -> tuple[str, int, int, dict[str, tuple[int, ...]]]:
+    """(architecture, heads, kv heads, tensor name -> shape as numpy sees it) of the base GGUF."""
+    from gguf import GGUFReader
+
+    reader = GGUFReader(str(base_gguf))
+
+    def value(key: str) -> Any:
+        field = reader.fields[key]
+        part = field.parts[field.data[0]]
+        return bytes(part).decode() if field.types[0].name == "STRING" else int(part[0])
+
+    arch = value("general.architecture")
+    n_head = value(f"{arch}.attention.head_count")
+    n_kv = value(f"{arch}.attention.head_count_kv") if f"{arch}.attention.head_count_kv" in reader.fields else n_head
+    shapes = {t.name: tuple(int(x) for x in reversed(t.shape.tolist())) for t in reader.tensors}
+    return arch, n_head, n_kv, shapes
+
+
+def adapter_to_gguf(adapter_dir: str | Path, base_gguf: str | Path, out: str | Path) -> Path:
+    """Write the peft adapter in ``adapter_dir`` (trained on ``base_gguf``'s model) as a GGUF LoRA at ``out``.
+    ModelError when the adapter does not fit the base (another model) or adapts what llama.cpp cannot."""
+    import gguf
+    from safetensors.numpy import load_file
+
+    adapter_dir, out = Path(adapter_dir), Path(out)
+    try:
+        config = json.loads((adapter_dir / "adapter_config.json").read_text())
+        weights = load_file(str(adapter_dir / "adapter_model.safetensors"))
+    except (OSError, ValueError) as err:
+        raise ModelError(f"{adapter_dir} is not a peft LoRA adapter: {err}") from None
+    arch, n_head, n_kv, shapes = _base_facts(Path(base_gguf))
+    pairs: dict[str, dict[str, np.ndarray]] = {}
+    for key, w in weights.items():
+        m = re.match(r"(.+)\.lora_([AB])\.weight$", key)
+        if m is None:
+            raise ModelError(f"{adapter_dir}: tensor {key} is not a LoRA A/B matrix (trained embeddings or heads "
+                             f"cannot go to llama.cpp)")
+        pairs.setdefault(m.group(1), {})[m.group(2)] = w.astype(np.float32)
+    writer = gguf.GGUFWriter(str(out), arch)
+    writer.add_type(gguf.GGUFType.ADAPTER)
+    writer.add_string(gguf.Keys.Adapter.TYPE, "lora")
+    writer.add_float32(gguf.Keys.Adapter.LORA_ALPHA, float(config["lora_alpha"]))
+    for module, ab in sorted(pairs.items()):
+        name = gguf_name(module)
+        a, b = ab["A"], ab["B"]  # [r, in], [out, r]
+        want = shapes.get(name)
+        if want is None or want != (b.shape[0], a.shape[1]):
+            raise ModelError(f"{adapter_dir} was made for another model: {module} is {b.shape[0]}x{a.shape[1]}, "
+                             f"{Path(base_gguf).name} has {name} {want}")
+        if arch in PERMUTED_ARCHS and name.endswith(("attn_q.weight", "attn_k.weight")):
+            b = permute_rows(b, n_head if name.endswith("attn_q.weight") else n_kv)
+        writer.add_tensor(name + ".lora_a", np.ascontiguousarray(a))
+        writer.add_tensor(name + ".lora_b", np.ascontiguousarray(b))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return out
+
+
+def gguf_adapter(spec: str | Path, base_gguf: str | Path) -> Path:
+    """The GGUF LoRA for ``spec``: a .gguf adapter as it is; a peft adapter directory (or a training run
+    directory holding ``adapter/``) converted once, beside it, and again only when the adapter changes."""
+    path = Path(spec).expanduser()
+    if path.is_file():
+        return path
+    peft_dir = path / "adapter" if (path / "adapter" / "adapter_config.json").exists() else path
+    weights = peft_dir / "adapter_model.safetensors"
+    if not weights.exists():
+        raise ModelError(f"LoRA {spec}: not a .gguf adapter, a peft adapter directory or a training run")
+    out = peft_dir.parent / f"{peft_dir.name}.gguf"
+    if not out.exists() or out.stat().st_mtime < weights.stat().st_mtime:
+        tmp = out.with_name(out.name + ".part")
+        adapter_to_gguf(peft_dir, base_gguf, tmp)
+        tmp.replace(out)
+    return out

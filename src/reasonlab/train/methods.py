@@ -1,0 +1,73 @@
+"""One thin builder per method: reasonlab's config in, TRL's config and trainer out. The loops are TRL's.
+
+Every builder gets the shared CPU-safe arguments (``common_args``) and adds its method's own. New methods
+register here (``TRAINERS``), not in an if-chain.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from reasonlab.train.config import TrainConfig
+from reasonlab.train.model import lora_config
+
+
+def common_args(cfg: TrainConfig, out: str) -> dict[str, Any]:
+    """TrainingArguments every method shares. TRL's defaults assume a GPU (bf16, gradient checkpointing);
+    these run on a CPU, and accelerate's launcher still scales them out (it overrides the device)."""
+    import torch
+
+    cuda = torch.cuda.is_available()
+    return dict(
+        output_dir=out, use_cpu=not cuda, bf16=False, fp16=False, gradient_checkpointing=False,
+        learning_rate=cfg.learning_rate, num_train_epochs=cfg.epochs, max_steps=cfg.max_steps,
+        per_device_train_batch_size=cfg.batch_size, gradient_accumulation_steps=cfg.grad_accum,
+        warmup_steps=cfg.warmup_ratio, logging_steps=cfg.logging_steps, save_strategy="steps",  # < 1: a ratio
+        save_steps=cfg.save_steps, save_total_limit=cfg.save_total_limit, seed=cfg.seed, report_to="none",
+        dataloader_num_workers=0, logging_first_step=True,
+    )
+
+
+def sft(cfg: TrainConfig, model: Any, tok: Any, data: Any, out: str, collator: Any = None, **_: Any) -> Any:
+    from trl import SFTConfig, SFTTrainer
+
+    args = SFTConfig(**common_args(cfg, out), max_length=cfg.max_length,
+                     completion_only_loss=cfg.sft.completion_only_loss, packing=cfg.sft.packing)
+    return SFTTrainer(model=model, args=args, train_dataset=data, processing_class=tok,
+                      peft_config=lora_config(cfg.lora), data_collator=collator)
+
+
+def dpo(cfg: TrainConfig, model: Any, tok: Any, data: Any, out: str, **_: Any) -> Any:
+    from trl import DPOConfig, DPOTrainer
+
+    # with LoRA the reference is the base with the adapter switched off: no second copy of the model
+    args = DPOConfig(**common_args(cfg, out), max_length=cfg.max_length, beta=cfg.dpo.beta,
+                     loss_type=[cfg.dpo.loss_type])
+    return DPOTrainer(model=model, args=args, train_dataset=data, processing_class=tok,
+                      peft_config=lora_config(cfg.lora))
+
+
+def kto(cfg: TrainConfig, model: Any, tok: Any, data: Any, out: str, **_: Any) -> Any:
+    from trl import KTOConfig, KTOTrainer
+
+    args = KTOConfig(**common_args(cfg, out), max_length=cfg.max_length, beta=cfg.kto.beta,
+                     desirable_weight=cfg.kto.desirable_weight, undesirable_weight=cfg.kto.undesirable_weight)
+    return KTOTrainer(model=model, args=args, train_dataset=data, processing_class=tok,
+                      peft_config=lora_config(cfg.lora))
+
+
+def grpo(cfg: TrainConfig, model: Any, tok: Any, data: Any, out: str, rewards: list[Any] | None = None,
+         **_: Any) -> Any:
+    from trl import GRPOConfig, GRPOTrainer
+
+    g = cfg.grpo
+    # a step's batch must hold whole groups: batch_size prompts' worth of num_generations completions each
+    args = GRPOConfig(**{**common_args(cfg, out), "per_device_train_batch_size": cfg.batch_size * g.num_generations},
+                      num_generations=g.num_generations, max_completion_length=g.max_completion_length,
+                      temperature=g.temperature, beta=g.beta, reward_weights=list(g.reward_weights)
+                      if g.reward_weights else None, log_completions=False)
+    return GRPOTrainer(model=model, args=args, train_dataset=data, processing_class=tok, reward_funcs=rewards,
+                       peft_config=lora_config(cfg.lora))
+
+
+TRAINERS: dict[str, Callable[..., Any]] = {"sft": sft, "dpo": dpo, "kto": kto, "grpo": grpo}

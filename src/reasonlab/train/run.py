@@ -1,0 +1,126 @@
+"""A training run is a directory, like an evaluation run: resumable, never silently mixed with another config.
+
+    runs/train/star/
+        train.yaml            the config and what identifies the base model and the data
+        checkpoint-N/         TRL/transformers checkpoints (a killed run resumes from the last)
+        adapter/ | model/     the result: the LoRA adapter (peft) or the full model, with the tokenizer
+        log_history.jsonl     every logged step; curves.png: loss (and reward, GRPO) against step
+        summary.json          steps, seconds, last loss, where the result is
+
+    >>> cfg = TrainConfig(method="sft", model="smollm2-135m", data="data/sft.jsonl", out="runs/train/t")  # doctest: +SKIP
+    >>> train(cfg)["result"]                                                                             # doctest: +SKIP
+    'runs/train/t/adapter'
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from reasonlab.errors import ConfigError
+from reasonlab.train.config import TrainConfig
+from reasonlab.train.methods import TRAINERS
+from reasonlab.train.model import load_trainable, model_identity
+
+CONFIG = "train.yaml"
+# fields that may change when a run is resumed: how long it runs and how often it logs and saves
+RESUMABLE = {"out", "epochs", "max_steps", "logging_steps", "save_steps", "save_total_limit"}
+
+
+def _file_sha(path: str | None) -> str | None:
+    if not path or not Path(path).is_file():
+        return None
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+def identity(cfg: TrainConfig) -> dict[str, Any]:
+    """What a checkpoint belongs to: the config (bar run-length knobs), the base weights, the data file."""
+    fields = {k: v for k, v in cfg.model_dump(mode="json").items() if k not in RESUMABLE}
+    return {"config": fields, "base": model_identity(cfg.model), "data_sha256": _file_sha(cfg.data)}
+
+
+def _open(cfg: TrainConfig, out: Path, force_new: bool) -> bool:
+    """Write or check ``train.yaml``; True when there is a checkpoint to resume from."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    ident = identity(cfg)
+    path = out / CONFIG
+    if path.exists() and not force_new:
+        old = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        if old.get("identity") != ident:
+            diff = sorted(k for k in set(old.get("identity", {}).get("config", {})) | set(ident["config"])
+                          if old.get("identity", {}).get("config", {}).get(k) != ident["config"].get(k))
+            what = ", ".join(diff) or "base model or data file"
+            raise ConfigError(f"{out} holds a training run with another config ({what} differ): use another --out, "
+                              f"or --force-new to start over there")
+    out.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump({"config": cfg.model_dump(mode="json"), "identity": ident}, sort_keys=False),
+                    encoding="utf-8")
+    return not force_new and get_last_checkpoint(str(out)) is not None
+
+
+def grpo_dataset(cfg: TrainConfig) -> Any:
+    """GRPO's prompts: problems rendered as conversations with the evaluation's prompt template (TRL applies
+    the model's chat template), with the gold answer and its type as columns the rewards read."""
+    from datasets import Dataset
+
+    from reasonlab.data import DatasetConfig, load_problems
+    from reasonlab.strategies.prompts import get_template
+
+    g = cfg.grpo
+    problems = load_problems(DatasetConfig(name=g.dataset, limit=g.limit, offset=g.offset))
+    template = get_template(g.prompt)
+    rows = []
+    for p in problems:
+        user = template.user.replace("{question}", p.question)
+        messages = ([{"role": "system", "content": template.system}] if template.system else []) + [
+            {"role": "user", "content": user}]
+        rows.append({"prompt": messages, "answer": p.answer, "answer_type": p.answer_type})
+    return Dataset.from_list(rows)
+
+
+def train(cfg: TrainConfig, collator: Any = None, force_new: bool = False) -> dict[str, Any]:
+    """Train as ``cfg`` says, resuming from the last checkpoint in ``cfg.out``; returns the summary."""
+    from reasonlab.train.curves import save_curves
+    from reasonlab.train.data import load_rows
+
+    out = Path(cfg.out)
+    resume = _open(cfg, out, force_new)
+    model, tok = load_trainable(cfg.model)
+    rewards = None
+    if cfg.method == "grpo":
+        from reasonlab.answers import Verifier
+        from reasonlab.train.rewards import load_reward
+
+        data = grpo_dataset(cfg)
+        rewards = [load_reward(r, Verifier()) for r in cfg.grpo.rewards]
+    else:
+        data = load_rows(cfg.data, cfg.method, tok)
+    trainer = TRAINERS[cfg.method](cfg, model, tok, data, str(out), collator=collator, rewards=rewards)
+    start = time.perf_counter()
+    result = trainer.train(resume_from_checkpoint=True if resume else None)
+    seconds = time.perf_counter() - start
+    final = out / ("adapter" if cfg.lora is not None else "model")
+    trainer.save_model(str(final))
+    tok.save_pretrained(str(final))
+    history = trainer.state.log_history
+    with (out / "log_history.jsonl").open("w", encoding="utf-8") as fh:
+        for row in history:
+            fh.write(json.dumps(row) + "\n")
+    save_curves(history, out / "curves.png", title=f"{cfg.method} {cfg.model}")
+    losses = [h["loss"] for h in history if "loss" in h]
+    summary = {"method": cfg.method, "model": cfg.model, "steps": trainer.state.global_step,
+               "resumed": resume, "seconds": round(seconds, 1), "train_loss": result.training_loss,
+               "first_loss": losses[0] if losses else None, "last_loss": losses[-1] if losses else None,
+               "result": str(final), "rows": len(data)}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    return summary

@@ -1,0 +1,112 @@
+"""A peft LoRA goes back into llama.cpp: written as a GGUF LoRA, applied on the quantized base in both llamacpp
+paths, it predicts what transformers with the same adapter predicts. smollm2 is a llama-architecture model, so
+the q/k row permutation is exercised."""
+
+from __future__ import annotations
+
+import pytest
+
+from reasonlab.engines import SamplingParams
+from reasonlab.errors import ModelError
+
+pytestmark = pytest.mark.slow
+
+TEXT = ("Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. "
+        "How many clips did Natalia sell altogether in April and May? In April she sold 48 clips. In May she "
+        "sold half as many, which is 48 / 2 = 24 clips. Altogether she sold 48 + 24 = 72 clips. The answer is "
+        "72. Weng earns $12 an hour for babysitting. Yesterday, she just did 50 minutes of babysitting. How much "
+        "did she earn? Weng earns 12 / 60 = $0.2 per minute. Working 50 minutes, she earned 0.2 x 50 = $10. "
+        "Betty is saving money for a new wallet which costs $100. Betty has only half of the money she needs.")
+TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+@pytest.fixture(scope="module")
+def adapter(smol_path, tmp_path_factory):
+    """A random LoRA (A and B both random, so it changes predictions) on smollm2's dequantized weights, and
+    transformers' teacher-forced top-1 predictions with and without it."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from reasonlab.engines.hf import gguf_to_hf
+
+    hf_dir = gguf_to_hf(smol_path)
+    tok = AutoTokenizer.from_pretrained(hf_dir)
+    model = AutoModelForCausalLM.from_pretrained(hf_dir, dtype=torch.float32)
+    torch.manual_seed(0)
+    peft = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, target_modules=TARGETS, init_lora_weights=False))
+    with torch.no_grad():
+        for name, p in peft.named_parameters():
+            if "lora_B" in name:
+                p.mul_(0.5)  # strong enough to move predictions, not to wreck the model
+    ids = tok(TEXT)["input_ids"]
+    with torch.no_grad():
+        x = torch.tensor([ids])
+        with_adapter = peft(input_ids=x).logits[0].argmax(-1).tolist()
+        with peft.disable_adapter():
+            without = peft(input_ids=x).logits[0].argmax(-1).tolist()
+    out = tmp_path_factory.mktemp("lora") / "adapter"
+    peft.save_pretrained(out)
+    return out, ids, with_adapter, without
+
+
+def llama_top1(smol_path, ids: list[int], lora=None) -> list[int]:
+    import numpy as np
+    from llama_cpp import Llama
+
+    from reasonlab.engines.lora import gguf_adapter
+
+    llm = Llama(model_path=str(smol_path), n_ctx=512, logits_all=True, verbose=False,
+                lora_path=str(gguf_adapter(lora, smol_path)) if lora else None)
+    llm.eval(ids)
+    top = np.asarray(llm.scores[: len(ids)]).argmax(-1).tolist()
+    llm.close()
+    return top
+
+
+def agree(a: list[int], b: list[int]) -> float:
+    return sum(x == y for x, y in zip(a, b)) / len(a)
+
+
+def test_llamacpp_with_the_adapter_predicts_what_hf_with_it_does(smol_path, adapter) -> None:
+    path, ids, hf_with, hf_without = adapter
+    cpp_with = llama_top1(smol_path, ids, path)
+    cpp_without = llama_top1(smol_path, ids)
+    assert len(ids) > 100 and agree(hf_with, hf_without) < 0.8  # the adapter matters
+    # stated tolerance: the base in llama.cpp is the Q4_1 file, in transformers its dequantized values in fp32
+    assert agree(cpp_with, hf_with) >= 0.9 > agree(cpp_without, hf_with) + 0.05
+    assert (path.parent / "adapter.gguf").exists()  # converted once, beside the adapter
+
+
+def test_both_llamacpp_paths_apply_the_adapter_and_record_it(smol_path, adapter) -> None:
+    from reasonlab.engines.llamacpp import LlamaCppEngine
+
+    path, *_ = adapter
+    params = SamplingParams(max_tokens=24)
+    prompt = "The capital of France is"
+    outs = {}
+    for n_parallel in (1, 2):
+        for lora in (None, path):
+            eng = LlamaCppEngine(smol_path, n_ctx=512, n_parallel=n_parallel, lora=lora)
+            outs[n_parallel, lora is not None] = eng.generate([prompt], params)[0].token_ids
+            if lora is not None:
+                assert eng.identity()["lora"]["file"] == "adapter.gguf"
+            eng.close()
+    assert outs[1, True] != outs[1, False] and outs[2, True] != outs[2, False]
+    assert outs[1, True][:8] == outs[2, True][:8]  # the batched decoder's own context has the adapter too
+
+
+def test_an_adapter_for_another_model_is_refused(smol_path, tmp_path) -> None:
+    import json
+
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    from reasonlab.engines.lora import adapter_to_gguf
+
+    (tmp_path / "adapter_config.json").write_text(json.dumps({"lora_alpha": 16, "r": 4}))
+    save_file({"base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight": np.zeros((4, 32), np.float32),
+               "base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight": np.zeros((32, 4), np.float32)},
+              str(tmp_path / "adapter_model.safetensors"))
+    with pytest.raises(ModelError, match="made for another model"):
+        adapter_to_gguf(tmp_path, smol_path, tmp_path / "x.gguf")

@@ -12,7 +12,7 @@ from reasonlab.errors import DataError, UnknownNameError
 
 def test_bundled_counts_and_ids() -> None:
     counts = {d["name"]: d["records"] for d in list_datasets()}
-    assert counts == {"gsm8k": 1319, "math500": 500, "aime24": 30, "aime25": 30, "amc23": 40}
+    assert counts == {"gsm8k": 1319, "gsm8k-train": 7473, "math500": 500, "aime24": 30, "aime25": 30, "amc23": 40}
     for name, n in counts.items():
         probs = load_problems(name)
         assert len(probs) == n and len({p.id for p in probs}) == n

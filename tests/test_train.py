@@ -22,23 +22,29 @@ WORDS = ("what is one two three four five six seven eight nine plus minus times 
 
 @pytest.fixture(scope="session")
 def tiny_qwen(tmp_path_factory) -> Path:
-    """A 2-layer Qwen2 (random weights) with a word-level tokenizer and a ChatML template, saved to disk."""
+    """A 2-layer Qwen2 (random weights) with a byte-level BPE tokenizer trained here on a few words and a ChatML
+    template, saved to disk. (transformers 5 loads a qwen2 directory's tokenizer as Qwen2Tokenizer whatever
+    tokenizer.json holds, so the tokenizer must be a byte-level BPE like Qwen's.)"""
     import torch
-    from tokenizers import Tokenizer, models, pre_tokenizers
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 
-    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<unk>"]
-    vocab = {w: i for i, w in enumerate(specials + list(WORDS) + list("0123456789{}\\.?:"))}
-    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>",
-                                   unk_token="<unk>", additional_special_tokens=["<|im_start|>"])
-    fast.chat_template = ("{% for m in messages %}<|im_start|> {{ m['role'] }} {{ m['content'] }} <|im_end|> "
-                          "{% endfor %}{% if add_generation_prompt %}<|im_start|> assistant {% endif %}")
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=320, special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tok.train_from_iterator([" ".join(WORDS)] * 50 + [" the answer is \\boxed{4} ?"] * 20 + [str(i) for i in range(100)],
+                            trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>")
+    fast.chat_template = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
+                          "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
     torch.manual_seed(0)
-    cfg = Qwen2Config(vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+    cfg = Qwen2Config(vocab_size=len(fast), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                       num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
-                      tie_word_embeddings=False, eos_token_id=2, pad_token_id=0, bos_token_id=None)
+                      tie_word_embeddings=False, eos_token_id=fast.eos_token_id, pad_token_id=fast.pad_token_id,
+                      bos_token_id=None,
+                      initializer_range=0.5)  # a frozen head of the usual 0.02 scale leaves LoRA no room to be sure
     out = tmp_path_factory.mktemp("tiny-qwen2")
     Qwen2ForCausalLM(cfg).save_pretrained(out)
     fast.save_pretrained(out)
@@ -83,11 +89,11 @@ def test_sft_trains_only_where_the_mask_says(tmp_path, tiny_qwen) -> None:
     assert ds[0]["input_ids"][-1] == tok.eos_token_id and ds[0]["completion_mask"][-1] == 1
     summary = train(fast(tmp_path, "sft", tmp_path / "ids.jsonl", tiny_qwen, max_steps=2))
     assert summary["steps"] == 2
-    from trl import SFTConfig, SFTTrainer
+    from reasonlab.train.methods import sft
+    from reasonlab.train.model import load_trainable
 
-    trainer = SFTTrainer(model=str(tiny_qwen), args=SFTConfig(output_dir=str(tmp_path / "x"), use_cpu=True,
-                                                               bf16=False, report_to="none", max_length=64),
-                         train_dataset=ds, processing_class=tok)
+    model, _ = load_trainable(str(tiny_qwen))
+    trainer = sft(fast(tmp_path, "sft", tmp_path / "ids.jsonl", tiny_qwen), model, tok, ds, str(tmp_path / "x"))
     labels = trainer.train_dataset[0]["labels"]
     n_p, n_s = len(prompt), len(sampled)
     assert all(x == -100 for x in labels[:n_p]) and labels[n_p: n_p + n_s] == sampled
@@ -176,22 +182,22 @@ def test_bad_configs_and_rewards_get_one_line(tmp_path) -> None:
         load_rows(tmp_path / "missing.jsonl", "sft")
 
 
-def four_reward(completions, **_) -> list[float]:
-    """A toy verifiable reward for the GRPO test: the share of completion words that are "four"."""
+def digit_reward(completions, **_) -> list[float]:
+    """A toy verifiable reward for the GRPO test: the share of the completion's characters that are digits."""
     texts = [c[-1]["content"] if isinstance(c, list) else c for c in completions]
-    return [t.split().count("four") / max(1, len(t.split())) for t in texts]
+    return [sum(ch.isdigit() for ch in t) / max(1, len(t)) for t in texts]
 
 
 def test_grpo_raises_mean_reward_on_a_toy_task(tmp_path, tiny_qwen) -> None:
-    problems = write(tmp_path / "toy.jsonl", [{"question": f"say four {w}", "answer": "4"} for w in WORDS[:8]])
-    cfg = fast(tmp_path, "grpo", None, tiny_qwen, max_steps=24, batch_size=2, learning_rate=3e-2,
+    problems = write(tmp_path / "toy.jsonl", [{"question": f"say a number {w}", "answer": "4"} for w in WORDS[:8]])
+    cfg = fast(tmp_path, "grpo", None, tiny_qwen, max_steps=40, batch_size=2, learning_rate=5e-2,
                grpo={"dataset": str(problems), "prompt": "plain", "num_generations": 4, "max_completion_length": 8,
-                     "temperature": 1.0, "rewards": ["test_train:four_reward", "format"],
+                     "temperature": 1.5, "rewards": ["test_train:digit_reward", "format"],
                      "reward_weights": [1.0, 0.0]})
     summary = train(cfg)
     history = [json.loads(x) for x in (tmp_path / "grpo" / "log_history.jsonl").read_text().splitlines()]
     rewards = [h["reward"] for h in history if "reward" in h]
-    assert summary["steps"] == 24 and len(rewards) >= 6
+    assert summary["steps"] == 40 and len(rewards) >= 6
     early, late = sum(rewards[:3]) / 3, sum(rewards[-3:]) / 3
     assert late > early + 0.1, rewards
 

@@ -216,7 +216,7 @@ class Verifier:
         ``completions`` are strings or chat messages (the last message's content is graded); ``answer`` is the
         dataset column of gold answers, ``answer_type`` an optional column of their types.
 
-            >>> Verifier().reward(["so \\boxed{4}", "\\boxed{5}", "\\boxed{1}"], ["4", "4", ""])
+            >>> Verifier().reward(["so \\\\boxed{4}", "\\\\boxed{5}", "\\\\boxed{1}"], ["4", "4", ""])
             [1.0, 0.0, None]
         """
         texts = [c[-1]["content"] if isinstance(c, list) else str(c) for c in completions]

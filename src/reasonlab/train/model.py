@@ -7,7 +7,7 @@ original bf16 model's: training starts from exactly the model llama.cpp evaluate
 loads as it is.
 
     >>> source, gguf = model_source("qwen2.5-coder-0.5b")           # doctest: +SKIP
-    >>> gguf.name
+    >>> gguf.name                                                    # doctest: +SKIP
     'qwen2.5-coder-0.5b.gguf'
 """
 

@@ -131,7 +131,9 @@ def test_cli_killed_mid_run_resumes_without_loss_or_duplicates(tmp_path) -> None
 
 def test_ctrl_c_is_one_line_and_keeps_records(tmp_path) -> None:
     run = tmp_path / "run"
-    proc = start_until(eval_cmd(run, 8), run, 1, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # a background child of a non-interactive shell inherits SIGINT ignored (CI runs so): give it the default back
+    proc = start_until(eval_cmd(run, 8), run, 1, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                       preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130

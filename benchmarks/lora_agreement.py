@@ -4,8 +4,8 @@
 2. adapter: transformers + a peft LoRA vs llama.cpp + the same LoRA written as a GGUF LoRA (engines/lora.py).
 
 The tokens are the prompts and traces of a stored run (default: the newest run under runs/ with token ids),
-cut to --tokens. Without --adapter a random LoRA (A and B random, B scaled by 0.5) is made, so the test is of
-the conversion, not of a training result.
+cut to --tokens. Without --adapter a random LoRA (A and B random, B scaled by --scale) is made, so the test is
+of the conversion, not of a training result.
 
     python benchmarks/lora_agreement.py --run runs/m/sc-tir-50 --tokens 600
 """
@@ -81,6 +81,8 @@ def main() -> None:
     ap.add_argument("--run", type=Path, required=True, help="a run directory whose records keep token ids")
     ap.add_argument("--tokens", type=int, default=600, help="trace positions to compare (>= 500)")
     ap.add_argument("--adapter", type=Path, help="a peft adapter (default: a random LoRA made here)")
+    ap.add_argument("--scale", type=float, default=0.15, help="random LoRA: B is scaled by this (strong enough to "
+                                                             "move predictions, not to wreck the model)")
     args = ap.parse_args()
 
     import torch
@@ -112,7 +114,7 @@ def main() -> None:
             with torch.no_grad():
                 for name, p in peft.named_parameters():
                     if "lora_B" in name:
-                        p.mul_(0.5)
+                        p.mul_(args.scale)
             adapter = Path(tmp) / "adapter"
             peft.save_pretrained(adapter)
         else:
@@ -124,7 +126,8 @@ def main() -> None:
         moved, _ = agreement(with_hf, base_hf, seqs, skip)
         print(f"adapter: transformers + LoRA vs llama.cpp + GGUF LoRA: top-1 agreement {rate:.3f} over {n} trace "
               f"tokens (the adapter changed {1 - moved:.1%} of transformers' predictions)")
-    print(f"reproduce: python benchmarks/lora_agreement.py --model {args.model} --run {args.run} --tokens {args.tokens}")
+    print(f"reproduce: python benchmarks/lora_agreement.py --model {args.model} --run {args.run} --tokens {args.tokens} "
+          f"--scale {args.scale}")
 
 
 if __name__ == "__main__":

@@ -138,7 +138,10 @@ class HFEngine(Engine):
         """Left-padded ids and attention mask: text tokenised as a prompt, ids taken as given."""
         rows = []
         for p in prompts:
-            ids = self.tokenize(p, prompt=True) if isinstance(p, str) else [int(t) for t in p]
+            if isinstance(p, str):
+                rows.append({"input_ids": self.tokenize(p, prompt=True)})
+                continue
+            ids = [int(t) for t in p]  # given ids are checked: an id past the embedding fails deep in torch
             if not ids or any(not 0 <= t < self.lm.config.vocab_size for t in ids):
                 raise EngineError("a token-id prompt is empty or holds ids outside the vocabulary", retryable=False)
             rows.append({"input_ids": ids})

@@ -12,7 +12,6 @@ python keeps the longest common token prefix of consecutive calls, so n samples 
 from __future__ import annotations
 
 import hashlib
-import math
 import os
 import random
 import threading
@@ -23,7 +22,7 @@ from typing import Any
 
 from reasonlab.engines.base import (CancelFn, Engine, Generation, Message, Prompt, SamplingParams, pair_tokens,
                                    spelled_ids)
-from reasonlab.engines.llamacpp_batch import apply_lora, cut_at_stop, llama_text, llama_tokens
+from reasonlab.engines.llamacpp_batch import cut_at_stop, llama_text, llama_tokens
 from reasonlab.errors import ConfigError, EngineError, ModelError
 
 GGUF_MAGIC = b"GGUF"
@@ -181,7 +180,7 @@ class LlamaCppEngine(Engine):
         self._anchors: list[list[int]] = []
         self._anchors_lock = threading.Lock()  # its own lock: _anchor is read while self._lock is held
         self._sha256: str | None = None
-        self._scorer: tuple[Any, Any, list[int]] | None = None  # the loglikelihood context, made on first use
+        self._scorer: Any = None  # the loglikelihood context (llamacpp_score.Scorer), made on first use
         template = chat_template or self.llm.metadata.get("tokenizer.chat_template")
         self._template_sha = hashlib.sha256(template.encode()).hexdigest()[:16] if chat_template else None
         self._formatter, self._bos_text = chat_formatter(self.llm, template)
@@ -405,62 +404,13 @@ class LlamaCppEngine(Engine):
     def _plain_tokens(self, text: str) -> list[int]:
         return llama_tokens(self.llm, text)
 
-    def _scorer_context(self) -> tuple[Any, Any, list[int]]:
-        if self._scorer is None:
-            import llama_cpp
-            from llama_cpp._internals import LlamaBatch, LlamaContext
-
-            params = llama_cpp.llama_context_params.from_buffer_copy(self.llm.context_params)
-            params.n_seq_max = 1
-            ctx = LlamaContext(model=self.llm._model, params=params, verbose=False)
-            apply_lora(self.llm, ctx)
-            batch = LlamaBatch(n_tokens=params.n_batch, embd=0, n_seq_max=1, verbose=False)
-            self._scorer = (ctx, batch, [])  # the context, a batch, the token ids whose KV it holds
-        return self._scorer
-
     def _loglikelihood(self, requests: list[tuple[str, str]]) -> list[tuple[float, bool]]:
-        import numpy as np
+        if self._scorer is None:  # made on first use, on the compute thread
+            from reasonlab.engines.llamacpp_score import Scorer
 
-        ctx, batch, held = self._scorer_context()
-        n_vocab, n_batch = self.llm.n_vocab(), self.llm.context_params.n_batch
-        out: list[tuple[float, bool]] = []
-        for context, continuation in requests:
-            ids, n_context = pair_tokens(self._tokens, self._plain_tokens, context, continuation)
-            if n_context == 0:  # lm-eval: an empty context is the end-of-text token
-                ids, n_context = [self.llm.token_eos(), *ids], 1
-            if len(ids) > self.n_ctx:
-                raise EngineError(f"context + continuation of {len(ids)} tokens exceed the context window of "
-                                  f"{self.n_ctx}", retryable=False)
-            keep = 0  # the KV of the longest shared prefix stays; the last context token is decoded again
-            while keep < min(len(held), len(ids)) and held[keep] == ids[keep]:
-                keep += 1
-            keep = min(keep, n_context - 1)
-            ctx.kv_cache_seq_rm(0, keep, -1)
-            del held[:]
-            total, greedy = 0.0, True
-            for lo in range(keep, len(ids), n_batch):
-                chunk = ids[lo: lo + n_batch]
-                b = batch.batch
-                b.n_tokens = len(chunk)
-                want = []  # (batch row, the token it must predict): logits at p score token p + 1
-                for i, tok in enumerate(chunk):
-                    p = lo + i
-                    need = n_context - 1 <= p < len(ids) - 1
-                    b.token[i], b.pos[i], b.n_seq_id[i], b.logits[i] = tok, p, 1, need
-                    b.seq_id[i][0] = 0
-                    if need:
-                        want.append((i, ids[p + 1]))
-                if not want:
-                    b.logits[len(chunk) - 1] = True  # llama.cpp wants one output per batch
-                ctx.decode(batch)
-                for i, nxt in want:
-                    row = np.ctypeslib.as_array(ctx.get_logits_ith(i), shape=(n_vocab,)).astype(np.float64)
-                    top = row.max()
-                    total += float(row[nxt] - top - math.log(float(np.exp(row - top).sum())))
-                    greedy = greedy and int(row.argmax()) == nxt
-            held.extend(ids)
-            out.append((total, greedy))
-        return out
+            self._scorer = Scorer(self.llm)
+        pairs = [pair_tokens(self._tokens, self._plain_tokens, c, x) for c, x in requests]
+        return self._scorer.score(pairs, self.n_ctx)
 
     def run(self, fn: Any, *args: Any) -> Any:
         """Call ``fn(*args)`` on the engine's compute thread (the decoder's, when batched)."""
@@ -530,7 +480,7 @@ class LlamaCppEngine(Engine):
 
     def close(self) -> None:
         if getattr(self, "_scorer", None) is not None:
-            self.run(lambda: getattr(self._scorer[0], "close", lambda: None)())
+            self.run(self._scorer.close)
             self._scorer = None
         if getattr(self, "_decoder", None) is not None:
             self._decoder.close()

@@ -45,3 +45,30 @@ def test_lru_eviction_under_pressure_and_slot_reuse() -> None:
     slot, evicted = c.store([4] * 3)  # no free slot left after that: evict again
     assert evicted == [0] and slot in (0, 1) and c.tokens_held <= 10
     assert c.store([5] * 11) is None  # longer than the whole cache: never kept
+
+
+def test_pinned_entries_survive_pressure_until_unpinned() -> None:
+    c = RadixCache(slots=[0, 1], max_tokens=10)
+    c.store([1] * 4)  # slot 0: a trace waiting for its continuation to be admitted
+    c.store([2] * 4)  # slot 1
+    c.pin(0)
+    c.match([2, 2])  # slot 1 is now the most recently used; slot 0 would go first, but it is pinned
+    assert c.store([3] * 4) == (1, [1])  # the unpinned entry goes instead
+    assert c.evict_until(0) == [1] and list(c.entries) == [0]  # eviction stops at pinned entries
+    c.store([5] * 5)
+    assert c.store([6] * 7) is None  # only room if the pinned entry went: this one is dropped instead
+    assert c.store([1] * 6) == (0, [1])  # an extension of the pinned entry takes its slot; the pin stays
+    assert c.pins == {0: 1}
+    c.pin(0)
+    c.unpin(0)
+    assert 0 in c.pins  # counted: two waiting jobs, one admitted
+    c.unpin(0)
+    assert c.pins == {} and c.evict_until(0) == [0]
+
+
+def test_pins_when_every_slot_is_pinned() -> None:
+    c = RadixCache(slots=[0], max_tokens=100)
+    c.store([1, 2])
+    c.pin(0)
+    assert c.store([3, 4]) is None  # no slot can be freed: nothing is stored, nothing evicted
+    assert c.entries[0] == (1, 2) and c.clear() == [0] and c.pins == {}

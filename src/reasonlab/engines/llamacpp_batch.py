@@ -55,6 +55,7 @@ class Job:
     seed: int
     cancel: CancelFn | None
     future: Future[Generation] = field(default_factory=Future)
+    pinned: int | None = None  # the prefix-cache slot this waiting job will continue (kept until admitted)
 
 
 @dataclass
@@ -111,7 +112,12 @@ class BatchedDecoder:
         self.batch = LlamaBatch(n_tokens=max(self.n_batch, n_parallel), embd=0, n_seq_max=n_parallel, verbose=False)
         self.n_vocab = llm.n_vocab()
         self.vocab = llama_cpp.llama_model_get_vocab(self.model.model)
-        self._jobs: deque[Job] = deque()
+        self._jobs: deque[Job] = deque()  # submitted, not yet sorted into the two queues below
+        self._fresh: deque[Job] = deque()  # waiting jobs, in arrival order
+        # waiting jobs that continue a cached sequence (a trace after a tool call, a forced "Wait", a branch
+        # child): admitted before fresh ones, their cache entry pinned, so the cells they need are not evicted
+        # while they queue behind fresh samples and nothing they already read is read again
+        self._continuations: deque[Job] = deque()
         self._calls: deque[tuple[Callable[[], Any], Future[Any]]] = deque()
         self._cv = threading.Condition()
         self._closed = False
@@ -177,12 +183,14 @@ class BatchedDecoder:
         holders: dict[tuple[int, int], int] = {}  # prompt key -> a live sid whose cells hold that prompt's head
         while True:
             with self._cv:
-                while not self._jobs and not active and not self._calls and not self._closed:
+                while not self._jobs and not self._waiting() and not active and not self._calls and not self._closed:
                     idle = time.perf_counter()
                     self._cv.wait()
                     self.stats["idle_s"] += time.perf_counter() - idle
-                if self._closed and not self._jobs and not active and not self._calls:
+                if self._closed and not self._jobs and not self._waiting() and not active and not self._calls:
                     return
+                while self._jobs:
+                    self._queue(self._jobs.popleft())
                 calls = list(self._calls)
                 self._calls.clear()
                 admit = []
@@ -191,15 +199,16 @@ class BatchedDecoder:
                 reserved = sum(_reserve(q.job) for q in active.values())
                 # admit while the worst case fits in the KV cache beside what the prefix cache keeps (evicted,
                 # least recently used first, when a job needs the room); one sequence is always admitted
-                while self._jobs and free:
-                    need = reserved + _reserve(self._jobs[0])
+                while self._waiting() and free:
+                    queue = self._continuations or self._fresh
+                    need = reserved + _reserve(queue[0])
                     if self.cache is not None and need + self.cache.tokens_held > self.n_ctx:
                         evict += self.cache.evict_until(max(0, self.n_ctx - need))
                     if active or admit:
                         held = self.cache.tokens_held if self.cache is not None else 0
                         if need + held > self.n_ctx:
                             break
-                    job = self._jobs.popleft()
+                    job = queue.popleft()
                     reserved += _reserve(job)
                     admit.append((job, free.pop(0)))
             for slot in evict:
@@ -211,6 +220,8 @@ class BatchedDecoder:
                     fut.set_exception(err)
             for job, sid in admit:
                 if job.cancel is not None and job.cancel(job.index, job.sample, 0, None):
+                    if job.pinned is not None and self.cache is not None:
+                        self.cache.unpin(job.pinned)
                     free.append(sid)  # cancelled while it waited for a slot: no prefill, no tokens
                     free.sort()
                     job.future.set_result(Generation(text="", index=job.index, sample=job.sample,
@@ -241,7 +252,32 @@ class BatchedDecoder:
                 for sid, seq in list(active.items()):
                     self._end(seq, "error", active, free, holders, error=f"{type(err).__name__}: {err}")
 
+    def _waiting(self) -> bool:
+        return bool(self._fresh or self._continuations)
+
+    def _queue(self, job: Job) -> None:
+        """Sort a submitted job (on the decode thread, under the lock): a job whose cached prefix reaches past
+        its template head and covers half its prompt continues something: it goes first and pins that entry."""
+        if self.cache is not None:
+            head = job.tokens[:-1]
+            hit, slot = self.cache.match(head)
+            if slot is not None and hit > job.anchor and 2 * hit >= len(head):
+                self.cache.pin(slot)
+                job.pinned = slot
+                self._continuations.append(job)
+                return
+        self._fresh.append(job)
+
     def _start(self, job: Job, sid: int, holders: dict[tuple[int, int], int], active: dict[int, _Seq]) -> _Seq:
+        try:
+            return self._start_pinned(job, sid, holders, active)
+        finally:
+            if job.pinned is not None and self.cache is not None:
+                self.cache.unpin(job.pinned)  # its cells are copied (or no longer needed)
+                job.pinned = None
+
+    def _start_pinned(self, job: Job, sid: int, holders: dict[tuple[int, int], int],
+                      active: dict[int, _Seq]) -> _Seq:
         head = job.tokens[:-1]
         holder = holders.get(job.key)
         if holder is not None:  # a sibling sample of the same prompt holds its head

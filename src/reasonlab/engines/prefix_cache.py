@@ -9,6 +9,9 @@ never touches a cell another sequence still holds. Hence no reference counts on 
 correctness: a node's ``slots`` (the entries through it) are its reference count, and a node lives as
 long as one entry passes through it.
 
+An entry a waiting job is about to continue is *pinned* (``pin``/``unpin``, counted): eviction skips it,
+so a trace queued behind fresh samples after a tool call still finds its cells when a slot frees up.
+
     >>> c = RadixCache(slots=[8, 9], max_tokens=100)
     >>> c.store((1, 2, 3, 4)), c.match((1, 2, 3, 7))
     ((8, []), (3, 8))
@@ -53,6 +56,7 @@ class RadixCache:
         self.free = list(slots)
         self.max_tokens = max_tokens
         self.entries: OrderedDict[int, Tokens] = OrderedDict()  # slot -> tokens, least recently used first
+        self.pins: dict[int, int] = {}  # slot -> waiting jobs that will copy its cells (never evicted meanwhile)
 
     @property
     def tokens_held(self) -> int:
@@ -85,6 +89,18 @@ class RadixCache:
         self.entries.move_to_end(slot)
         return i, slot
 
+    def pin(self, slot: int) -> None:
+        """Keep ``slot``'s entry until as many ``unpin`` calls (an extension stored into it keeps the pin)."""
+        self.pins[slot] = self.pins.get(slot, 0) + 1
+
+    def unpin(self, slot: int) -> None:
+        n = self.pins.pop(slot, 0) - 1
+        if n > 0:
+            self.pins[slot] = n
+
+    def _evictable(self) -> int:
+        return sum(len(t) for s, t in self.entries.items() if s not in self.pins)
+
     def _newest(self, slots: set[int]) -> int:
         """Of ``slots``, the most recently used entry's."""
         return next(s for s in reversed(self.entries) if s in slots)
@@ -103,6 +119,12 @@ class RadixCache:
             return None
         evicted: list[int] = []
         prefix_entry = next((next(iter(n.ends)) for n in reversed(full) if n.ends), None)
+        replaced = len(self.entries[prefix_entry]) if prefix_entry is not None else 0
+        # what eviction can free: unpinned entries (an extended entry's tokens go either way)
+        evictable = self._evictable() - (replaced if prefix_entry not in self.pins else 0)
+        pinned = self.tokens_held - replaced - evictable
+        if pinned + len(tokens) > self.max_tokens or (prefix_entry is None and not self.free and not evictable):
+            return None  # pinned entries fill the cache: keep them, drop this one
         if prefix_entry is not None:  # the new sequence extends an entry: it replaces that entry
             self._remove(prefix_entry)
             slot = prefix_entry
@@ -110,7 +132,7 @@ class RadixCache:
             if not self.free:
                 evicted.append(self._evict_lru())
             slot = self.free.pop(0)
-        while self.tokens_held + len(tokens) > self.max_tokens and self.entries:
+        while self.tokens_held + len(tokens) > self.max_tokens:
             evicted.append(self._evict_lru())
         self._insert(tokens, slot)
         return slot, evicted
@@ -118,16 +140,18 @@ class RadixCache:
     def evict_until(self, tokens_held: int) -> list[int]:
         """Evict least recently used entries until at most ``tokens_held`` tokens are kept; their slots."""
         out = []
-        while self.entries and self.tokens_held > tokens_held:
+        while self.tokens_held > tokens_held and self._evictable():
             out.append(self._evict_lru())
         return out
 
     def clear(self) -> list[int]:
+        """Every entry, pinned or not (the decoder drops its waiting jobs' pins with it)."""
+        self.pins.clear()
         return self.evict_until(0)
 
     # -- the tree --------------------------------------------------------------------------------------
     def _evict_lru(self) -> int:
-        slot = next(iter(self.entries))
+        slot = next(s for s in self.entries if s not in self.pins)
         self._remove(slot)
         self.free.append(slot)
         return slot

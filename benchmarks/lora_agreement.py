@@ -1,13 +1,15 @@
 """Does llama.cpp run the model training trained? Teacher-forced top-1 agreement on real traces.
 
 1. base: transformers on the dequantized GGUF (what training starts from) vs llama.cpp on the GGUF itself;
-2. adapter: transformers + a peft LoRA vs llama.cpp + the same LoRA written as a GGUF LoRA (engines/lora.py).
+2. adapter: transformers + a peft LoRA vs llama.cpp + the same LoRA written as a GGUF LoRA (engines/lora.py);
+3. merged (--merge q4_k_m,...): the standalone file ``train export --merge --quant Q`` writes vs llama.cpp with
+   the adapter applied at run time, on the same tokens.
 
 The tokens are the prompts and traces of a stored run (default: the newest run under runs/ with token ids),
 cut to --tokens. Without --adapter a random LoRA (A and B random, B scaled by --scale) is made, so the test is
 of the conversion, not of a training result.
 
-    python benchmarks/lora_agreement.py --run runs/m/sc-tir-50 --tokens 600
+    python benchmarks/lora_agreement.py --run runs/m/sc-tir-50 --tokens 600 --merge q4_k_m,q8_0
 """
 
 from __future__ import annotations
@@ -83,6 +85,7 @@ def main() -> None:
     ap.add_argument("--adapter", type=Path, help="a peft adapter (default: a random LoRA made here)")
     ap.add_argument("--scale", type=float, default=0.15, help="random LoRA: B is scaled by this (strong enough to "
                                                              "move predictions, not to wreck the model)")
+    ap.add_argument("--merge", default="", help="comma list of export quant types to check against the adapter path")
     args = ap.parse_args()
 
     import torch
@@ -126,8 +129,19 @@ def main() -> None:
         moved, _ = agreement(with_hf, base_hf, seqs, skip)
         print(f"adapter: transformers + LoRA vs llama.cpp + GGUF LoRA: top-1 agreement {rate:.3f} over {n} trace "
               f"tokens (the adapter changed {1 - moved:.1%} of transformers' predictions)")
+        from reasonlab.train.export import export
+
+        for quant in [q for q in args.merge.split(",") if q]:
+            t0 = time.perf_counter()
+            merged = export(adapter, Path(tmp) / f"merged-{quant}.gguf", merge=True, quant=quant, base=gguf)
+            took = time.perf_counter() - t0
+            merged_top1 = cpp_top1(merged, seqs, None)
+            rate, n = agreement(merged_top1, with_cpp, seqs, skip)
+            hf_rate, _ = agreement(merged_top1, with_hf, seqs, skip)
+            print(f"merged {quant} ({merged.stat().st_size / 2**20:.0f} MiB, exported in {took:.0f} s) vs llama.cpp + "
+                  f"GGUF LoRA: top-1 agreement {rate:.3f} over {n} trace tokens ({hf_rate:.3f} vs transformers + LoRA)")
     print(f"reproduce: python benchmarks/lora_agreement.py --model {args.model} --run {args.run} --tokens {args.tokens} "
-          f"--scale {args.scale}")
+          f"--scale {args.scale}" + (f" --merge {args.merge}" if args.merge else ""))
 
 
 if __name__ == "__main__":

@@ -127,3 +127,22 @@ def test_samples_sent_by_separate_calls_share_one_prefill(engines) -> None:
         t.join()
     # whichever started second found the first's cells, live or cached: the prompt was prefilled once
     assert sorted(g.cached_tokens for g in out.values()) == [0, head]
+
+
+def test_a_continuation_queued_behind_fresh_samples_keeps_its_cells(smol_path) -> None:
+    """A trace coming back from a tool call waits behind fresh samples of other problems; their finished cells
+    would push its entry out of a small cache. Continuations go first and pin their entry, so they still read
+    only their new tokens; fresh samples keep their arrival order among themselves."""
+    eng = LlamaCppEngine(smol_path, n_ctx=1024, n_parallel=2)
+    params = SamplingParams(temperature=0.0, max_tokens=16)
+    trace = chat(eng, "Explain why the sky is blue.")
+    first = eng.generate([trace], params)[0]
+    held = len(first.prompt_token_ids) + len(first.token_ids) - 1  # the cells its sequence left behind
+    eng._decoder.cache.max_tokens = held + 40  # room for that entry and little else: fresh samples evict
+    fresh = [chat(eng, f"What is {k} plus {k}?") for k in range(6)]
+    resumed = first.prompt_token_ids + first.token_ids + eng.tokenize("\nWait,")  # by ids, as policies continue
+    outs = eng.generate([*fresh, resumed], params)
+    assert outs[-1].cached_tokens == held  # served from the pinned entry, not prefilled again
+    assert not eng._decoder.cache.pins  # every pin released once its job started
+    assert all(g.finish_reason in ("stop", "length") for g in outs)
+    eng.close()

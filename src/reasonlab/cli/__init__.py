@@ -6,8 +6,10 @@
     reasonlab sweep --strategy forced --max-thinking 128,256,512 --limit 50 --out runs/sweep-forced
     reasonlab report runs/gsm8k-greedy runs/gsm8k-vote --out runs/report
     reasonlab summary runs/gsm8k-greedy
+    reasonlab compare runs/gsm8k200-base runs/gsm8k200-star
     reasonlab datagen sft runs/star-sample --out data/star-sft.jsonl
     reasonlab train sft --data data/star-sft.jsonl --out runs/train/star
+    reasonlab train export runs/train/star --merge --quant q4_k_m --out star.gguf
     reasonlab models | reasonlab models pull qwen2.5-coder-1.5b
     reasonlab datasets
 """
@@ -26,7 +28,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from reasonlab.cli.datagen import datagen_cmd
-from reasonlab.cli.train import train_cmd
+from reasonlab.cli.train import train_app
 from reasonlab.cli.tables import say_failures, summary_table
 from reasonlab.errors import ReasonlabError
 
@@ -35,7 +37,7 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_
 models_app = typer.Typer(help="Registered models: list, pull, locate.", invoke_without_command=True)
 app.add_typer(models_app, name="models")
 app.command("datagen")(datagen_cmd)
-app.command("train")(train_cmd)
+app.add_typer(train_app, name="train")
 out = Console()
 err = Console(stderr=True)
 
@@ -272,6 +274,31 @@ def _find(tree: dict[str, Any], value: Any, prefix: str = "") -> Optional[str]:
             if hit:
                 return hit
     return None
+
+
+@app.command()
+def compare(
+    base: Path = typer.Argument(..., help="the run to compare against (e.g. the model before training)"),
+    runs: list[Path] = typer.Argument(..., help="runs on the same problems"),
+) -> None:
+    """Paired comparison on the problems both runs graded: who got which right, the accuracy difference with a
+    paired bootstrap 95% interval, and McNemar's exact p-value."""
+    from reasonlab.evaluate.metrics import paired
+    from reasonlab.runs import read_run
+
+    ref = read_run(base).record_dicts()
+    table = Table(title=f"paired against {base}", title_justify="left")
+    for col in ("run", "n", "base", "run acc", "only base", "only run", "diff", "95% CI", "McNemar p"):
+        table.add_column(col, justify="left" if col == "run" else "right")
+    for path in runs:
+        r = paired(ref, read_run(path).record_dicts())
+        if not r["n"]:
+            raise typer.BadParameter(f"{path} and {base} share no graded problem")
+        lo, hi = r["diff_ci"]
+        table.add_row(escape(str(path)), str(r["n"]), f"{r['base_correct'] / r['n']:.3f}",
+                      f"{r['other_correct'] / r['n']:.3f}", str(r["only_base"]), str(r["only_other"]),
+                      f"{r['diff']:+.3f}", f"{lo:+.3f}..{hi:+.3f}", f"{r['p_mcnemar']:.3f}")
+    out.print(table)
 
 
 @app.command()

@@ -1,16 +1,20 @@
-"""``reasonlab train``: fine-tune with TRL (SFT, DPO, KTO, GRPO); recipe < flags, resumable."""
+"""``reasonlab train``: fine-tune with TRL (one command per method: sft, dpo, kto, grpo; recipe < flags,
+resumable) and ``train export`` a result for llama.cpp."""
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
-from typing import Optional
+from typing import Any, Callable, Optional, get_args
 
 import typer
 from rich.console import Console
 
+train_app = typer.Typer(no_args_is_help=True, help="Fine-tune with TRL (sft, dpo, kto, grpo); export the result.")
+
 
 def train_cmd(
-    method: str = typer.Argument(..., help="sft | dpo | kto | grpo"),
+    method: str,
     model: Optional[str] = typer.Option(None, "--model", "-m", help="registered name, .gguf, HF dir or hub id"),
     data: Optional[Path] = typer.Option(None, "--data", help="sft/dpo/kto: the dataset (reasonlab datagen)"),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="training run directory"),
@@ -55,4 +59,52 @@ def train_cmd(
     Console().print(f"{summary['method']}: {summary['steps']} steps in {summary['seconds']} s"
                     + (" (resumed)" if summary["resumed"] else "")
                     + f", loss {summary['first_loss']} -> {summary['last_loss']}; result: {summary['result']}",
+                    highlight=False)
+
+
+def _method_command(method: str) -> Callable[..., None]:
+    """``train_cmd`` with ``method`` fixed: the same flags under ``reasonlab train METHOD``."""
+
+    def command(**kwargs: Any) -> None:
+        train_cmd(method, **kwargs)
+
+    sig = inspect.signature(train_cmd)
+    command.__signature__ = sig.replace(parameters=[p for n, p in sig.parameters.items() if n != "method"])  # type: ignore[attr-defined]
+    command.__doc__ = train_cmd.__doc__
+    return command
+
+
+_HELP = {"sft": "Supervised fine-tuning on prompt/completion rows (reasonlab datagen sft).",
+         "dpo": "DPO on chosen/rejected pairs of one prompt (reasonlab datagen dpo).",
+         "kto": "KTO on rows labelled desirable or not (reasonlab datagen kto).",
+         "grpo": "GRPO on a dataset's problems, rolled out and rewarded by the verifier."}
+
+
+def _register() -> None:
+    from reasonlab.train.config import Method
+
+    for method in get_args(Method):
+        train_app.command(method, help=f"{_HELP[method]} Re-running the same command resumes from the last "
+                          f"checkpoint.")(_method_command(method))
+
+
+_register()
+
+
+@train_app.command("export")
+def export_cmd(
+    result: Path = typer.Argument(..., help="a training run directory (or its adapter/ or model/)"),
+    out: Path = typer.Option(..., "--out", "-o", help="the .gguf to write"),
+    merge: bool = typer.Option(False, "--merge", help="one standalone model file instead of the LoRA adapter"),
+    quant: str = typer.Option("q4_k_m", "--quant", help="with --merge: f16 | q8_0 | q6_k | q5_k_m | q4_k_m | q4_0"),
+    base: Optional[str] = typer.Option(None, "--base", help="the base GGUF (default: the model the run trained)"),
+    scale: float = typer.Option(1.0, "--scale", help="with --merge: the adapter's weight"),
+) -> None:
+    """Write a training result for llama.cpp: its LoRA as a GGUF adapter (eval --lora), or with --merge a
+    standalone GGUF (base + update, re-quantized by llama.cpp)."""
+    from reasonlab.train.export import export
+
+    path = export(result, out, merge=merge, quant=quant, base=base, scale=scale)  # type: ignore[arg-type]
+    size = path.stat().st_size / 2**20
+    Console().print(f"wrote {path} ({size:.0f} MiB)" + (f", {quant}" if merge else ", a LoRA for --lora"),
                     highlight=False)

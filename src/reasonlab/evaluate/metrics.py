@@ -174,6 +174,32 @@ def bootstrap_ci(values: list[float], rng: Any, resamples: int = 1000) -> tuple[
     return (means[int(0.025 * resamples)], means[min(resamples - 1, int(0.975 * resamples))])
 
 
+def paired(base: list[dict[str, Any]], other: list[dict[str, Any]], seed: int = 0) -> dict[str, Any]:
+    """Two runs on the same problems, compared problem by problem (only ids both graded count): how many each
+    got right alone, the accuracy difference ``other - base`` with a paired bootstrap 95% interval, and the
+    exact McNemar test's two-sided p-value (a binomial test on the problems only one run got right).
+
+    >>> r = paired([{"id": i, "correct": i < 5} for i in range(10)], [{"id": i, "correct": i < 7} for i in range(10)])
+    >>> r["n"], r["only_base"], r["only_other"], round(r["diff"], 2), round(r["p_mcnemar"], 2)
+    (10, 0, 2, 0.2, 0.5)
+    """
+    import random
+
+    a = {r["id"]: bool(r.get("correct")) for r in base if r.get("correct") is not None}
+    b = {r["id"]: bool(r.get("correct")) for r in other if r.get("correct") is not None}
+    ids = sorted(set(a) & set(b), key=str)
+    n = len(ids)
+    only_a = sum(a[i] and not b[i] for i in ids)
+    only_b = sum(b[i] and not a[i] for i in ids)
+    deltas = [float(b[i]) - float(a[i]) for i in ids]
+    lo, hi = bootstrap_ci(deltas, random.Random(seed), resamples=2000)
+    m = only_a + only_b  # discordant pairs: under "no difference" each goes either way with p = 1/2
+    tail = sum(math.comb(m, k) for k in range(min(only_a, only_b) + 1)) / 2**m if m else 1.0
+    return {"n": n, "base_correct": sum(a[i] for i in ids), "other_correct": sum(b[i] for i in ids),
+            "only_base": only_a, "only_other": only_b, "diff": sum(deltas) / n if n else 0.0, "diff_ci": (lo, hi),
+            "p_mcnemar": min(1.0, 2 * tail)}
+
+
 def sample_curves(records: list[dict[str, Any]], ks: list[int] | None = None, seed: int = 0) -> dict[str, Any]:
     """pass@k, maj@k and avg@n over the problems, with bootstrap 95% intervals, for k up to the
     smallest sample count any problem has."""

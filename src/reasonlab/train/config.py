@@ -67,6 +67,9 @@ class GRPOOptions(BaseModel):
     beta: float = Field(0.0, ge=0.0, description="KL penalty to the reference (TRL's default 0: no reference pass)")
     rewards: tuple[str, ...] = Field(("correct", "format"), description="correct | format | module.path:function")
     reward_weights: tuple[float, ...] | None = Field(None, description="one per reward; None: all 1")
+    rollout: Literal["transformers", "llamacpp"] = Field(
+        "transformers", description="who samples the rollouts: TRL's transformers generate, or llama.cpp on the "
+        "quantized base with the policy's current LoRA (GGUF models with LoRA only; benchmarks/grpo_rollout.py)")
 
     @model_validator(mode="after")
     def _weights_match(self) -> GRPOOptions:

@@ -67,7 +67,30 @@ def grpo(cfg: TrainConfig, model: Any, tok: Any, data: Any, out: str, rewards: l
                       temperature=g.temperature, beta=g.beta, reward_weights=list(g.reward_weights)
                       if g.reward_weights else None, log_completions=False)
     return GRPOTrainer(model=model, args=args, train_dataset=data, processing_class=tok, reward_funcs=rewards,
-                       peft_config=lora_config(cfg.lora))
+                       peft_config=lora_config(cfg.lora), rollout_func=rollout_func(cfg, tok))
+
+
+def rollout_func(cfg: TrainConfig, tok: Any) -> Any:
+    """TRL's ``rollout_func`` for ``cfg.grpo.rollout`` (None: TRL's own generate)."""
+    import os
+
+    from reasonlab.errors import ConfigError
+
+    g = cfg.grpo
+    if g.rollout == "transformers":
+        return None
+    if cfg.lora is None:
+        raise ConfigError("grpo.rollout: llamacpp samples with the policy's LoRA: full fine-tuning needs "
+                          "rollout: transformers")
+    from reasonlab.train.model import model_source
+    from reasonlab.train.rollout import LlamaCppRollout
+
+    _, gguf = model_source(cfg.model)
+    if gguf is None:
+        raise ConfigError(f"grpo.rollout: llamacpp needs a GGUF model; {cfg.model} is not one")
+    os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # rollout_func is marked experimental in TRL 1.16
+    return LlamaCppRollout(gguf, tok, max_tokens=g.max_completion_length, temperature=g.temperature,
+                           n_parallel=min(cfg.batch_size * g.num_generations, 64), seed=cfg.seed)
 
 
 TRAINERS: dict[str, Callable[..., Any]] = {"sft": sft, "dpo": dpo, "kto": kto, "grpo": grpo}

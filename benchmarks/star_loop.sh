@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# The training loop end to end on the default model (issue 11's results a, b, c): sample GSM8K train problems,
+# turn the verified traces into SFT / DPO / KTO data, train each, pick each method's checkpoint on a held-out
+# slice of the train split (never on test), then greedy on GSM8K test 0-199 before and after, paired. GRPO
+# trains on the train split with the verifier's reward. Hours on a 2-core CPU.
+#
+#     nohup bash benchmarks/star_loop.sh > runs/star/loop.log 2>&1 &       # resumable: run it again
+#
+# Every step resumes where it stopped (eval re-runs only unfinished problems, train restarts from its last
+# checkpoint) or is skipped once its output exists, so a killed session loses at most one checkpoint interval.
+set -euo pipefail
+R=${REASONLAB:-reasonlab}
+O=${OUT:-runs/star}
+P="--parallel 16 --no-progress"
+HELD="-d gsm8k-train --offset 7000 -n 100"   # held-out slice for choosing checkpoints: never sampled from
+TEST="-d gsm8k -n 200"                       # GSM8K test problems 0-199
+mkdir -p "$O"
+step() { echo "== $(date -u +%H:%M:%S) $*"; }
+
+step "1. sample: 300 train problems x 4 traces"
+$R eval -d gsm8k-train -n 300 -s vote -k 4 -t 0.7 --top-p 0.8 --seed 0 $P --out "$O/sample"
+
+step "2. the base model, greedy: held-out slice and test"
+$R eval $HELD $P --out "$O/heldout-base"
+$R eval $TEST $P --out "$O/test-base"
+
+step "3. datasets from the samples (contamination guard on)"
+[ -s "$O/sft.jsonl" ] || $R datagen sft "$O/sample" -o "$O/sft.jsonl"
+[ -s "$O/dpo.jsonl" ] || $R datagen dpo "$O/sample" -o "$O/dpo.jsonl"
+[ -s "$O/kto.jsonl" ] || $R datagen kto "$O/sample" -o "$O/kto.jsonl"
+
+# train METHOD: train, evaluate every checkpoint on the held-out slice, the best one on test
+train_and_eval() {
+  local m=$1 recipe=$2
+  step "4. $m: train"
+  $R train "$m" -c "recipes/train/$recipe.yaml" --data "$O/$m.jsonl" --out "$O/train-$m"
+  for ck in "$O/train-$m"/checkpoint-* "$O/train-$m/adapter"; do
+    [ -e "$ck/adapter_config.json" ] || continue
+    step "   $m: held-out with $(basename "$ck")"
+    $R eval $HELD $P --lora "$ck" --out "$O/heldout-$m-$(basename "$ck")"
+  done
+  local best  # the checkpoint with the best held-out accuracy (ties: the earlier one)
+  best=$(python3 - "$O" "$m" <<'PY'
+import json, pathlib, re, sys
+out, m = pathlib.Path(sys.argv[1]), sys.argv[2]
+runs = sorted(out.glob(f"heldout-{m}-*"), key=lambda p: [int(x) for x in re.findall(r"\d+", p.name)] or [1 << 30])
+acc = {p: json.loads((p / "summary.json").read_text())["accuracy"] for p in runs}
+best = max(runs, key=lambda p: (acc[p], -runs.index(p)))
+print(out / f"train-{m}" / best.name.removeprefix(f"heldout-{m}-"))
+PY
+)
+  step "   $m: test with $best"
+  $R eval $TEST $P --lora "$best" --out "$O/test-$m"
+  $R compare "$O/test-base" "$O/test-$m"
+}
+train_and_eval sft sft-star
+train_and_eval dpo dpo
+train_and_eval kto kto
+
+step "5. grpo: 30 steps with the verifier's reward, rollouts in llama.cpp"
+$R train grpo -c recipes/train/grpo-gsm8k.yaml --out "$O/train-grpo"
+$R eval $TEST $P --lora "$O/train-grpo" --out "$O/test-grpo"
+$R compare "$O/test-base" "$O/test-grpo"
+step "done"

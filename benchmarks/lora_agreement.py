@@ -138,8 +138,13 @@ def main() -> None:
             merged_top1 = cpp_top1(merged, seqs, None)
             rate, n = agreement(merged_top1, with_cpp, seqs, skip)
             hf_rate, _ = agreement(merged_top1, with_hf, seqs, skip)
+            kept = sum(m[i] == w[i] for m, w, b, s, k in zip(merged_top1, with_cpp, base_cpp, seqs, skip)
+                       for i in range(k, len(s) - 1) if w[i] != b[i])
+            changed = sum(w[i] != b[i] for w, b, s, k in zip(with_cpp, base_cpp, seqs, skip) for i in range(k, len(s) - 1))
             print(f"merged {quant} ({merged.stat().st_size / 2**20:.0f} MiB, exported in {took:.0f} s) vs llama.cpp + "
-                  f"GGUF LoRA: top-1 agreement {rate:.3f} over {n} trace tokens ({hf_rate:.3f} vs transformers + LoRA)")
+                  f"GGUF LoRA: top-1 agreement {rate:.3f} over {n} trace tokens ({hf_rate:.3f} vs transformers + LoRA);"
+                  f" of the {changed} predictions the adapter changed in llama.cpp, the merged file keeps "
+                  f"{kept / max(1, changed):.1%}")
     print(f"reproduce: python benchmarks/lora_agreement.py --model {args.model} --run {args.run} --tokens {args.tokens} "
           f"--scale {args.scale}" + (f" --merge {args.merge}" if args.merge else ""))
 

@@ -9,7 +9,7 @@
     reasonlab compare runs/gsm8k200-base runs/gsm8k200-star
     reasonlab datagen sft runs/star-sample --out data/star-sft.jsonl
     reasonlab train sft --data data/star-sft.jsonl --out runs/train/star
-    reasonlab train export runs/train/star --merge --quant q4_k_m --out star.gguf
+    reasonlab train export runs/train/star --merge --quant q8_0 --out star.gguf
     reasonlab models | reasonlab models pull qwen2.5-coder-1.5b
     reasonlab datasets
 """

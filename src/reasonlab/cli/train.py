@@ -96,7 +96,8 @@ def export_cmd(
     result: Path = typer.Argument(..., help="a training run directory (or its adapter/ or model/)"),
     out: Path = typer.Option(..., "--out", "-o", help="the .gguf to write"),
     merge: bool = typer.Option(False, "--merge", help="one standalone model file instead of the LoRA adapter"),
-    quant: str = typer.Option("q4_k_m", "--quant", help="with --merge: f16 | q8_0 | q6_k | q5_k_m | q4_k_m | q4_0"),
+    quant: str = typer.Option("q8_0", "--quant", help="with --merge: f16 | q8_0 | q6_k | q5_k_m | q4_k_m | q4_0 "
+                              "(below q8_0 re-quantizing rounds part of a LoRA's update away)"),
     base: Optional[str] = typer.Option(None, "--base", help="the base GGUF (default: the model the run trained)"),
     scale: float = typer.Option(1.0, "--scale", help="with --merge: the adapter's weight"),
 ) -> None:

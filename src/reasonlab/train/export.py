@@ -1,7 +1,7 @@
 """A training result back into llama.cpp as a file: the LoRA as a GGUF adapter, or (``merge``) a standalone GGUF.
 
     reasonlab train export runs/train/star --out star-lora.gguf                      # the adapter (--lora)
-    reasonlab train export runs/train/star --merge --quant q4_k_m --out star.gguf   # one model file
+    reasonlab train export runs/train/star --merge --out star.gguf                  # one model file (q8_0)
 
 Merging happens in GGUF space, on the base file the run trained from: every tensor of the base is dequantized
 (``gguf.quants``), the adapter's ``alpha / r * B @ A`` is added to the tensors it adapts (after full
@@ -10,7 +10,11 @@ under the base file's own metadata — tokenizer, chat template, hyper-parameter
 from an HF config. llama.cpp's ``llama_model_quantize`` (its C API; no binary ships with llama-cpp-python)
 then writes the requested type. The merged weights are the dequantized base plus the update, which is exactly
 what training saw (``train.model``): re-quantizing them is the only new error, and ``benchmarks/lora_agreement.py
---merged`` measures it against the adapter applied at run time.
+--merge`` measures it against the adapter applied at run time. Measured on the default model (a LoRA moving 10 %
+of its predictions, 663 trace tokens): F16 1.000 top-1 agreement with transformers + LoRA; q8_0 0.994 with the
+run-time adapter; q5_k_m 0.974, q4_k_m 0.968 — a LoRA's update is small beside a 4-5 bit step, and re-quantizing
+the sum rounds part of it away (q4_k_m keeps 84 % of the predictions the adapter changed, q8_0 95 %). Hence the
+default q8_0; for a 4-bit file, keep the base and apply the adapter at run time (``--lora``).
 
 Tensor names follow llama.cpp's converter through the ``gguf`` package's own map; llama-architecture models
 store q/k rows permuted for llama.cpp's RoPE, so updates to those rows are permuted the same way
@@ -63,7 +67,7 @@ def locate(result: str | Path, base: str | Path | None = None) -> tuple[Path, Pa
     return weights, gguf
 
 
-def export(result: str | Path, out: str | Path, *, merge: bool = False, quant: Quant = "q4_k_m",
+def export(result: str | Path, out: str | Path, *, merge: bool = False, quant: Quant = "q8_0",
            base: str | Path | None = None, scale: float = 1.0) -> Path:
     """Write ``result`` (training run, adapter or model dir) for llama.cpp at ``out``; returns ``out``."""
     if quant not in get_args(Quant):

@@ -162,3 +162,17 @@ def test_export_of_a_full_fine_tune_and_of_the_adapter_alone(smol_path, adapter,
         export(tmp_path / "nothing", tmp_path / "x.gguf", base=smol_path)
     with pytest.raises(ConfigError, match="--quant q3"):
         export(path, tmp_path / "x.gguf", merge=True, quant="q3", base=smol_path)  # type: ignore[arg-type]
+
+
+def test_train_export_command(smol_path, adapter, tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from reasonlab.cli import app
+
+    path, *_ = adapter
+    res = CliRunner().invoke(app, ["train", "export", str(path), "--out", str(tmp_path / "a.gguf"),
+                                   "--base", str(smol_path)], env={"COLUMNS": "200"})
+    assert res.exit_code == 0, res.output
+    assert "a LoRA for --lora" in res.output and (tmp_path / "a.gguf").stat().st_size > 0
+    res = CliRunner().invoke(app, ["train", "export", str(path), "--out", str(tmp_path / "b.gguf")])
+    assert "train.yaml" in str(res.exception) and not (tmp_path / "b.gguf").exists()  # no run record: --base

@@ -82,3 +82,43 @@ def test_errors_are_apart_counted_and_cleared_by_a_result(tmp_path) -> None:
     again.append(ProblemRecord(id="a", answer="1"))
     run = read_run(tmp_path / "r")
     assert [e.id for e in run.errors] == ["b"] and [r.id for r in run.records] == ["a"]
+
+
+def graded_run(path, correct: dict[str, bool]) -> None:
+    store = RunStore(path)
+    store.open({}, {})
+    for pid, ok in correct.items():
+        store.append(ProblemRecord(id=pid, prompt="q", correct=ok, traces=[TraceRecord(text="x", correct=ok)]))
+
+
+@pytest.mark.parametrize(("base", "other", "only_base", "only_other", "p"), [
+    ("1100", "1100", 0, 0, 1.0),          # identical: no discordant pair
+    ("0000000000", "1111111111", 0, 10, 2 / 2**10),  # 10 of 10 discordant pairs one way: exact binomial tail
+    ("1000", "0111", 1, 3, 0.625),        # 1 vs 3: P(X <= 1 | 4, 1/2) * 2 = 5/16 * 2
+])
+def test_paired_counts_and_mcnemar(base, other, only_base, only_other, p) -> None:
+    from reasonlab.evaluate.metrics import paired
+
+    rows = lambda bits: [{"id": i, "correct": b == "1"} for i, b in enumerate(bits)]  # noqa: E731
+    r = paired(rows(base), rows(other) + [{"id": 99, "correct": True}])  # an id only one run has: not counted
+    assert (r["n"], r["only_base"], r["only_other"]) == (len(base), only_base, only_other)
+    assert r["p_mcnemar"] == pytest.approx(p)
+    lo, hi = r["diff_ci"]
+    assert lo <= r["diff"] <= hi
+
+
+def test_compare_command_pairs_runs_by_problem(tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from reasonlab.cli import app
+
+    graded_run(tmp_path / "base", {"a": True, "b": False, "c": False, "d": True})
+    graded_run(tmp_path / "after", {"b": True, "c": True, "a": True, "e": True})  # other order; e not in base
+    res = CliRunner().invoke(app, ["compare", str(tmp_path / "base"), str(tmp_path / "after")], env={"COLUMNS": "200"})
+    assert res.exit_code == 0, res.output
+    row = next(line for line in res.output.splitlines() if "after" in line and "│" in line)
+    cells = [c.strip() for c in row.split("│")[1:-1]]
+    assert cells[1:7] == ["3", "0.333", "1.000", "0", "2", "+0.667"]  # n, base, acc, lost, won, diff on a, b, c
+    graded_run(tmp_path / "other", {"x": True})
+    res = CliRunner().invoke(app, ["compare", str(tmp_path / "base"), str(tmp_path / "other")])
+    assert isinstance(res.exception, DataError) and "share no graded problem" in str(res.exception)

@@ -287,13 +287,20 @@ def compare(
     from reasonlab.runs import read_run
 
     ref = read_run(base).record_dicts()
-    table = Table(title=f"paired against {base}", title_justify="left")
-    for col in ("run", "n", "base", "run acc", "only base", "only run", "diff", "95% CI", "McNemar p"):
-        table.add_column(col, justify="left" if col == "run" else "right")
+    table = Table(title=f"paired against {base} (base: its accuracy)", title_justify="left",
+                  caption="lost: right in base only · won: right in run only · 95% CI: paired bootstrap · "
+                          "p: McNemar exact", caption_justify="left")
+    for col in ("run", "n", "base", "acc", "lost", "won", "diff", "95% CI", "p"):
+        if col == "run":
+            table.add_column(col, overflow="fold", min_width=10)  # a narrow terminal wraps the path, not figures
+        else:
+            table.add_column(col, justify="right", no_wrap=True)
     for path in runs:
         r = paired(ref, read_run(path).record_dicts())
         if not r["n"]:
-            raise typer.BadParameter(f"{path} and {base} share no graded problem")
+            from reasonlab.errors import DataError
+
+            raise DataError(f"{path} and {base} share no graded problem: compare runs on the same problems")
         lo, hi = r["diff_ci"]
         table.add_row(escape(str(path)), str(r["n"]), f"{r['base_correct'] / r['n']:.3f}",
                       f"{r['other_correct'] / r['n']:.3f}", str(r["only_base"]), str(r["only_other"]),

@@ -155,3 +155,38 @@ class ScriptedEngine(Engine):
 
     def count_tokens(self, text: str) -> int:
         return len(text.split())
+
+
+WORDS = ("what is one two three four five six seven eight nine plus minus times equals the answer boxed so "
+         "yes no good bad").split()
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen(tmp_path_factory) -> Path:
+    """A 2-layer Qwen2 (random weights) with a byte-level BPE tokenizer trained here on a few words and a ChatML
+    template, saved to disk. (transformers 5 loads a qwen2 directory's tokenizer as Qwen2Tokenizer whatever
+    tokenizer.json holds, so the tokenizer must be a byte-level BPE like Qwen's.)"""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=320, special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tok.train_from_iterator([" ".join(WORDS)] * 50 + [" the answer is \\boxed{4} ?"] * 20 + [str(i) for i in range(100)],
+                            trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>")
+    fast.chat_template = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
+                          "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+    torch.manual_seed(0)
+    cfg = Qwen2Config(vocab_size=len(fast), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+                      tie_word_embeddings=False, eos_token_id=fast.eos_token_id, pad_token_id=fast.pad_token_id,
+                      bos_token_id=None,
+                      initializer_range=0.5)  # a frozen head of the usual 0.02 scale leaves LoRA no room to be sure
+    out = tmp_path_factory.mktemp("tiny-qwen2")
+    Qwen2ForCausalLM(cfg).save_pretrained(out)
+    fast.save_pretrained(out)
+    return out

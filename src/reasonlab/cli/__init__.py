@@ -72,6 +72,10 @@ OptionOpt = typer.Option(None, "--option", "-O", help="strategy option key=value
 BudgetTokOpt = typer.Option(None, "--budget-tokens", help="generated tokens per problem, all traces together")
 BudgetSecOpt = typer.Option(None, "--budget-seconds", help="wall time per problem")
 RunSecOpt = typer.Option(None, "--run-seconds", help="wall time for the whole run, shared out AIMO-style")
+ScorerOpt = typer.Option(None, "--scorer", help="outcome verifier scoring every trace: a model, or 'self' (the run's "
+                         "model, zero-shot); votes use it with -O weight=verifier, select=best, stop=verifier, min_score")
+ScorerLoraOpt = typer.Option(None, "--scorer-lora", help="a trained verifier: LoRA on the scorer's model (default: "
+                             "the run's); see reasonlab datagen verifier")
 
 SEARCH = ("vote", "prompts", "mixture")  # strategies whose traces come from a policy
 
@@ -212,6 +216,7 @@ def eval_cmd(
     min_thinking: Optional[int] = MinThinkOpt, option: Optional[list[str]] = OptionOpt,
     budget_tokens: Optional[int] = BudgetTokOpt, budget_seconds: Optional[float] = BudgetSecOpt,
     run_seconds: Optional[float] = RunSecOpt,
+    scorer: Optional[str] = ScorerOpt, scorer_lora: Optional[str] = ScorerLoraOpt,
     concurrency: Optional[int] = typer.Option(None, "--concurrency", help="problems in flight (servers)"),
     max_errors: Optional[int] = typer.Option(None, "--max-errors",
                                              help="stop after this many problems fail in a row (default 10)"),
@@ -237,6 +242,10 @@ def eval_cmd(
     })
     if concurrency is not None:
         flags[("engine", "concurrency")] = concurrency
+    if scorer is not None or scorer_lora is not None:
+        flags[("scorer", "kind")] = "generative"
+        flags[("scorer", "model")] = None if scorer in (None, "self") else scorer
+        flags[("scorer", "lora")] = scorer_lora
     cfg = _config(config, flags, opts)
     summary = evaluate(cfg, out=out_dir, force_new=force_new, progress=None if not no_progress else False)
     if json_out:
@@ -244,9 +253,45 @@ def eval_cmd(
         say_failures(summary)
         return
     out.print(summary_table([summary], title=f"{cfg.dataset.name}, {summary['run_dir']}"))
+    v = summary.get("verifier")
+    if v:  # traces were scored by an outcome verifier: what selecting by its scores gives, on these traces
+        auroc = "n/a" if v["auroc_within"] is None else f"{v['auroc_within']:.3f}"
+        out.print(f"verifier: within-problem AUROC {auroc} ({v['auroc_within_problems']} problems); selecting by "
+                  f"majority {v['maj']['acc']:.3f}, weighted vote {v['weighted']['acc']:.3f}, best-of-n "
+                  f"{v['best']['acc']:.3f}, pass {v['pass']['acc']:.3f}; scoring {v['cost']['tokens']:.0f} "
+                  f"prompt tokens, {v['cost']['seconds']:.0f} s", highlight=False)
     out.print(f"[dim]{summary['new_this_time']} solved now, {summary['n'] - summary['new_this_time']} reused from "
               f"the run directory; results in {summary['run_dir']}/results.jsonl[/]")
     say_failures(summary)
+
+
+@app.command("score")
+def score_cmd(
+    run: Path = typer.Argument(..., help="a finished run whose traces to score (a vote keeps them all)"),
+    out_dir: Path = typer.Option(..., "--out", "-o", help="the scored run's directory"),
+    scorer: Optional[str] = ScorerOpt, scorer_lora: Optional[str] = ScorerLoraOpt,
+    force_new: bool = typer.Option(False, "--force-new", help="start over when --out holds another scoring"),
+    no_progress: bool = typer.Option(False, "--no-progress", help="no live progress bar"),
+) -> None:
+    """Score a run's traces with an outcome verifier without sampling again: within-problem AUROC, and what a
+    verifier-weighted vote, best-of-n and pass would give on the same traces. Resumes like eval."""
+    from reasonlab.evaluate.rescore import rescore
+    from reasonlab.strategies.scoring import ScorerConfig
+
+    cfg = ScorerConfig(model=None if scorer in (None, "self") else scorer, lora=scorer_lora)
+    summary = rescore(run, cfg, out_dir, progress=False if no_progress else None, force_new=force_new)
+    v = summary["verifier"]
+    auroc = "n/a" if v["auroc_within"] is None else f"{v['auroc_within']:.3f}"
+    table = Table(title=f"{run} scored by {scorer_lora or scorer or 'self'} (within-problem AUROC {auroc}, "
+                        f"{v['auroc_within_problems']} problems)", title_justify="left")
+    for col in ("selecting by", "accuracy", "95% CI"):
+        table.add_column(col, justify="left" if col == "selecting by" else "right")
+    for key, name in (("maj", "majority"), ("weighted", "verifier-weighted vote"), ("best", "best-of-n"),
+                      ("pass", "pass (some trace right)")):
+        table.add_row(name, f"{v[key]['acc']:.3f}", f"{v[key]['ci95'][0]:.3f}-{v[key]['ci95'][1]:.3f}")
+    out.print(table)
+    out.print(f"[dim]{v['traces']} traces of {v['problems']} problems; scoring read "
+              f"{v['cost']['tokens']:.0f} prompt tokens in {v['cost']['seconds']:.0f} s; {summary['run_dir']}[/]")
 
 
 @app.command()

@@ -3,6 +3,15 @@
     reasonlab datagen sft runs/star-sample --out data/star-sft.jsonl     # STaR: verified-correct traces
     reasonlab datagen dpo runs/star-sample --out data/star-dpo.jsonl     # a right and a wrong trace of one problem
     reasonlab datagen kto runs/star-sample --out data/star-kto.jsonl     # desirable / undesirable, labels kept
+    reasonlab datagen verifier runs/star-sample --out data/verifier.jsonl  # "Is this correct?" -> Yes / No
+
+``verifier`` rows teach a generative outcome verifier (``strategies.scoring``): the prompt is the verifier's
+question about one trace (``verifier_messages``: the problem, the trace as written, "Is the proposed solution
+correct? Answer Yes or No."), the completion "Yes" or "No" from the run's verdict; conversational, so the
+trainer renders them with the model's chat template as the scorer's engine does. Only traces with an answer
+(the ones a vote scores) and only problems with both a right and a wrong one, balanced: as many right as wrong
+per problem (at most ``per_problem`` each), so the verifier learns which of a problem's answers is right, not
+which problems are easy.
 
 A row's prompt is the one the run fed the model, exactly as rendered (chat template applied), so training sees
 what evaluation saw; its completion is the trace's text. Rows are TRL's standard forms: ``prompt``/``completion``
@@ -36,7 +45,7 @@ from reasonlab.datagen.contamination import Guard
 from reasonlab.errors import DataError
 from reasonlab.runs import ProblemRecord, Run, TraceRecord, read_run
 
-Kind = Literal["sft", "dpo", "kto"]
+Kind = Literal["sft", "dpo", "kto", "verifier"]
 
 
 class DatagenConfig(BaseModel):
@@ -44,12 +53,14 @@ class DatagenConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    kind: Kind = Field("sft", description="sft: correct traces; dpo: correct vs wrong pairs; kto: labelled traces")
+    kind: Kind = Field("sft", description="sft: correct traces; dpo: correct vs wrong pairs; kto: labelled traces; "
+                                          "verifier: Yes/No rows for an outcome verifier")
     form: Literal["text", "conversational"] = Field(
         "text", description="text: the rendered prompt as a string; conversational: message lists (the run's "
                             "prompt template rebuilt; traces written under another prompt variant are skipped)")
     per_problem: int | None = Field(None, ge=1, description="SFT: correct traces kept per problem (None: 1, as STaR "
-                                                            "keeps one rationale); KTO: per label (None: all)")
+                                                            "keeps one rationale); KTO, verifier: per label (None: "
+                                                            "all; verifier: as many right as wrong)")
     max_pairs: int = Field(4, ge=1, description="DPO: most chosen/rejected pairs per problem")
     max_completion_tokens: int | None = Field(None, ge=1, description="drop traces longer than this (tokens)")
     require_format: bool = Field(True, description="SFT rows and DPO's chosen side: well-formed traces only")
@@ -84,7 +95,7 @@ class _Source:
                 dropped["over max_completion_tokens"] += 1
             elif t.text in seen:
                 dropped["duplicate text"] += 1
-            elif self.prompt(t, cfg) is None:
+            elif cfg.kind != "verifier" and self.prompt(t, cfg) is None:  # the verifier asks its own question
                 dropped["no prompt in this form"] += 1
             else:
                 seen.add(t.text)
@@ -211,7 +222,28 @@ def _kto(src: _Source, traces: list[TraceRecord], cfg: DatagenConfig, rng: rando
     return out
 
 
-_ROWS = {"sft": _sft, "dpo": _dpo, "kto": _kto}
+def _verifier(src: _Source, traces: list[TraceRecord], cfg: DatagenConfig, rng: random.Random,
+              dropped: Counter[str]) -> list[dict[str, Any]]:
+    from reasonlab.strategies.scoring import verifier_messages
+
+    answered = [t for t in traces if t.answer is not None]
+    dropped["no answer"] += len(traces) - len(answered)
+    right = [t for t in answered if t.correct]
+    wrong = [t for t in answered if not t.correct]
+    if not right or not wrong:
+        dropped["problems without a right and a wrong trace"] += 1
+        return []
+    n = min(len(right), len(wrong), cfg.per_problem or len(answered))  # balanced within the problem
+    rng.shuffle(right)
+    rng.shuffle(wrong)
+    dropped["over balance or per_problem"] += len(answered) - 2 * n
+    return [{"prompt": verifier_messages(src.rec.question, t.text),
+             "completion": [{"role": "assistant", "content": "Yes" if t.correct else "No"}],
+             "label": bool(t.correct), **src.origin(t), **labels(t)}
+            for t in sorted(right[:n] + wrong[:n], key=lambda t: t.sample)]
+
+
+_ROWS = {"sft": _sft, "dpo": _dpo, "kto": _kto, "verifier": _verifier}
 
 
 def datagen(runs: list[str | Path], out: str | Path, cfg: DatagenConfig | None = None) -> dict[str, Any]:

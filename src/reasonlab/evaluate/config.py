@@ -17,6 +17,7 @@ from reasonlab.data import DatasetConfig
 from reasonlab.engines import EngineConfig, SamplingParams
 from reasonlab.recipes import from_layers, read_yaml
 from reasonlab.strategies import Budget, strategy_config
+from reasonlab.strategies.scoring import ScorerConfig
 
 
 class PromptConfig(BaseModel):
@@ -46,6 +47,9 @@ class EvalConfig(BaseModel):
     strategy_options: dict[str, Any] = Field(default_factory=dict, description="the strategy's own config")
     budget: Budget = Field(default_factory=Budget)
     verify: VerifyConfig = Field(default_factory=VerifyConfig)
+    scorer: ScorerConfig | None = Field(None, description="an outcome verifier that scores every trace that can "
+                                                          "vote (strategies/scoring.py); votes can weigh, select "
+                                                          "and stop by it")
     concurrency: int | None = Field(None, ge=1, description="problems in flight; default: what the engine can use")
     max_errors: int | None = Field(10, ge=1, description="stop the run after this many problems in a row failed "
                                                          "(a dead server); None: never stop, fail each problem")

@@ -83,6 +83,11 @@ def summarize(records: list[Any], strategy: str | None = None, options: dict[str
         else:
             out["samples_omitted"] = caveat
         out["length_vs_correctness"] = length_vs_correctness(records)
+    scored = verifier_metrics(records)
+    if scored is not None:  # the run scored traces with an outcome verifier
+        scored["cost"] = {k: round(sum(float(r.get("strategy_meta", {}).get("scorer", {}).get(k, 0)) for r in records), 3)
+                          for k in ("traces", "tokens", "seconds")}
+        out["verifier"] = scored
     for tag in ("model", "variant"):
         per = by_tag(records, tag)
         if per:
@@ -249,3 +254,76 @@ def by_tag(records: list[dict[str, Any]], tag: str) -> dict[str, dict[str, float
             if value is not None:
                 acc.setdefault(str(value), []).append(bool(t.get("correct")))
     return {k: {"traces": len(v), "accuracy": round(sum(v) / len(v), 4)} for k, v in acc.items()}
+
+
+# --- outcome verifier: how well its scores separate right from wrong, and what selecting by them gives ------
+
+def auroc(positives: list[float], negatives: list[float]) -> float | None:
+    """P(a random positive scores above a random negative), ties counting half; None without both.
+
+    >>> auroc([0.9, 0.8], [0.1, 0.8])
+    0.875
+    """
+    if not positives or not negatives:
+        return None
+    wins = sum((p > n) + 0.5 * (p == n) for p in positives for n in negatives)
+    return wins / (len(positives) * len(negatives))
+
+
+def _scored(record: dict[str, Any]) -> list[tuple[str, bool, float]]:
+    """(vote key, correct, score) of every trace the verifier scored (correct answers share one key)."""
+    from reasonlab.answers.normalize import normalize
+
+    out = []
+    for t in sorted(record.get("traces", []), key=lambda t: t.get("sample", 0)):
+        ans = t.get("tags", {}).get("vote_answer", t.get("answer"))
+        if t.get("score") is None or ans is None:
+            continue
+        out.append(("<correct>" if t.get("correct") else normalize(ans), bool(t.get("correct")), float(t["score"])))
+    return out
+
+
+def verifier_metrics(records: list[dict[str, Any]], seed: int = 0) -> dict[str, Any] | None:
+    """From runs whose traces carry verifier scores: within-problem AUROC (mean over problems with a right and a
+    wrong scored trace — the question a vote asks: which of *these* is right), pooled AUROC, and accuracy of
+    selecting among the scored traces by majority (maj@n), verifier-weighted vote, best-of-n, and pass@n (some
+    scored trace is right: the ceiling), each with a bootstrap 95% interval. None when nothing was scored.
+
+    >>> recs = [{"traces": [{"answer": "1", "correct": True, "score": 0.9}, {"answer": "2", "score": 0.2},
+    ...                     {"answer": "2", "score": 0.3}]}]
+    >>> m = verifier_metrics(recs)
+    >>> m["auroc_within"], m["maj"]["acc"], m["weighted"]["acc"], m["best"]["acc"], m["pass"]["acc"]
+    (1.0, 0.0, 1.0, 1.0, 1.0)
+    """
+    import random
+
+    per = [_scored(r) for r in records]
+    per = [p for p in per if p]
+    if not per:
+        return None
+    within = [a for p in per if (a := auroc([s for _, ok, s in p if ok], [s for _, ok, s in p if not ok])) is not None]
+    pooled = auroc([s for p in per for _, ok, s in p if ok], [s for p in per for _, ok, s in p if not ok])
+
+    def pick(p: list[tuple[str, bool, float]], weigh: bool) -> float:
+        totals: dict[str, float] = {}
+        for key, _, s in p:
+            totals[key] = totals.get(key, 0.0) + (s if weigh else 1.0)
+        top = max(totals.values())
+        leaders = [k for k, v in totals.items() if v == top]
+        return ("<correct>" in leaders) / len(leaders)  # a tie is broken uniformly at random
+
+    def best(p: list[tuple[str, bool, float]]) -> float:
+        top = max(s for _, _, s in p)
+        at_top = [ok for _, ok, s in p if s == top]
+        return sum(at_top) / len(at_top)
+
+    rng = random.Random(seed)
+    out: dict[str, Any] = {"problems": len(per), "traces": sum(len(p) for p in per),
+                           "auroc_within": round(sum(within) / len(within), 4) if within else None,
+                           "auroc_within_problems": len(within), "auroc_pooled": round(pooled, 4) if pooled else None}
+    for name, fn in (("maj", lambda p: pick(p, False)), ("weighted", lambda p: pick(p, True)), ("best", best),
+                     ("pass", lambda p: float(any(ok for _, ok, _ in p)))):
+        values = [fn(p) for p in per]
+        lo, hi = bootstrap_ci(values, rng)
+        out[name] = {"acc": round(sum(values) / len(values), 4), "ci95": [round(lo, 4), round(hi, 4)]}
+    return out

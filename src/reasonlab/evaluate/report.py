@@ -21,7 +21,7 @@ from reasonlab.evaluate.metrics import summarize
 from reasonlab.runs import read_run
 
 PLOTS = ("accuracy_vs_tokens.png", "accuracy_vs_time.png", "accuracy_vs_samples.png", "tokens_per_s_vs_time.png",
-         "length_vs_correctness.png")
+         "length_vs_correctness.png", "verifier_scores.png")
 
 
 def _label(run: dict[str, Any]) -> str:
@@ -134,6 +134,18 @@ def draw(runs: list[dict[str, Any]], out: Path) -> list[str]:
         ax.set_ylabel("traces")
         ax.legend()
         save(fig, PLOTS[4])
+
+    scored = [(t["score"], bool(t.get("correct"))) for run in runs for r in run["records"] for t in r.get("traces", [])
+              if t.get("score") is not None]
+    if scored:  # the outcome verifier's scores: a good one pushes right traces right and wrong ones left
+        fig, ax = plt.subplots(figsize=(6.4, 4.2))
+        ax.hist([[s for s, ok in scored if ok], [s for s, ok in scored if not ok]], bins=20, range=(0, 1),
+                label=[f"correct ({sum(ok for _, ok in scored)})", f"wrong ({sum(not ok for _, ok in scored)})"],
+                color=["tab:green", "tab:red"], alpha=0.7)
+        ax.set_xlabel("verifier score P(correct)")
+        ax.set_ylabel("traces")
+        ax.legend()
+        save(fig, PLOTS[5])
     return written
 
 
@@ -173,6 +185,7 @@ def _trace_html(t: dict[str, Any], i: int) -> str:
             f"{t.get('completion_tokens', 0)} tokens · {t.get('finish_reason')}"
             + (f" · {waits} wait" if waits else "") + (f" · {len(tools)} tool calls" if tools else "")
             + (f" · conf {t['confidence']:.3f}" if t.get("confidence") is not None else "")
+            + (f" · verifier {t['score']:.3f}" if t.get("score") is not None else "")
             + (f" · {_e(tags)}" if tags else "") + valid)
     parts = [f"<details><summary>{head}</summary><pre>{_e(t.get('text', ''))}</pre>"]
     for n, e in enumerate(tools, 1):
@@ -231,6 +244,18 @@ def render(runs: list[dict[str, Any]], plots: list[str]) -> str:
                          f"<th>pass@k</th></tr>{cells}</table><p>avg@{c['n_samples']}: {c['avg']:.3f}. "
                          f"Mean tokens of correct traces {lvc.get('mean_tokens_correct')}, of wrong ones "
                          f"{lvc.get('mean_tokens_wrong')}, of traces with no answer {lvc.get('mean_tokens_no_answer')}.</p>")
+        v = s.get("verifier")
+        if v:
+            cells = "".join(f"<tr><td>{name}</td><td>{v[key]['acc']:.3f}</td><td>{v[key]['ci95'][0]:.2f}-"
+                            f"{v[key]['ci95'][1]:.2f}</td></tr>" for key, name in (
+                                ("maj", "majority"), ("weighted", "verifier-weighted vote"), ("best", "best-of-n"),
+                                ("pass", "pass (some trace right)")))
+            auroc = "n/a" if v["auroc_within"] is None else f"{v['auroc_within']:.3f}"
+            extra.append(f"<h3>{_e(run['label'])}: outcome verifier</h3><p>within-problem AUROC {auroc} over "
+                         f"{v['auroc_within_problems']} problems with a right and a wrong scored trace; "
+                         f"{v['traces']} traces scored ({v.get('cost', {}).get('tokens', 0):.0f} prompt tokens, "
+                         f"{v.get('cost', {}).get('seconds', 0):.0f} s)</p><table><tr><th>selecting by</th>"
+                         f"<th>accuracy</th><th>95% CI</th></tr>{cells}</table>")
         for tag in ("model", "variant"):
             per = s.get(f"by_{tag}")
             if per:

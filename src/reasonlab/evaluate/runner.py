@@ -24,6 +24,7 @@ from reasonlab.evaluate.config import EvalConfig
 from reasonlab.evaluate.metrics import summarize
 from reasonlab.runs import ErrorRecord, ProblemRecord, RunStore, TraceRecord
 from reasonlab.strategies import Attempt, Budget, Strategy, get_template, make_strategy
+from reasonlab.strategies.scoring import load_scorer
 
 
 def versions() -> dict[str, str]:
@@ -313,17 +314,29 @@ def evaluate(cfg: EvalConfig, out: str | Path | None = None, engine: Engine | No
     template = get_template(cfg.prompt.template, cfg.prompt.system)
     verifier = Verifier(VerifierConfig(fallbacks=cfg.verify.fallbacks, timeout_s=cfg.verify.timeout_s))
     strategy = make_strategy(cfg.strategy, cfg.strategy_options, template, cfg.sampling, verifier)  # bad options too
+    if strategy.needs_scorer() and cfg.scorer is None:
+        raise ConfigError(f"strategy '{cfg.strategy}' uses an outcome verifier (weight verifier, select best, stop "
+                          f"verifier or min_score): pass --scorer (a model, or 'self' for the run's own) or scorer: "
+                          f"in the recipe")
     store = RunStore(out or default_out(cfg))
     owns_engine = engine is None
+    scorer = None
     try:
         engine = engine or load_engine(cfg.engine)
+        if cfg.scorer is not None:  # loaded once for the run, handed to the strategy
+            scorer = load_scorer(cfg.scorer, engine, cfg.engine)
+            strategy.use_scorer(scorer)
         if template.chat and strategy.continues_raw and not engine.can_render_chat():
             raise ConfigError(f"strategy '{cfg.strategy}' continues the model's text raw, which needs the chat "
                               f"template rendered here, and {engine.model} is served without one: pass --tokenizer "
                               f"(a hub id, an HF directory or a .gguf file) or use --prompt completion")
         config_dump = {"config": cfg.model_dump(mode="json"), "engine": engine.describe(), "versions": versions(),
                        "command": " ".join(sys.argv)}
-        store.open(config_dump, {**cfg.identity(), "model": engine.identity()}, force_new=force_new)
+        identity = {**cfg.identity(), "model": engine.identity()}
+        if scorer is not None:
+            identity["scorer"] = {**identity.get("scorer", {}), **scorer.identity()}
+            config_dump["scorer_engine"] = scorer.engine.describe()
+        store.open(config_dump, identity, force_new=force_new)
         todo_ids = set(store.todo(p.id for p in problems))
         todo = [p for p in problems if p.id in todo_ids]
         selected = {p.id for p in problems}
@@ -353,6 +366,8 @@ def evaluate(cfg: EvalConfig, out: str | Path | None = None, engine: Engine | No
                 new_this_time=bar.n, failed_this_time=bar.failed,
                 wall_seconds_this_time=round(time.perf_counter() - started, 2),
             )
+            if scorer is not None:
+                summary["scorer_stats"] = scorer.stats()  # this process's scoring, all problems it ran
             engine_stats = engine.stats()
             if engine_stats:  # cumulative over the engine's life (a reused engine counts earlier runs too)
                 summary["engine_stats"] = engine_stats
@@ -364,6 +379,8 @@ def evaluate(cfg: EvalConfig, out: str | Path | None = None, engine: Engine | No
     finally:
         strategy.close()
         verifier.close()
+        if scorer is not None:
+            scorer.close()
         if owns_engine and engine is not None:
             engine.close()
 

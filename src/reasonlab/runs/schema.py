@@ -39,6 +39,7 @@ class TraceRecord(BaseModel):
     tags: dict[str, Any] = Field(default_factory=dict, description="prompt variant, model, branch path, vote key")
     token_logprobs: list[float] | None = None
     confidence: float | None = None
+    score: float | None = Field(None, description="the outcome verifier's P(correct), when a run scored traces")
     valid: bool = Field(True, description="False: the trace did not vote")
     dropped: str | None = Field(None, description="why it did not vote")
     prefilled_tokens: int = Field(0, description="prompt tokens the engine evaluated, over all the trace's calls")

@@ -67,6 +67,7 @@ class Trace(BaseModel):
     tags: dict[str, Any] = Field(default_factory=dict)  # who wrote it: prompt variant, model, branch path
     token_logprobs: list[float] | None = None  # kept only when a strategy asks (confidence rules, analysis)
     confidence: float | None = None  # lowest sliding-window mean token log-prob (DeepConf), when measured
+    score: float | None = None  # the outcome verifier's P(correct) (``strategies.scoring``), when scored
     valid: bool = True  # False: the trace does not vote (cancelled, no code under SC-TIR, invented output)
     dropped: str | None = None  # why it does not vote
     prompt: str | None = None  # the raw prompt this trace continued (the chat template applied), as the model saw it
@@ -120,6 +121,15 @@ class Strategy(abc.ABC):
         self.prompt = prompt
         self.params = params
         self.verifier = verifier
+        self.scorer: Any = None  # an outcome verifier (``strategies.scoring.Scorer``) the runner hands over
+
+    def needs_scorer(self) -> bool:
+        """Does this configuration score traces with an outcome verifier (the runner then loads one)?"""
+        return False
+
+    def use_scorer(self, scorer: Any) -> None:
+        """Take the outcome verifier the runner loaded (once, for the whole run)."""
+        self.scorer = scorer
 
     def prompts_for(self, engine: Engine, problem: Problem, template: PromptTemplate | None = None) -> str:
         """The raw text the engine continues: the chat template applied once, or a completion prompt.

@@ -8,7 +8,8 @@ they are tested on hand-made tallies, without a model.
   leading answer is the most likely one exceeds a threshold (Beta over the top two counts);
 - quorum (AIMO practice): stop once one answer has at least ``m`` votes and more than ``p`` of all;
 - consensus (DeepConf): stop once the leading answer holds at least ``tau`` of the (weighted) vote;
-- unbeatable: stop once the samples left could not change the winner (exact: the full vote's answer).
+- unbeatable: stop once the samples left could not change the winner (exact: the full vote's answer);
+- verifier: stop once the leader holds a share of the vote and an outcome verifier scores one of its traces high.
 
     >>> window_unanimous(["4", "4"]), window_unanimous(["4", "5"]), window_unanimous(["4", None])
     (True, False, False)
@@ -70,6 +71,16 @@ def consensus_reached(votes: dict[str, float], tau: float) -> bool:
     total = sum(votes.values())
     v1, _ = top_two(votes)
     return total > 0 and v1 / total >= tau
+
+
+def verifier_settled(lead: float, total: float, lead_score: float | None, share: float, score: float) -> bool:
+    """The outcome verifier has settled the vote: the leader holds ``share`` of it and one of its traces
+    scores at least ``score``.
+
+    >>> verifier_settled(2, 3, 0.95, share=0.5, score=0.9), verifier_settled(2, 3, 0.6, share=0.5, score=0.9)
+    (True, False)
+    """
+    return total > 0 and lead_score is not None and lead / total >= share and lead_score >= score
 
 
 def unbeatable(votes: dict[str, float], remaining: int) -> bool:

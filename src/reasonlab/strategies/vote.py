@@ -12,6 +12,13 @@ after each wave asks its stop rule (``reasonlab.strategies.stopping``) whether t
                 percentile of their lowest sliding-window mean token log-prob); every later trace is
                 cut mid-generation as soon as its window mean falls below it; the vote stops at a
                 (confidence-weighted) ``consensus`` share
+    verifier    stop once the leading answer holds ``verifier_share`` of the vote and one of its traces
+                scores at least ``verifier_score`` with the outcome verifier
+
+With an outcome verifier (``strategies.scoring``, loaded by the runner: ``--scorer``) each trace that can vote
+is scored after its wave: ``weight: verifier`` weighs votes by the score, ``select: best`` takes the answer
+of the best-scored trace (best-of-N), ``min_score`` keeps low-scored traces out of the vote (SC-TIR's
+verifier filter), and the ``verifier`` stop rule ends a vote the verifier has settled.
 
 Answers the verifier calls equivalent share one vote. Traces do not vote when cancelled or cut, and,
 for SC-TIR, when they ran no code (``require_code``) or wrote an ```output block the sandbox did not
@@ -39,11 +46,12 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from reasonlab.answers.normalize import to_number
 from reasonlab.data import Problem
 from reasonlab.engines import Engine, SamplingParams
+from reasonlab.errors import ConfigError
 from reasonlab.strategies import stopping
 from reasonlab.strategies.base import Attempt, Budget, Strategy, Trace, TracePolicy
 
-StopRule = Literal["none", "window", "adaptive", "quorum", "unbeatable", "confidence"]
-Weight = Literal["count", "logprob", "confidence", "length"]
+StopRule = Literal["none", "window", "adaptive", "quorum", "unbeatable", "confidence", "verifier"]
+Weight = Literal["count", "logprob", "confidence", "length", "verifier"]
 
 
 class VoteConfig(BaseModel):
@@ -68,7 +76,14 @@ class VoteConfig(BaseModel):
     consensus: float | None = Field(0.95, gt=0, le=1, description="confidence: stop at this vote share; None: never")
     min_samples: int = Field(1, ge=1, description="no rule stops before this many traces")
     weight: Weight = Field("count", description="vote weight: 1, exp(mean log-prob), exp(lowest window mean), "
-                                                "or shorter traces weigh more (median length / length)")
+                                                "shorter traces weigh more (median length / length), or the "
+                                                "outcome verifier's score")
+    select: Literal["vote", "best"] = Field("vote", description="vote: the answer with the most weight; best: the "
+                                                                "answer of the trace the verifier scores highest")
+    min_score: float | None = Field(None, ge=0, le=1, description="traces the verifier scores below this do not "
+                                                                  "vote (SC-TIR's verifier filter)")
+    verifier_share: float = Field(0.5, gt=0, le=1, description="stop verifier: the leader's share of the vote")
+    verifier_score: float = Field(0.9, gt=0, le=1, description="stop verifier: the score one of its traces needs")
     require_code: bool = Field(False, description="SC-TIR: traces that ran no code do not vote")
     drop_invented_output: bool = Field(False, description="SC-TIR: traces with an ```output block the "
                                                           "sandbox did not write do not vote")
@@ -96,13 +111,16 @@ class _Group:
     weight: float = 0.0
     count: int = 0
     first: int = 0  # sample that opened it (ties go to the earlier)
+    best_score: float | None = None  # the outcome verifier's highest score among its traces, when scored
 
 
-def tally(voters: list[tuple[str, float, int]], verifier: Any, answer_type: Any = None) -> list[_Group]:
+def tally(voters: list[tuple[str, float, int]], verifier: Any, answer_type: Any = None,
+          scores: list[float | None] | None = None) -> list[_Group]:
     """Vote buckets from (answer, weight, sample) in sample order: equivalent spellings ("1/2" and
-    "\\frac{1}{2}") share one bucket. The winner is ``max(groups, key=lambda g: (g.weight, -g.first))``."""
+    "\\frac{1}{2}") share one bucket. The winner is ``max(groups, key=lambda g: (g.weight, -g.first))``.
+    ``scores`` (one per voter, verifier scores) give each bucket its best score."""
     groups: list[_Group] = []
-    for ans, weight, sample in voters:
+    for i, (ans, weight, sample) in enumerate(voters):
         group = next((g for g in groups if g.answer == ans), None)
         if group is None:
             group = next((g for g in groups if verifier.equivalent(ans, g.answer, answer_type)), None)
@@ -111,6 +129,9 @@ def tally(voters: list[tuple[str, float, int]], verifier: Any, answer_type: Any 
             groups.append(group)
         group.weight += weight
         group.count += 1
+        score = scores[i] if scores is not None else None
+        if score is not None:
+            group.best_score = score if group.best_score is None else max(group.best_score, score)
     return groups
 
 
@@ -167,6 +188,11 @@ class Vote(Strategy):
     def continues_raw(self) -> bool:  # type: ignore[override]
         return self.policy.continues_raw
 
+    def needs_scorer(self) -> bool:
+        cfg: VoteConfig = self.config  # type: ignore[assignment]
+        return (cfg.weight == "verifier" or cfg.select == "best" or cfg.stop == "verifier"
+                or cfg.min_score is not None)
+
     # --- who writes sample i: hooks the variants and mixtures override -----------------------------------
     def assignment(self, problem: Problem, engine: Engine, sample: int) -> tuple[Engine, str, dict[str, Any]]:
         """(engine, raw prompt, tags) for ``sample``."""
@@ -221,14 +247,47 @@ class Vote(Strategy):
             return math.exp(trace.tags["mean_logprob"])
         if cfg.weight == "length":
             return median_len / max(1, trace.completion_tokens)
+        if cfg.weight == "verifier":
+            return trace.score or 0.0
         return 1.0
+
+    def _score(self, problem: Problem, wave: list[Trace], cost: dict[str, float]) -> None:
+        """The verifier's score for each trace of the wave that can vote; low scores leave the vote."""
+        cfg: VoteConfig = self.config  # type: ignore[assignment]
+        if self.scorer is None and not self.needs_scorer():
+            return  # without a verifier, nothing to score; with one, every voting trace is scored (for analysis)
+        if self.scorer is None:
+            raise ConfigError("this vote uses an outcome verifier (weight verifier, select best, stop verifier or "
+                              "min_score): pass --scorer (or scorer: in the recipe)")
+        voters = [t for t in wave if t.valid and t.tags.get("vote_answer") is not None]
+        scored = self.scorer.score(problem, [t.text for t in voters])
+        cost["traces"] += len(voters)
+        cost["tokens"] += scored.tokens
+        cost["seconds"] += scored.seconds
+        for t, p in zip(voters, scored.scores):
+            t.score = round(p, 4)
+            if cfg.min_score is not None and p < cfg.min_score:
+                t.valid, t.dropped = False, "low score"
+
+    def _final(self, groups: list[_Group], traces: list[Trace], answer_type: Any = None) -> str | None:
+        """The vote's answer, or (select: best) the best-scored voting trace's (ties: the earlier sample)."""
+        cfg: VoteConfig = self.config  # type: ignore[assignment]
+        if cfg.select == "best":
+            voters = [t for t in traces if t.valid and t.tags.get("vote_answer") is not None and t.score is not None]
+            if voters:
+                best = max(voters, key=lambda t: (t.score, -t.sample))
+                key = best.tags["vote_answer"]
+                # the bucket's spelling, so the answer is one of the reported votes
+                return next((g.answer for g in groups if g.answer == key), None) or next(
+                    (g.answer for g in groups if self.verifier.equivalent(key, g.answer, answer_type)), key)
+        return winner(groups)
 
     def _tally(self, traces: list[Trace], answer_type: Any) -> list[_Group]:
         voters = [t for t in traces if t.valid and t.tags.get("vote_answer") is not None]
         lengths = sorted(t.completion_tokens for t in voters) or [1]
         median_len = float(lengths[len(lengths) // 2])
         return tally([(t.tags["vote_answer"], self._weight(t, median_len), t.sample) for t in voters],
-                     self.verifier, answer_type)
+                     self.verifier, answer_type, scores=[t.score for t in voters])
 
     def _decided(self, groups: list[_Group], wave: list[Trace], n_done: int, k: int) -> str | None:
         cfg: VoteConfig = self.config  # type: ignore[assignment]
@@ -251,6 +310,11 @@ class Vote(Strategy):
         elif (cfg.stop == "confidence" and cfg.consensus is not None and n_done >= cfg.warmup
               and stopping.consensus_reached(votes, cfg.consensus)):
             return "consensus"
+        elif cfg.stop == "verifier" and groups:
+            lead = max(groups, key=lambda g: (g.weight, -g.first))
+            if stopping.verifier_settled(lead.weight, sum(g.weight for g in groups), lead.best_score,
+                                         cfg.verifier_share, cfg.verifier_score):
+                return "verifier_settled"
         return None
 
     def _run_wave(self, problem: Problem, engine: Engine, samples: list[int], params: SamplingParams,
@@ -291,6 +355,7 @@ class Vote(Strategy):
         state = _State(deadline=budget.deadline(start), max_tokens=budget.max_tokens, conf_window=cfg.conf_window)
         traces: list[Trace] = []
         checks: list[dict[str, Any]] = []
+        cost = {"traces": 0, "tokens": 0, "seconds": 0.0}  # what the outcome verifier spent on this problem
         reason, launched, groups = "samples_done", 0, []
         while launched < k:
             if state.deadline is not None and time.perf_counter() > state.deadline:
@@ -308,6 +373,7 @@ class Vote(Strategy):
                 state.inflight.clear()
             for t in wave:
                 self._judge(t, state)
+            self._score(problem, wave, cost)
             traces += wave
             groups = self._tally(traces, problem.answer_type)
             if cfg.stop == "confidence" and state.threshold is None:
@@ -325,7 +391,9 @@ class Vote(Strategy):
         meta: dict[str, Any] = {"launched": launched, "checks": checks}
         if state.threshold is not None:
             meta["threshold"] = round(state.threshold, 4)
-        return Attempt(answer=winner(groups), traces=traces,
+        if cost["traces"]:
+            meta["scorer"] = {**cost, "seconds": round(cost["seconds"], 3)}
+        return Attempt(answer=self._final(groups, traces, problem.answer_type), traces=traces,
                        votes={g.answer: round(g.weight, 4) for g in groups}, stop_reason=reason,
                        seconds=time.perf_counter() - start, meta=meta)
 

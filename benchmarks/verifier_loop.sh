@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Issue 12's measurement, end to end and resumable: a generative verifier trained on train-split verdicts, then
+# judged on GSM8K test problems it never saw — within-problem AUROC, and maj@8 vs verifier-weighted vote vs
+# best-of-8 vs pass@8 on the same 8 samples per problem — beside the zero-shot judge (the untrained model asked
+# the same question). Sampling happens once; each verifier scores the stored traces (`reasonlab score`).
+#
+#     nohup bash benchmarks/verifier_loop.sh > runs/verifier/loop.log 2>&1 &     # resumable: run it again
+#
+# Needs the train-split samples of benchmarks/star_loop.sh (runs/star/sample). Hours on a 2-core CPU.
+set -euo pipefail
+R=${REASONLAB:-reasonlab}
+O=${OUT:-runs/verifier}
+SAMPLES=${SAMPLES:-runs/star/sample}
+mkdir -p "$O"
+step() { echo "== $(date -u +%H:%M:%S) $*"; }
+
+step "1. verifier data from the train-split samples (balanced per problem, test overlaps dropped)"
+[ -s "$O/verifier.jsonl" ] || $R datagen verifier "$SAMPLES" -o "$O/verifier.jsonl"
+
+step "2. train the verifier (LoRA SFT on Yes/No)"
+$R train sft -c recipes/train/verifier.yaml --data "$O/verifier.jsonl" --out "$O/train"
+
+step "3. 8 samples per GSM8K test problem 0-199 (the traces every verifier is judged on)"
+$R eval -d gsm8k -n 200 -s vote -k 8 -t 0.7 --top-p 0.8 --seed 0 --parallel 16 --no-progress --out "$O/test-k8"
+
+step "4. score them: zero-shot judge, then the trained verifier"
+$R score "$O/test-k8" --scorer self --out "$O/test-k8-judge" --no-progress
+$R score "$O/test-k8" --scorer-lora "$O/train" --out "$O/test-k8-genrm" --no-progress
+step "done"

@@ -192,6 +192,16 @@ def test_datagen_verifier_rows_are_balanced_and_clean(tmp_path) -> None:
     assert {r["completion"][0]["content"] for r in rows} == {"Yes", "No"}
     assert all(("\\boxed{7}" in r["prompt"][0]["content"]) == r["label"] for r in rows)
 
+    from reasonlab.train.data import load_rows
+
+    datagen([tmp_path / "run"], tmp_path / "r.jsonl", DatagenConfig(kind="reward"))  # pairs for the scalar head
+    pairs = [json.loads(line) for line in (tmp_path / "r.jsonl").read_text().splitlines()]
+    assert [p["id"] for p in pairs] == ["a"] * 3 + ["b"] * 2  # every right x wrong pair, up to max_pairs
+    assert all(p["prompt"] == [{"role": "user", "content": p["prompt"][0]["content"]}] for p in pairs)
+    assert all("\\boxed{7}" in p["chosen"][0]["content"] and "\\boxed{8}" in p["rejected"][0]["content"]
+               for p in pairs)
+    assert load_rows(tmp_path / "r.jsonl", "reward").column_names == ["prompt", "chosen", "rejected"]
+
 
 @pytest.mark.slow
 def test_a_few_steps_teach_a_tiny_model_to_verify(tiny_qwen, tmp_path) -> None:
@@ -285,3 +295,38 @@ def test_score_a_stored_run_resumes_and_refuses_another_verifier(smol_path, tmp_
     assert again["scorer_stats"]["candidates"] == 0 and again["verifier"]["traces"] == 4  # resumed, nothing redone
     with pytest.raises(ConfigError, match="scorer"):
         rescore(tmp_path / "src", ScorerConfig(yes="Correct"), tmp_path / "s", progress=False)
+
+
+@pytest.mark.slow
+def test_a_scalar_head_verifier_trains_on_pairs_and_scores(tiny_qwen, tmp_path) -> None:
+    """The discriminative kind: datagen-shaped reward pairs train through TRL's RewardTrainer (LoRA + head), and
+    the classifier scorer, loading base + adapter + head afresh, ranks the planted right solutions first."""
+    from reasonlab.evaluate.metrics import auroc
+    from reasonlab.strategies.scoring import classifier_messages, load_scorer
+    from reasonlab.train import TrainConfig, train
+
+    words = ["one", "two", "three", "four"]
+    rows, cases = [], []
+    for i, a in enumerate(words):
+        q = f"what is {a} plus {a}"
+        right, wrong = f"the answer is {words[(2 * i + 1) % 4]} so yes", f"the answer is {a} so no"
+        rows.append({"prompt": classifier_messages(q, "")[:1], "chosen": classifier_messages(q, right)[1:],
+                     "rejected": classifier_messages(q, wrong)[1:]})
+        cases += [(q, right, True), (q, wrong, False)]
+    (tmp_path / "r.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows * 2))
+
+    def separation(lora=None) -> float:
+        scorer = load_scorer(ScorerConfig(kind="classifier", model=str(tiny_qwen), lora=lora))
+        got = [(scorer.score(Problem(id="x", question=q, answer=""), [s]).scores[0], ok) for q, s, ok in cases]
+        assert scorer.stats()["tokens"] > 0 and all(0.0 < p < 1.0 for p, _ in got)
+        scorer.close()
+        return auroc([p for p, ok in got if ok], [p for p, ok in got if not ok])
+
+    before = separation()
+    cfg = TrainConfig(method="reward", model=str(tiny_qwen), data=str(tmp_path / "r.jsonl"), out=str(tmp_path / "t"),
+                      learning_rate=3e-2, batch_size=4, max_steps=30, logging_steps=5, save_steps=30,
+                      max_length=256, lora={"r": 8, "alpha": 16, "dropout": 0.0})
+    summary = train(cfg)
+    assert summary["last_loss"] < summary["first_loss"]
+    after = separation(str(tmp_path / "t"))
+    assert after == 1.0 and before < 1.0, (before, after)

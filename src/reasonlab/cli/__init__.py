@@ -74,6 +74,8 @@ BudgetSecOpt = typer.Option(None, "--budget-seconds", help="wall time per proble
 RunSecOpt = typer.Option(None, "--run-seconds", help="wall time for the whole run, shared out AIMO-style")
 ScorerOpt = typer.Option(None, "--scorer", help="outcome verifier scoring every trace: a model, or 'self' (the run's "
                          "model, zero-shot); votes use it with -O weight=verifier, select=best, stop=verifier, min_score")
+ScorerKindOpt = typer.Option(None, "--scorer-kind", help="generative (P(Yes), default) | classifier (a scalar head: "
+                             "reasonlab train reward)")
 ScorerLoraOpt = typer.Option(None, "--scorer-lora", help="a trained verifier: LoRA on the scorer's model (default: "
                              "the run's); see reasonlab datagen verifier")
 
@@ -217,6 +219,7 @@ def eval_cmd(
     budget_tokens: Optional[int] = BudgetTokOpt, budget_seconds: Optional[float] = BudgetSecOpt,
     run_seconds: Optional[float] = RunSecOpt,
     scorer: Optional[str] = ScorerOpt, scorer_lora: Optional[str] = ScorerLoraOpt,
+    scorer_kind: Optional[str] = ScorerKindOpt,
     concurrency: Optional[int] = typer.Option(None, "--concurrency", help="problems in flight (servers)"),
     max_errors: Optional[int] = typer.Option(None, "--max-errors",
                                              help="stop after this many problems fail in a row (default 10)"),
@@ -242,8 +245,8 @@ def eval_cmd(
     })
     if concurrency is not None:
         flags[("engine", "concurrency")] = concurrency
-    if scorer is not None or scorer_lora is not None:
-        flags[("scorer", "kind")] = "generative"
+    if scorer is not None or scorer_lora is not None or scorer_kind is not None:
+        flags[("scorer", "kind")] = scorer_kind or "generative"
         flags[("scorer", "model")] = None if scorer in (None, "self") else scorer
         flags[("scorer", "lora")] = scorer_lora
     cfg = _config(config, flags, opts)
@@ -270,6 +273,7 @@ def score_cmd(
     run: Path = typer.Argument(..., help="a finished run whose traces to score (a vote keeps them all)"),
     out_dir: Path = typer.Option(..., "--out", "-o", help="the scored run's directory"),
     scorer: Optional[str] = ScorerOpt, scorer_lora: Optional[str] = ScorerLoraOpt,
+    scorer_kind: str = typer.Option("generative", "--scorer-kind", help="generative | classifier"),
     force_new: bool = typer.Option(False, "--force-new", help="start over when --out holds another scoring"),
     no_progress: bool = typer.Option(False, "--no-progress", help="no live progress bar"),
 ) -> None:
@@ -278,7 +282,16 @@ def score_cmd(
     from reasonlab.evaluate.rescore import rescore
     from reasonlab.strategies.scoring import ScorerConfig
 
-    cfg = ScorerConfig(model=None if scorer in (None, "self") else scorer, lora=scorer_lora)
+    from pydantic import ValidationError
+
+    from reasonlab.errors import ConfigError
+
+    try:
+        cfg = ScorerConfig(kind=scorer_kind, model=None if scorer in (None, "self") else scorer,  # type: ignore[arg-type]
+                           lora=scorer_lora)
+    except ValidationError as e:
+        first = e.errors()[0]
+        raise ConfigError(f"--scorer-{'.'.join(map(str, first['loc']))}: {first['msg']}") from None
     summary = rescore(run, cfg, out_dir, progress=False if no_progress else None, force_new=force_new)
     v = summary["verifier"]
     auroc = "n/a" if v["auroc_within"] is None else f"{v['auroc_within']:.3f}"

@@ -12,13 +12,13 @@ from rich.console import Console
 
 def datagen_cmd(
     kind: str = typer.Argument(..., help="sft (correct traces) | dpo (right vs wrong pairs) | kto (labelled traces) "
-                                         "| verifier (Yes/No rows for an outcome verifier)"),
+                                         "| verifier (Yes/No rows for an outcome verifier) | reward (pairs for a scalar-head verifier)"),
     runs: list[Path] = typer.Argument(..., help="run directories to read traces from"),
     out: Path = typer.Option(..., "--out", "-o", help="the dataset to write (JSON lines; stats beside it)"),
     form: str = typer.Option("text", "--form", help="text (the rendered prompt) | conversational (message lists)"),
     per_problem: Optional[int] = typer.Option(None, "--per-problem",
                                               help="SFT: correct traces per problem (default 1); KTO, verifier: per label"),
-    max_pairs: int = typer.Option(4, "--max-pairs", help="DPO: pairs per problem"),
+    max_pairs: int = typer.Option(4, "--max-pairs", help="DPO, reward: pairs per problem"),
     max_tokens: Optional[int] = typer.Option(None, "--max-tokens", help="drop traces longer than this"),
     any_format: bool = typer.Option(False, "--any-format", help="keep correct traces without a boxed answer, cut "
                                                                 "or truncated, or with invented code output"),

@@ -1,4 +1,4 @@
-"""``reasonlab train``: fine-tune with TRL (one command per method: sft, dpo, kto, grpo; recipe < flags,
+"""``reasonlab train``: fine-tune with TRL (one command per method: sft, dpo, kto, grpo, reward; recipe < flags,
 resumable) and ``train export`` a result for llama.cpp."""
 
 from __future__ import annotations
@@ -77,7 +77,8 @@ def _method_command(method: str) -> Callable[..., None]:
 _HELP = {"sft": "Supervised fine-tuning on prompt/completion rows (reasonlab datagen sft).",
          "dpo": "DPO on chosen/rejected pairs of one prompt (reasonlab datagen dpo).",
          "kto": "KTO on rows labelled desirable or not (reasonlab datagen kto).",
-         "grpo": "GRPO on a dataset's problems, rolled out and rewarded by the verifier."}
+         "grpo": "GRPO on a dataset's problems, rolled out and rewarded by the verifier.",
+         "reward": "A scalar-head outcome verifier on right/wrong pairs of one problem (reasonlab datagen reward)."}
 
 
 def _register() -> None:

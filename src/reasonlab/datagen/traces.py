@@ -13,6 +13,11 @@ trainer renders them with the model's chat template as the scorer's engine does.
 per problem (at most ``per_problem`` each), so the verifier learns which of a problem's answers is right, not
 which problems are easy.
 
+``reward`` rows train the scalar-head kind (``reasonlab train reward``, TRL's RewardTrainer): a right and a wrong
+answered trace of one problem as ``chosen``/``rejected`` after the bare question (``prompt``: one user message),
+conversational — the input the classifier scorer reads (``scoring.classifier_messages``). Pairs of unused traces
+first, at most ``max_pairs`` per problem.
+
 A row's prompt is the one the run fed the model, exactly as rendered (chat template applied), so training sees
 what evaluation saw; its completion is the trace's text. Rows are TRL's standard forms: ``prompt``/``completion``
 (SFT), ``prompt``/``chosen``/``rejected`` (DPO), ``prompt``/``completion``/``label`` (KTO); ``form:
@@ -45,7 +50,7 @@ from reasonlab.datagen.contamination import Guard
 from reasonlab.errors import DataError
 from reasonlab.runs import ProblemRecord, Run, TraceRecord, read_run
 
-Kind = Literal["sft", "dpo", "kto", "verifier"]
+Kind = Literal["sft", "dpo", "kto", "verifier", "reward"]
 
 
 class DatagenConfig(BaseModel):
@@ -54,14 +59,15 @@ class DatagenConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     kind: Kind = Field("sft", description="sft: correct traces; dpo: correct vs wrong pairs; kto: labelled traces; "
-                                          "verifier: Yes/No rows for an outcome verifier")
+                                          "verifier: Yes/No rows for an outcome verifier; reward: right/wrong "
+                                          "pairs for a scalar-head one")
     form: Literal["text", "conversational"] = Field(
         "text", description="text: the rendered prompt as a string; conversational: message lists (the run's "
                             "prompt template rebuilt; traces written under another prompt variant are skipped)")
     per_problem: int | None = Field(None, ge=1, description="SFT: correct traces kept per problem (None: 1, as STaR "
                                                             "keeps one rationale); KTO, verifier: per label (None: "
                                                             "all; verifier: as many right as wrong)")
-    max_pairs: int = Field(4, ge=1, description="DPO: most chosen/rejected pairs per problem")
+    max_pairs: int = Field(4, ge=1, description="DPO, reward: most chosen/rejected pairs per problem")
     max_completion_tokens: int | None = Field(None, ge=1, description="drop traces longer than this (tokens)")
     require_format: bool = Field(True, description="SFT rows and DPO's chosen side: well-formed traces only")
     token_ids: bool = Field(True, description="SFT: add input_ids + completion_mask where the run kept token ids")
@@ -243,7 +249,32 @@ def _verifier(src: _Source, traces: list[TraceRecord], cfg: DatagenConfig, rng: 
             for t in sorted(right[:n] + wrong[:n], key=lambda t: t.sample)]
 
 
-_ROWS = {"sft": _sft, "dpo": _dpo, "kto": _kto, "verifier": _verifier}
+def _reward(src: _Source, traces: list[TraceRecord], cfg: DatagenConfig, rng: random.Random,
+            dropped: Counter[str]) -> list[dict[str, Any]]:
+    from reasonlab.strategies.scoring import classifier_messages
+
+    answered = [t for t in traces if t.answer is not None]
+    dropped["no answer"] += len(traces) - len(answered)
+    right = [t for t in answered if t.correct]
+    wrong = [t for t in answered if not t.correct]
+    if not right or not wrong:
+        dropped["problems without a right and a wrong trace"] += 1
+        return []
+    rng.shuffle(right)
+    rng.shuffle(wrong)
+    pairs = list(zip(right, wrong))  # disjoint pairs first, then the rest of the cross product
+    pairs += [(c, r) for c in right for r in wrong if (c, r) not in pairs]
+    dropped["pairs over max_pairs"] += max(0, len(pairs) - cfg.max_pairs)
+    out = []
+    for c, r in pairs[: cfg.max_pairs]:
+        prompt = classifier_messages(src.rec.question, "")[:1]
+        out.append({"prompt": prompt, "chosen": classifier_messages(src.rec.question, c.text)[1:],
+                    "rejected": classifier_messages(src.rec.question, r.text)[1:], "run": str(src.run.path),
+                    "id": src.rec.id, "chosen_sample": c.sample, "rejected_sample": r.sample})
+    return out
+
+
+_ROWS = {"sft": _sft, "dpo": _dpo, "kto": _kto, "verifier": _verifier, "reward": _reward}
 
 
 def datagen(runs: list[str | Path], out: str | Path, cfg: DatagenConfig | None = None) -> dict[str, Any]:

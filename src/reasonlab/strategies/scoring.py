@@ -14,6 +14,10 @@ the run's own model asked the same question, the baseline every trained verifier
 A problem's candidates share the question, which comes first in the prompt: the llama.cpp scoring context keeps
 the longest shared prefix, so only each solution and the two answer words are evaluated per candidate.
 
+The *classifier* kind (``kind: classifier``) is the discriminative alternative: a scalar head on the same body,
+trained by TRL's RewardTrainer on right/wrong pairs of one problem (``datagen reward``, ``train reward``), read
+through ``engines.hf_classify`` on transformers; its score is sigmoid(head output).
+
 A LoRA is set per llama.cpp context, so a verifier with an adapter (or another model) is its own engine beside
 the solver's; the runner loads it once (``load_scorer``) and hands it to the strategy — strategies never load
 models. Without one, the scorer borrows the run's engine.
@@ -47,6 +51,12 @@ def verifier_messages(question: str, solution: str) -> list[Message]:
     return [{"role": "user", "content": VERIFY_PROMPT.format(question=question.strip(), solution=solution.strip())}]
 
 
+def classifier_messages(question: str, solution: str) -> list[Message]:
+    """What the scalar-head kind reads: the bare question and the solution as the assistant's turn (the
+    reward-model input ``datagen reward`` trains on)."""
+    return [{"role": "user", "content": question.strip()}, {"role": "assistant", "content": solution.strip()}]
+
+
 def p_yes(logp_yes: float, logp_no: float) -> float:
     """P(Yes) renormalised over the two answers: 1 / (1 + exp(log p(No) - log p(Yes)))."""
     d = logp_no - logp_yes
@@ -59,8 +69,10 @@ class ScorerConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    kind: Literal["generative"] = Field("generative", description="generative: P(Yes) of a language model asked "
-                                                                  "whether the solution is correct")
+    kind: Literal["generative", "classifier"] = Field(
+        "generative", description="generative: P(Yes) of a language model asked whether the solution is correct; "
+                                  "classifier: sigmoid of a scalar head's output (reasonlab train reward), on "
+                                  "transformers")
     model: str | None = Field(None, description="the verifier's model (registered name, .gguf, HF dir, hub id, server "
                                                 "URL); None: the run's own model")
     lora: str | None = Field(None, description="a LoRA on it (training run, peft dir or .gguf): a trained verifier")
@@ -73,7 +85,12 @@ class ScorerConfig(BaseModel):
 
     @model_validator(mode="after")
     def _engine_options_exist(self) -> ScorerConfig:
-        EngineConfig(**{**self.engine, "model": self.model or "x"})  # unknown or bad options fail here, without I/O
+        if self.kind == "classifier":
+            unknown = set(self.engine) - {"batch_size", "device"}
+            if unknown:
+                raise ValueError(f"engine options {sorted(unknown)} do not apply to a classifier (batch_size, device)")
+        else:
+            EngineConfig(**{**self.engine, "model": self.model or "x"})  # unknown or bad options fail here, no I/O
         return self
 
 
@@ -130,11 +147,40 @@ class Scorer:
             self.engine.close()
 
 
+class ClassifierScorer(Scorer):
+    """The scalar-head kind: sigmoid(head output) for (question, solution) — a monotone squash of the reward
+    into [0, 1] so votes can weigh by it, not a calibrated probability."""
+
+    def score(self, problem: Problem, solutions: list[str]) -> Scored:
+        if not solutions:
+            return Scored([], 0, 0.0)
+        cap = self.cfg.max_solution_chars
+        t0 = time.perf_counter()
+        rewards, tokens = self.engine.score([classifier_messages(problem.question, s[-cap:]) for s in solutions])
+        took = time.perf_counter() - t0
+        with self._lock:
+            self.calls += 1
+            self.candidates += len(solutions)
+            self.tokens += tokens
+            self.seconds += took
+        return Scored([1.0 / (1.0 + math.exp(-max(-700.0, min(700.0, r)))) for r in rewards], tokens, took)
+
+    def identity(self) -> dict[str, Any]:
+        return {"kind": self.cfg.kind, "input": "question + solution as the assistant's turn",
+                "max_solution_chars": self.cfg.max_solution_chars, "model": self.engine.identity()}
+
+
 def load_scorer(cfg: ScorerConfig, run_engine: Engine | None = None,
                 run_engine_cfg: EngineConfig | None = None) -> Scorer:
     """The verifier ``cfg`` describes. A zero-shot judge (no model, adapter or engine option) borrows
     ``run_engine``, or loads the run's model when there is none; anything else is an engine of its own, loaded
     here once (the runner calls this, never a strategy)."""
+    if cfg.kind == "classifier":  # its own transformers model: a scalar head is nothing an engine generates with
+        from reasonlab.engines.hf_classify import HFClassifier
+
+        base = cfg.model or (run_engine_cfg.model if run_engine_cfg is not None else
+                             run_engine.model if run_engine is not None else EngineConfig().model)
+        return ClassifierScorer(HFClassifier(base, lora=cfg.lora, **cfg.engine), cfg, owns_engine=True)
     borrow = cfg.model is None and cfg.lora is None and not cfg.engine
     if borrow and run_engine is not None:
         return Scorer(run_engine, cfg, owns_engine=False)

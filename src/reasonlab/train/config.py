@@ -15,7 +15,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-Method = Literal["sft", "dpo", "kto", "grpo"]
+Method = Literal["sft", "dpo", "kto", "grpo", "reward"]
 
 
 class LoraOptions(BaseModel):
@@ -83,7 +83,7 @@ class TrainConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    method: Method = Field("sft", description="sft | dpo | kto | grpo")
+    method: Method = Field("sft", description="sft | dpo | kto | grpo | reward (a scalar-head outcome verifier)")
     model: str = Field("qwen2.5-coder-0.5b", description="registered name, .gguf (dequantized once, cached), HF "
                                                          "directory or hub id")
     data: str | None = Field(None, description="sft/dpo/kto: a JSON-lines dataset (reasonlab datagen writes them)")

@@ -5,6 +5,7 @@ Each method accepts TRL's standard forms (``reasonlab datagen`` writes them):
 - sft: prompt + completion | text | messages | input_ids (+ completion_mask: 1 where the loss applies)
 - dpo: prompt + chosen + rejected
 - kto: prompt + completion + label
+- reward: (prompt +) chosen + rejected (a scalar-head verifier: the chosen side must score higher)
 
 Columns beyond the form (provenance, labels) are dropped before TRL sees them. A file with none of the forms,
 a bad line, or no rows gets one line naming the file and what was expected. SFT rows with recorded token ids
@@ -24,6 +25,7 @@ FORMS: dict[str, tuple[tuple[str, ...], ...]] = {
     "sft": (("input_ids", "completion_mask"), ("input_ids",), ("prompt", "completion"), ("messages",), ("text",)),
     "dpo": (("prompt", "chosen", "rejected"),),
     "kto": (("prompt", "completion", "label"),),
+    "reward": (("prompt", "chosen", "rejected"), ("chosen", "rejected")),
 }
 
 

@@ -93,4 +93,13 @@ def rollout_func(cfg: TrainConfig, tok: Any) -> Any:
                            n_parallel=min(cfg.batch_size * g.num_generations, 64), seed=cfg.seed)
 
 
-TRAINERS: dict[str, Callable[..., Any]] = {"sft": sft, "dpo": dpo, "kto": kto, "grpo": grpo}
+def reward(cfg: TrainConfig, model: Any, tok: Any, data: Any, out: str, **_: Any) -> Any:
+    """A scalar-head outcome verifier (Bradley-Terry on right/wrong pairs of one problem: TRL's RewardTrainer)."""
+    from trl import RewardConfig, RewardTrainer
+
+    args = RewardConfig(**common_args(cfg, out), max_length=cfg.max_length)
+    return RewardTrainer(model=model, args=args, train_dataset=data, processing_class=tok,
+                         peft_config=lora_config(cfg.lora, task="SEQ_CLS"))
+
+
+TRAINERS: dict[str, Callable[..., Any]] = {"sft": sft, "dpo": dpo, "kto": kto, "grpo": grpo, "reward": reward}

@@ -49,28 +49,35 @@ def model_identity(model: str) -> dict[str, Any]:
     return ident
 
 
-def load_trainable(model: str) -> tuple[Any, Any]:
-    """(model in fp32 with its KV cache off, tokenizer with a pad token) for training ``model``."""
+def load_trainable(model: str, head: str = "lm") -> tuple[Any, Any]:
+    """(model in fp32 with its KV cache off, tokenizer with a pad token) for training ``model``; ``head="score"``
+    puts a one-output scalar head on the same body instead of the LM head (a reward model / verifier)."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
     source, _ = model_source(model)
     try:
         tok = AutoTokenizer.from_pretrained(source)
-        lm = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32)
+        if head == "score":  # the head starts random (seeded by the trainer), the body is the model's
+            lm = AutoModelForSequenceClassification.from_pretrained(source, dtype=torch.float32, num_labels=1)
+        else:
+            lm = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32)
     except (OSError, ValueError) as err:
         raise ModelError(f"transformers could not load '{model}' ({source}): {str(err).splitlines()[0]}") from err
     if tok.pad_token is None:  # this instance is ours: no shared tokenizer is mutated
         tok.pad_token = tok.eos_token
+    if head == "score":
+        lm.config.pad_token_id = tok.pad_token_id  # the head reads the last non-padding token
     lm.config.use_cache = False  # training recomputes everything; the cache only costs memory
     return lm, tok
 
 
-def lora_config(options: Any) -> Any:
-    """peft's LoraConfig for ``TrainConfig.lora`` (None: full fine-tuning)."""
+def lora_config(options: Any, task: str = "CAUSAL_LM") -> Any:
+    """peft's LoraConfig for ``TrainConfig.lora`` (None: full fine-tuning). ``SEQ_CLS``: peft also trains and
+    saves the new scalar head (``modules_to_save``) beside the adapter."""
     if options is None:
         return None
     from peft import LoraConfig
 
     return LoraConfig(r=options.r, lora_alpha=options.alpha, lora_dropout=options.dropout,
-                      target_modules=list(options.target_modules), task_type="CAUSAL_LM")
+                      target_modules=list(options.target_modules), task_type=task)

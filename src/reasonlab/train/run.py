@@ -95,7 +95,7 @@ def train(cfg: TrainConfig, collator: Any = None, force_new: bool = False) -> di
 
     out = Path(cfg.out)
     resume = _open(cfg, out, force_new)
-    model, tok = load_trainable(cfg.model)
+    model, tok = load_trainable(cfg.model, head="score" if cfg.method == "reward" else "lm")
     rewards = None
     if cfg.method == "grpo":
         from reasonlab.answers import Verifier

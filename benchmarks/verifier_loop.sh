@@ -26,4 +26,9 @@ $R eval -d gsm8k -n 200 -s vote -k 8 -t 0.7 --top-p 0.8 --seed 0 --parallel 16 -
 step "4. score them: zero-shot judge, then the trained verifier"
 $R score "$O/test-k8" --scorer self --out "$O/test-k8-judge" --no-progress
 $R score "$O/test-k8" --scorer-lora "$O/train" --out "$O/test-k8-genrm" --no-progress
+
+step "5. the discriminative kind on the same data: right/wrong pairs, a scalar head (TRL RewardTrainer)"
+[ -s "$O/reward.jsonl" ] || $R datagen reward "$SAMPLES" -o "$O/reward.jsonl"
+$R train reward --data "$O/reward.jsonl" --out "$O/train-reward" --epochs 1 --batch-size 4
+$R score "$O/test-k8" --scorer-kind classifier --scorer-lora "$O/train-reward" --out "$O/test-k8-rm" --no-progress
 step "done"

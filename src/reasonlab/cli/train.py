@@ -16,7 +16,7 @@ train_app = typer.Typer(no_args_is_help=True, help="Fine-tune with TRL (sft, dpo
 def train_cmd(
     method: str,
     model: Optional[str] = typer.Option(None, "--model", "-m", help="registered name, .gguf, HF dir or hub id"),
-    data: Optional[Path] = typer.Option(None, "--data", help="sft/dpo/kto: the dataset (reasonlab datagen)"),
+    data: Optional[Path] = typer.Option(None, "--data", help="sft/dpo/kto/reward: the dataset (reasonlab datagen)"),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="training run directory"),
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML recipe (recipes/train/); flags win"),
     lr: Optional[float] = typer.Option(None, "--lr", help="learning rate"),

@@ -26,8 +26,10 @@ $R eval $TEST $P --out "$O/test-base"
 
 step "3. datasets from the samples (contamination guard on)"
 [ -s "$O/sft.jsonl" ] || $R datagen sft "$O/sample" -o "$O/sft.jsonl"
-[ -s "$O/dpo.jsonl" ] || $R datagen dpo "$O/sample" -o "$O/dpo.jsonl"
-[ -s "$O/kto.jsonl" ] || $R datagen kto "$O/sample" -o "$O/kto.jsonl"
+# one pair (DPO) / one trace per label (KTO) per problem: each method sees every problem once, and trains in about
+# an hour here (all pairs would be ~3x the rows and the hours)
+[ -s "$O/dpo.jsonl" ] || $R datagen dpo "$O/sample" -o "$O/dpo.jsonl" --max-pairs 1
+[ -s "$O/kto.jsonl" ] || $R datagen kto "$O/sample" -o "$O/kto.jsonl" --per-problem 1
 
 # train METHOD: train, evaluate every checkpoint on the held-out slice, the best one on test
 train_and_eval() {

@@ -34,6 +34,8 @@ _EXPORTS = {
     "ReasonlabError": "reasonlab.errors",
     "read_run": "reasonlab.runs",
     "ProblemRecord": "reasonlab.runs",
+    "ScorerConfig": "reasonlab.strategies.scoring",
+    "load_scorer": "reasonlab.strategies.scoring",
 }
 __all__ = sorted([*_EXPORTS, "EvalConfig", "evaluate", "solve"])
 

@@ -88,8 +88,12 @@ def chromium():
 def test_report_opens_in_headless_chromium_with_every_plot(tmp_path, chromium) -> None:
     from reasonlab import EvalConfig, evaluate
 
+    from test_scorer import ScriptedScoringEngine
+
     base = base_layer(tmp_path)
-    evaluate(EvalConfig.from_layers(base), out=tmp_path / "a", engine=ScriptedVoteEngine(SCRIPT), progress=False)
+    # run a scores its traces with an outcome verifier (scripted), so the verifier plot is drawn too
+    evaluate(EvalConfig.from_layers(base, {"scorer": {}}), out=tmp_path / "a",
+             engine=ScriptedScoringEngine(SCRIPT, {"3": 0.8}), progress=False)
     evaluate(EvalConfig.from_layers(base, {"strategy_options": {"stop": "window", "window": 2}}), out=tmp_path / "b",
              engine=ScriptedVoteEngine(SCRIPT), progress=False)
     page = write_report([tmp_path / "a", tmp_path / "b"], tmp_path / "report")

@@ -174,3 +174,21 @@ def test_train_recipes_validate(name: str) -> None:
 
     cfg = from_layers(TrainConfig, read_yaml(Path(__file__).parents[1] / "recipes" / "train" / f"{name}.yaml"))
     assert cfg.method in name
+
+
+def test_the_train_command_parses_its_flags_and_trains(tmp_path, tiny_qwen) -> None:
+    """`reasonlab train METHOD` with the shared flags (a generated command: its signature must be resolvable)."""
+    from typer.testing import CliRunner
+
+    from reasonlab.cli import app
+
+    data = write(tmp_path / "sft.jsonl", [{"prompt": q + " ?", "completion": " the answer is " + a} for q, a in QA])
+    res = CliRunner().invoke(app, ["train", "sft", "--model", str(tiny_qwen), "--data", str(data), "--out",
+                                   str(tmp_path / "t"), "--max-steps", "2", "--batch-size", "2", "--max-length", "64",
+                                   "--lr", "1e-3"], env={"COLUMNS": "200"})
+    assert res.exit_code == 0, res.output
+    assert "sft: 2 steps" in res.output and (tmp_path / "t" / "adapter" / "adapter_config.json").exists()
+    res = CliRunner().invoke(app, ["train", "dpo", "--model", str(tiny_qwen), "--data", str(data), "--out",
+                                   str(tmp_path / "d")])
+    assert isinstance(res.exception, DataError) and "chosen" in str(res.exception)  # sft rows given to dpo
+    assert not (tmp_path / "d").exists()  # refused before anything was written

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import inspect
 from pathlib import Path
-from typing import Any, Callable, Optional, get_args
+from typing import Any, Callable, Optional, get_args, get_type_hints
 
 import typer
 from rich.console import Console
@@ -68,8 +68,11 @@ def _method_command(method: str) -> Callable[..., None]:
     def command(**kwargs: Any) -> None:
         train_cmd(method, **kwargs)
 
+    # the annotations resolved (this module's are strings): typer reads the signature, not the module
+    hints = get_type_hints(train_cmd)
     sig = inspect.signature(train_cmd)
-    command.__signature__ = sig.replace(parameters=[p for n, p in sig.parameters.items() if n != "method"])  # type: ignore[attr-defined]
+    params = [p.replace(annotation=hints[n]) for n, p in sig.parameters.items() if n != "method"]
+    command.__signature__ = sig.replace(parameters=params, return_annotation=None)  # type: ignore[attr-defined]
     command.__doc__ = train_cmd.__doc__
     return command
 

@@ -94,6 +94,10 @@ def train(cfg: TrainConfig, collator: Any = None, force_new: bool = False) -> di
     from reasonlab.train.data import load_rows
 
     out = Path(cfg.out)
+    if cfg.method != "grpo":
+        from reasonlab.train.data import form_of, read_rows
+
+        form_of(read_rows(cfg.data), cfg.method, str(cfg.data))  # a bad dataset fails before the model loads
     resume = _open(cfg, out, force_new)
     model, tok = load_trainable(cfg.model, head="score" if cfg.method == "reward" else "lm")
     rewards = None

@@ -28,8 +28,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from reasonlab.cli.datagen import datagen_cmd
+from reasonlab.cli.runs import ScorerKindOpt, ScorerLoraOpt, ScorerOpt, register_run_commands
 from reasonlab.cli.train import train_app
-from reasonlab.cli.tables import say_failures, summary_table
+from reasonlab.cli.tables import say_failures, summary_table, verifier_table
 from reasonlab.errors import ReasonlabError
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
@@ -38,6 +39,7 @@ models_app = typer.Typer(help="Registered models: list, pull, locate.", invoke_w
 app.add_typer(models_app, name="models")
 app.command("datagen")(datagen_cmd)
 app.add_typer(train_app, name="train")
+register_run_commands(app)
 out = Console()
 err = Console(stderr=True)
 
@@ -72,12 +74,6 @@ OptionOpt = typer.Option(None, "--option", "-O", help="strategy option key=value
 BudgetTokOpt = typer.Option(None, "--budget-tokens", help="generated tokens per problem, all traces together")
 BudgetSecOpt = typer.Option(None, "--budget-seconds", help="wall time per problem")
 RunSecOpt = typer.Option(None, "--run-seconds", help="wall time for the whole run, shared out AIMO-style")
-ScorerOpt = typer.Option(None, "--scorer", help="outcome verifier scoring every trace: a model, or 'self' (the run's "
-                         "model, zero-shot); votes use it with -O weight=verifier, select=best, stop=verifier, min_score")
-ScorerKindOpt = typer.Option(None, "--scorer-kind", help="generative (P(Yes), default) | classifier (a scalar head: "
-                             "reasonlab train reward)")
-ScorerLoraOpt = typer.Option(None, "--scorer-lora", help="a trained verifier: LoRA on the scorer's model (default: "
-                             "the run's); see reasonlab datagen verifier")
 
 SEARCH = ("vote", "prompts", "mixture")  # strategies whose traces come from a policy
 
@@ -256,70 +252,11 @@ def eval_cmd(
         say_failures(summary)
         return
     out.print(summary_table([summary], title=f"{cfg.dataset.name}, {summary['run_dir']}"))
-    v = summary.get("verifier")
-    if v:  # traces were scored by an outcome verifier: what selecting by its scores gives, on these traces
-        auroc = "n/a" if v["auroc_within"] is None else f"{v['auroc_within']:.3f}"
-        out.print(f"verifier: within-problem AUROC {auroc} ({v['auroc_within_problems']} problems); selecting by "
-                  f"majority {v['maj']['acc']:.3f}, weighted vote {v['weighted']['acc']:.3f}, best-of-n "
-                  f"{v['best']['acc']:.3f}, pass {v['pass']['acc']:.3f}; scoring {v['cost']['tokens']:.0f} "
-                  f"prompt tokens, {v['cost']['seconds']:.0f} s", highlight=False)
+    if summary.get("verifier"):  # traces were scored: what selecting by the verifier gives, on these traces
+        out.print(verifier_table(summary["verifier"], "outcome verifier on this run's traces"))
     out.print(f"[dim]{summary['new_this_time']} solved now, {summary['n'] - summary['new_this_time']} reused from "
               f"the run directory; results in {summary['run_dir']}/results.jsonl[/]")
     say_failures(summary)
-
-
-@app.command("score")
-def score_cmd(
-    run: Path = typer.Argument(..., help="a finished run whose traces to score (a vote keeps them all)"),
-    out_dir: Path = typer.Option(..., "--out", "-o", help="the scored run's directory"),
-    scorer: Optional[str] = ScorerOpt, scorer_lora: Optional[str] = ScorerLoraOpt,
-    scorer_kind: str = typer.Option("generative", "--scorer-kind", help="generative | classifier"),
-    force_new: bool = typer.Option(False, "--force-new", help="start over when --out holds another scoring"),
-    no_progress: bool = typer.Option(False, "--no-progress", help="no live progress bar"),
-) -> None:
-    """Score a run's traces with an outcome verifier without sampling again: within-problem AUROC, and what a
-    verifier-weighted vote, best-of-n and pass would give on the same traces. Resumes like eval."""
-    from reasonlab.evaluate.rescore import rescore
-    from reasonlab.strategies.scoring import ScorerConfig
-
-    from pydantic import ValidationError
-
-    from reasonlab.errors import ConfigError
-
-    try:
-        cfg = ScorerConfig(kind=scorer_kind, model=None if scorer in (None, "self") else scorer,  # type: ignore[arg-type]
-                           lora=scorer_lora)
-    except ValidationError as e:
-        first = e.errors()[0]
-        raise ConfigError(f"--scorer-{'.'.join(map(str, first['loc']))}: {first['msg']}") from None
-    summary = rescore(run, cfg, out_dir, progress=False if no_progress else None, force_new=force_new)
-    v = summary["verifier"]
-    auroc = "n/a" if v["auroc_within"] is None else f"{v['auroc_within']:.3f}"
-    table = Table(title=f"{run} scored by {scorer_lora or scorer or 'self'} (within-problem AUROC {auroc}, "
-                        f"{v['auroc_within_problems']} problems)", title_justify="left")
-    for col in ("selecting by", "accuracy", "95% CI"):
-        table.add_column(col, justify="left" if col == "selecting by" else "right")
-    for key, name in (("maj", "majority"), ("weighted", "verifier-weighted vote"), ("best", "best-of-n"),
-                      ("pass", "pass (some trace right)")):
-        table.add_row(name, f"{v[key]['acc']:.3f}", f"{v[key]['ci95'][0]:.3f}-{v[key]['ci95'][1]:.3f}")
-    out.print(table)
-    out.print(f"[dim]{v['traces']} traces of {v['problems']} problems; scoring read "
-              f"{v['cost']['tokens']:.0f} prompt tokens in {v['cost']['seconds']:.0f} s; {summary['run_dir']}[/]")
-
-
-@app.command()
-def summary(runs: list[Path] = typer.Argument(..., help="run directories")) -> None:
-    """Show the results of finished (or interrupted) runs side by side."""
-    from reasonlab.evaluate import summarize
-    from reasonlab.runs import read_run
-
-    rows = []
-    for path in runs:
-        run = read_run(path)
-        cfg = run.config.get("config", {})
-        rows.append({**summarize(run.record_dicts(), cfg.get("strategy"), cfg.get("strategy_options")), "run_dir": str(path), "failed": len(run.errors),
-                     "model": cfg.get("engine", {}).get("model", "?"), "strategy": cfg.get("strategy", "?")})
-    out.print(summary_table(rows, title="results" if len(rows) > 1 else str(rows[0]["run_dir"])))
 
 
 def _find(tree: dict[str, Any], value: Any, prefix: str = "") -> Optional[str]:
@@ -332,38 +269,6 @@ def _find(tree: dict[str, Any], value: Any, prefix: str = "") -> Optional[str]:
             if hit:
                 return hit
     return None
-
-
-@app.command()
-def compare(
-    base: Path = typer.Argument(..., help="the run to compare against (e.g. the model before training)"),
-    runs: list[Path] = typer.Argument(..., help="runs on the same problems"),
-) -> None:
-    """Paired comparison on the problems both runs graded: who got which right, the accuracy difference with a
-    paired bootstrap 95% interval, and McNemar's exact p-value."""
-    from reasonlab.evaluate.metrics import paired
-    from reasonlab.runs import read_run
-
-    ref = read_run(base).record_dicts()
-    table = Table(title=f"paired against {base} (base: its accuracy)", title_justify="left",
-                  caption="lost: right in base only · won: right in run only · 95% CI: paired bootstrap · "
-                          "p: McNemar exact", caption_justify="left")
-    for col in ("run", "n", "base", "acc", "lost", "won", "diff", "95% CI", "p"):
-        if col == "run":
-            table.add_column(col, overflow="fold", min_width=10)  # a narrow terminal wraps the path, not figures
-        else:
-            table.add_column(col, justify="right", no_wrap=True)
-    for path in runs:
-        r = paired(ref, read_run(path).record_dicts())
-        if not r["n"]:
-            from reasonlab.errors import DataError
-
-            raise DataError(f"{path} and {base} share no graded problem: compare runs on the same problems")
-        lo, hi = r["diff_ci"]
-        table.add_row(escape(str(path)), str(r["n"]), f"{r['base_correct'] / r['n']:.3f}",
-                      f"{r['other_correct'] / r['n']:.3f}", str(r["only_base"]), str(r["only_other"]),
-                      f"{r['diff']:+.3f}", f"{lo:+.3f}..{hi:+.3f}", f"{r['p_mcnemar']:.3f}")
-    out.print(table)
 
 
 @app.command()
@@ -437,18 +342,6 @@ def _merged_layers(recipe: Optional[Path], flags: dict[tuple[str, ...], Any], op
     for layer in (EvalConfig.read_yaml(recipe) if recipe else {}, _layer(flags), {"strategy_options": options}):
         _deep_merge(merged, layer)
     return merged
-
-
-@app.command()
-def report(
-    runs: list[Path] = typer.Argument(..., help="run directories (a sweep's subdirectories too)"),
-    out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="where report.html goes (default: the run, if one)"),
-) -> None:
-    """report.html with plots and every problem's traces, for one or more runs side by side."""
-    from reasonlab.evaluate.report import write_report
-
-    page = write_report(list(runs), out_dir)
-    out.print(f"wrote {page}", soft_wrap=True)
 
 
 def _ints(text: Optional[str]) -> Optional[tuple[int, ...]]:

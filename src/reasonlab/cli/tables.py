@@ -1,4 +1,5 @@
-"""What the ``reasonlab`` command prints about runs: the results table and the failed-problems line."""
+"""What the ``reasonlab`` command prints about runs: the results table, the failed-problems line, and what
+selecting by an outcome verifier gives."""
 
 from __future__ import annotations
 
@@ -49,3 +50,19 @@ def say_failures(summary: dict[str, Any]) -> None:
         err.print(f"[red]{len(errors) - len(retry)} problems failed for good[/] (retrying cannot help, e.g. a prompt "
                   f"longer than the context): listed in {escape(summary['run_dir'])}/errors.jsonl",
                   soft_wrap=True, highlight=False)
+
+
+def verifier_table(v: dict[str, Any], title: str) -> Table:
+    """An outcome verifier's ``summary["verifier"]`` block: AUROC, and accuracy selecting by each rule."""
+    from reasonlab.evaluate.metrics import SELECTIONS
+
+    auroc = "n/a" if v["auroc_within"] is None else f"{v['auroc_within']:.3f}"
+    table = Table(title=f"{title} (within-problem AUROC {auroc}, {v['auroc_within_problems']} problems)",
+                  title_justify="left", caption=f"{v['traces']} traces of {v['problems']} problems; scoring read "
+                  f"{v['cost']['tokens']:.0f} prompt tokens in {v['cost']['seconds']:.0f} s", caption_justify="left")
+    table.add_column("selecting by")
+    for col in ("accuracy", "95% CI"):
+        table.add_column(col, justify="right")
+    for key, name in SELECTIONS:
+        table.add_row(name, f"{v[key]['acc']:.3f}", f"{v[key]['ci95'][0]:.3f}-{v[key]['ci95'][1]:.3f}")
+    return table

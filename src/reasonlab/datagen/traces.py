@@ -228,21 +228,29 @@ def _kto(src: _Source, traces: list[TraceRecord], cfg: DatagenConfig, rng: rando
     return out
 
 
-def _verifier(src: _Source, traces: list[TraceRecord], cfg: DatagenConfig, rng: random.Random,
-              dropped: Counter[str]) -> list[dict[str, Any]]:
-    from reasonlab.strategies.scoring import verifier_messages
-
+def _right_wrong(traces: list[TraceRecord], rng: random.Random,
+                 dropped: Counter[str]) -> tuple[list[TraceRecord], list[TraceRecord]]:
+    """A problem's answered traces, right and wrong, each shuffled; ([], []) unless it has both (a verifier
+    learns which of a problem's answers is right, so a one-sided problem teaches it nothing)."""
     answered = [t for t in traces if t.answer is not None]
     dropped["no answer"] += len(traces) - len(answered)
     right = [t for t in answered if t.correct]
     wrong = [t for t in answered if not t.correct]
     if not right or not wrong:
         dropped["problems without a right and a wrong trace"] += 1
-        return []
-    n = min(len(right), len(wrong), cfg.per_problem or len(answered))  # balanced within the problem
+        return [], []
     rng.shuffle(right)
     rng.shuffle(wrong)
-    dropped["over balance or per_problem"] += len(answered) - 2 * n
+    return right, wrong
+
+
+def _verifier(src: _Source, traces: list[TraceRecord], cfg: DatagenConfig, rng: random.Random,
+              dropped: Counter[str]) -> list[dict[str, Any]]:
+    from reasonlab.strategies.scoring import verifier_messages
+
+    right, wrong = _right_wrong(traces, rng, dropped)
+    n = min(len(right), len(wrong), cfg.per_problem or len(right))  # balanced within the problem
+    dropped["over balance or per_problem"] += len(right) + len(wrong) - 2 * n
     return [{"prompt": verifier_messages(src.rec.question, t.text),
              "completion": [{"role": "assistant", "content": "Yes" if t.correct else "No"}],
              "label": bool(t.correct), **src.origin(t), **labels(t)}
@@ -253,21 +261,13 @@ def _reward(src: _Source, traces: list[TraceRecord], cfg: DatagenConfig, rng: ra
             dropped: Counter[str]) -> list[dict[str, Any]]:
     from reasonlab.strategies.scoring import classifier_messages
 
-    answered = [t for t in traces if t.answer is not None]
-    dropped["no answer"] += len(traces) - len(answered)
-    right = [t for t in answered if t.correct]
-    wrong = [t for t in answered if not t.correct]
-    if not right or not wrong:
-        dropped["problems without a right and a wrong trace"] += 1
-        return []
-    rng.shuffle(right)
-    rng.shuffle(wrong)
+    right, wrong = _right_wrong(traces, rng, dropped)
     pairs = list(zip(right, wrong))  # disjoint pairs first, then the rest of the cross product
     pairs += [(c, r) for c in right for r in wrong if (c, r) not in pairs]
     dropped["pairs over max_pairs"] += max(0, len(pairs) - cfg.max_pairs)
     out = []
+    prompt = classifier_messages(src.rec.question, "")[:1]
     for c, r in pairs[: cfg.max_pairs]:
-        prompt = classifier_messages(src.rec.question, "")[:1]
         out.append({"prompt": prompt, "chosen": classifier_messages(src.rec.question, c.text)[1:],
                     "rejected": classifier_messages(src.rec.question, r.text)[1:], "run": str(src.run.path),
                     "id": src.rec.id, "chosen_sample": c.sample, "rejected_sample": r.sample})

@@ -137,18 +137,21 @@ def _voters(record: dict[str, Any]) -> list[tuple[str | None, bool]]:
     return out
 
 
-def majority_correct(keys: list[tuple[str | None, bool]]) -> float:
-    """Expected correctness of a majority vote over these traces; a tie is broken uniformly at random.
+def majority_correct(keys: list[tuple[str | None, bool]], weights: list[float] | None = None) -> float:
+    """Expected correctness of a (``weights``-weighted) majority vote over these traces; a tie is broken
+    uniformly at random.
 
     >>> majority_correct([("<correct>", True), ("5", False), ("5", False)])
     0.0
     >>> majority_correct([("<correct>", True), ("5", False)])
     0.5
+    >>> majority_correct([("<correct>", True), ("5", False), ("5", False)], weights=[0.9, 0.2, 0.3])
+    1.0
     """
-    counts: dict[str, int] = {}
-    for key, _ in keys:
+    counts: dict[str, float] = {}
+    for i, (key, _) in enumerate(keys):
         if key is not None:
-            counts[key] = counts.get(key, 0) + 1
+            counts[key] = counts.get(key, 0) + (weights[i] if weights is not None else 1)
     if not counts:
         return 0.0
     top = max(counts.values())
@@ -258,6 +261,10 @@ def by_tag(records: list[dict[str, Any]], tag: str) -> dict[str, dict[str, float
 
 # --- outcome verifier: how well its scores separate right from wrong, and what selecting by them gives ------
 
+# verifier_metrics' selection rules, as reports name them
+SELECTIONS = (("maj", "majority"), ("weighted", "verifier-weighted vote"), ("best", "best-of-n"),
+              ("pass", "pass (some trace right)"))
+
 def auroc(positives: list[float], negatives: list[float]) -> float | None:
     """P(a random positive scores above a random negative), ties counting half; None without both.
 
@@ -305,12 +312,7 @@ def verifier_metrics(records: list[dict[str, Any]], seed: int = 0) -> dict[str, 
     pooled = auroc([s for p in per for _, ok, s in p if ok], [s for p in per for _, ok, s in p if not ok])
 
     def pick(p: list[tuple[str, bool, float]], weigh: bool) -> float:
-        totals: dict[str, float] = {}
-        for key, _, s in p:
-            totals[key] = totals.get(key, 0.0) + (s if weigh else 1.0)
-        top = max(totals.values())
-        leaders = [k for k, v in totals.items() if v == top]
-        return ("<correct>" in leaders) / len(leaders)  # a tie is broken uniformly at random
+        return majority_correct([(k, ok) for k, ok, _ in p], [s for _, _, s in p] if weigh else None)
 
     def best(p: list[tuple[str, bool, float]]) -> float:
         top = max(s for _, _, s in p)

@@ -17,7 +17,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from reasonlab.evaluate.metrics import summarize
+from reasonlab.evaluate.metrics import SELECTIONS, summarize
 from reasonlab.runs import read_run
 
 PLOTS = ("accuracy_vs_tokens.png", "accuracy_vs_time.png", "accuracy_vs_samples.png", "tokens_per_s_vs_time.png",
@@ -247,9 +247,7 @@ def render(runs: list[dict[str, Any]], plots: list[str]) -> str:
         v = s.get("verifier")
         if v:
             cells = "".join(f"<tr><td>{name}</td><td>{v[key]['acc']:.3f}</td><td>{v[key]['ci95'][0]:.2f}-"
-                            f"{v[key]['ci95'][1]:.2f}</td></tr>" for key, name in (
-                                ("maj", "majority"), ("weighted", "verifier-weighted vote"), ("best", "best-of-n"),
-                                ("pass", "pass (some trace right)")))
+                            f"{v[key]['ci95'][1]:.2f}</td></tr>" for key, name in SELECTIONS)
             auroc = "n/a" if v["auroc_within"] is None else f"{v['auroc_within']:.3f}"
             extra.append(f"<h3>{_e(run['label'])}: outcome verifier</h3><p>within-problem AUROC {auroc} over "
                          f"{v['auroc_within_problems']} problems with a right and a wrong scored trace; "

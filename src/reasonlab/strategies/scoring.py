@@ -119,18 +119,23 @@ class Scorer:
         if not solutions:
             return Scored([], 0, 0.0)
         cap = self.cfg.max_solution_chars
-        contexts = [self.engine.render_chat(verifier_messages(problem.question, s[-cap:])) for s in solutions]
-        requests = [(c, a) for c in contexts for a in (self.cfg.yes, self.cfg.no)]  # Yes and No share a context
         t0 = time.perf_counter()
-        scored = self.engine.loglikelihood(requests)
+        scores, tokens = self._score(problem.question, [s[-cap:] for s in solutions])
         took = time.perf_counter() - t0
-        tokens = sum(self.engine.count_tokens(c) + 2 for c in contexts)  # read, before the cache's share
         with self._lock:
             self.calls += 1
             self.candidates += len(solutions)
             self.tokens += tokens
             self.seconds += took
-        return Scored([p_yes(scored[2 * i][0], scored[2 * i + 1][0]) for i in range(len(solutions))], tokens, took)
+        return Scored(scores, tokens, took)
+
+    def _score(self, question: str, solutions: list[str]) -> tuple[list[float], int]:
+        """(scores, tokens read): P(Yes) renormalised over Yes and No, after the verifier's question."""
+        contexts = [self.engine.render_chat(verifier_messages(question, s)) for s in solutions]
+        requests = [(c, a) for c in contexts for a in (self.cfg.yes, self.cfg.no)]  # Yes and No share a context
+        scored = self.engine.loglikelihood(requests)
+        tokens = sum(self.engine.count_tokens(c) + 2 for c in contexts)  # read, before the cache's share
+        return [p_yes(scored[2 * i][0], scored[2 * i + 1][0]) for i in range(len(solutions))], tokens
 
     def identity(self) -> dict[str, Any]:
         """What decides the scores, for the run's identity: the prompt, the answer words and the weights."""
@@ -151,19 +156,9 @@ class ClassifierScorer(Scorer):
     """The scalar-head kind: sigmoid(head output) for (question, solution) — a monotone squash of the reward
     into [0, 1] so votes can weigh by it, not a calibrated probability."""
 
-    def score(self, problem: Problem, solutions: list[str]) -> Scored:
-        if not solutions:
-            return Scored([], 0, 0.0)
-        cap = self.cfg.max_solution_chars
-        t0 = time.perf_counter()
-        rewards, tokens = self.engine.score([classifier_messages(problem.question, s[-cap:]) for s in solutions])
-        took = time.perf_counter() - t0
-        with self._lock:
-            self.calls += 1
-            self.candidates += len(solutions)
-            self.tokens += tokens
-            self.seconds += took
-        return Scored([1.0 / (1.0 + math.exp(-max(-700.0, min(700.0, r)))) for r in rewards], tokens, took)
+    def _score(self, question: str, solutions: list[str]) -> tuple[list[float], int]:
+        rewards, tokens = self.engine.score([classifier_messages(question, s) for s in solutions])
+        return [1.0 / (1.0 + math.exp(-max(-700.0, min(700.0, r)))) for r in rewards], tokens
 
     def identity(self) -> dict[str, Any]:
         return {"kind": self.cfg.kind, "input": "question + solution as the assistant's turn",

@@ -136,4 +136,4 @@ def test_cli_writes_the_dataset_and_names_bad_input(tmp_path) -> None:
     assert bad.returncode == 2 and "is not a reasonlab run directory" in bad.stderr
     bad = subprocess.run(cmd + ["ppo", str(tmp_path / "r"), "-o", str(tmp_path / "x.jsonl")], capture_output=True,
                          text=True)
-    assert bad.returncode == 2 and "datagen kind" in bad.stderr
+    assert bad.returncode == 2 and "No such command 'ppo'" in bad.stderr

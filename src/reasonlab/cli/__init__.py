@@ -8,6 +8,7 @@
     reasonlab summary runs/gsm8k-greedy
     reasonlab compare runs/gsm8k200-base runs/gsm8k200-star
     reasonlab datagen sft runs/star-sample --out data/star-sft.jsonl
+    reasonlab datagen pivotal runs/star-sample --out runs/pivotal -n 30
     reasonlab train sft --data data/star-sft.jsonl --out runs/train/star
     reasonlab train export runs/train/star --merge --quant q8_0 --out star.gguf
     reasonlab models | reasonlab models pull qwen2.5-coder-1.5b
@@ -27,7 +28,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from reasonlab.cli.datagen import datagen_cmd
+from reasonlab.cli.datagen import datagen_app
 from reasonlab.cli.runs import ScorerKindOpt, ScorerLoraOpt, ScorerOpt, register_run_commands
 from reasonlab.cli.train import train_app
 from reasonlab.cli.tables import say_failures, summary_table, verifier_table
@@ -37,7 +38,7 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_
                   help="Make small language models reason better at math, and measure it honestly.")
 models_app = typer.Typer(help="Registered models: list, pull, locate.", invoke_without_command=True)
 app.add_typer(models_app, name="models")
-app.command("datagen")(datagen_cmd)
+app.add_typer(datagen_app, name="datagen")
 app.add_typer(train_app, name="train")
 register_run_commands(app)
 out = Console()
@@ -437,19 +438,24 @@ def _terminate(signum: int, frame: object) -> None:
 
 
 def main() -> None:
-    import click
-
     signal.signal(signal.SIGTERM, _terminate)
     try:
         rc = app(standalone_mode=False)
     except ReasonlabError as e:
         err.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
         sys.exit(2)
-    except (KeyboardInterrupt, click.exceptions.Abort):
+    except KeyboardInterrupt:
         rc = 130
-    except click.exceptions.ClickException as e:
-        e.show()
-        sys.exit(e.exit_code)
+    except Exception as e:
+        # click's usage errors and Abort — typer >= 0.20 raises its own vendored copies of click's classes,
+        # so they are recognised by shape, not by class
+        if type(e).__name__ == "Abort":
+            rc = 130
+        elif callable(getattr(e, "show", None)) and isinstance(getattr(e, "exit_code", None), int):
+            e.show()
+            sys.exit(e.exit_code)
+        else:
+            raise
     if rc == 130:  # typer turns Ctrl-C (and our SIGTERM) into Exit(130)
         err.print("[yellow]interrupted:[/] finished problems are saved; run the same command again to resume",
                   soft_wrap=True)

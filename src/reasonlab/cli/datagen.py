@@ -1,18 +1,21 @@
-"""``reasonlab datagen``: runs become training datasets (SFT, DPO, KTO in TRL's formats)."""
+"""``reasonlab datagen``: runs become training datasets — traces (sft, dpo, kto, verifier, reward, in TRL's formats)
+and pivotal-token pairs (``datagen pivotal``, which samples on the run's model)."""
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
-from typing import Optional
+from typing import Any, Callable, Optional, get_args, get_type_hints
 
 import typer
-
 from rich.console import Console
 
+datagen_app = typer.Typer(no_args_is_help=True, help="Turn runs into training data: traces (sft, dpo, kto, "
+                          "verifier, reward) or pivotal-token pairs (pivotal).")
 
-def datagen_cmd(
-    kind: str = typer.Argument(..., help="sft (correct traces) | dpo (right vs wrong pairs) | kto (labelled traces) "
-                                         "| verifier (Yes/No rows for an outcome verifier) | reward (pairs for a scalar-head verifier)"),
+
+def traces_cmd(
+    kind: str,
     runs: list[Path] = typer.Argument(..., help="run directories to read traces from"),
     out: Path = typer.Option(..., "--out", "-o", help="the dataset to write (JSON lines; stats beside it)"),
     form: str = typer.Option("text", "--form", help="text (the rendered prompt) | conversational (message lists)"),
@@ -30,15 +33,12 @@ def datagen_cmd(
 ) -> None:
     """Turn runs into a training dataset: the prompt exactly as the run rendered it, the trace as completion."""
     from reasonlab.datagen import DatagenConfig, datagen
-    from reasonlab.errors import ConfigError
+    from reasonlab.recipes import from_layers
 
-    try:
-        cfg = DatagenConfig(kind=kind, form=form, per_problem=per_problem, max_pairs=max_pairs,
-                            max_completion_tokens=max_tokens, require_format=not any_format,
-                            allow_contaminated=allow_contaminated, token_ids=not no_token_ids, seed=seed)
-    except ValueError as e:
-        first = e.errors()[0] if hasattr(e, "errors") else {"loc": ("?",), "msg": str(e)}
-        raise ConfigError(f"datagen {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+    cfg = from_layers(DatagenConfig, dict(kind=kind, form=form, per_problem=per_problem, max_pairs=max_pairs,
+                                          max_completion_tokens=max_tokens, require_format=not any_format,
+                                          allow_contaminated=allow_contaminated, token_ids=not no_token_ids,
+                                          seed=seed))
     stats = datagen([str(r) for r in runs], out, cfg)
     dropped = ", ".join(f"{k} {v}" for k, v in stats["dropped"].items() if v) or "none"
     overlap = ", ".join(f"{k} {v}" for k, v in stats["contaminated_problems"].items())
@@ -46,3 +46,102 @@ def datagen_cmd(
                     f"dropped: {dropped}" + (f"\nproblems overlapping test sets ({'kept' if allow_contaminated else 'dropped'}): "
                                              f"{overlap}" if overlap else ""), highlight=False)
 
+
+_HELP = {"sft": "Verified-correct traces as prompt/completion rows (STaR, rejection sampling).",
+         "dpo": "A right and a wrong trace of one problem as chosen/rejected.",
+         "kto": "Traces labelled desirable (correct, well formed) or not.",
+         "verifier": "Yes/No rows for a generative outcome verifier.",
+         "reward": "Right/wrong pairs for a scalar-head verifier (train reward)."}
+
+
+def _kind_command(kind: str) -> Callable[..., None]:
+    """``traces_cmd`` with ``kind`` fixed (the annotations resolved: typer reads the signature)."""
+
+    def command(**kwargs: Any) -> None:
+        traces_cmd(kind, **kwargs)
+
+    hints = get_type_hints(traces_cmd)
+    sig = inspect.signature(traces_cmd)
+    params = [p.replace(annotation=hints[n]) for n, p in sig.parameters.items() if n != "kind"]
+    command.__signature__ = sig.replace(parameters=params, return_annotation=None)  # type: ignore[attr-defined]
+    command.__doc__ = traces_cmd.__doc__
+    return command
+
+
+def _register() -> None:
+    from reasonlab.datagen.traces import Kind
+
+    for kind in get_args(Kind):
+        datagen_app.command(kind, help=_HELP[kind])(_kind_command(kind))
+
+
+_register()
+
+
+@datagen_app.command("pivotal")
+def pivotal_cmd(
+    run: Path = typer.Argument(..., help="a run whose traces kept token ids (sampled on llamacpp or hf)"),
+    out: Path = typer.Option(..., "--out", "-o", help="output directory (resumable): pivots, dpo.jsonl, summary"),
+    problems: Optional[int] = typer.Option(None, "--problems", "-n", help="stop once this many problems qualified"),
+    limit: Optional[int] = typer.Option(None, "--limit", help="draw at most this many problems"),
+    problems_from: Optional[Path] = typer.Option(None, "--problems-from", help="search exactly the problems another "
+                                                 "pivotal search searched (a fixed-n comparison on the same ones)"),
+    estimator: str = typer.Option("sequential", "--estimator", help="sequential | fixed"),
+    samples: int = typer.Option(10, "--samples", help="continuations per prefix (sequential: at most)"),
+    threshold: float = typer.Option(0.2, "--threshold", help="|p(after) - p(before)| that makes a token pivotal"),
+    p_range: str = typer.Option("0.2,0.8", "--p-range", help="search problems whose own p lies in LOW,HIGH"),
+    max_tokens: int = typer.Option(512, "--max-tokens", help="longest continuation"),
+    temperature: float = typer.Option(0.7, "--temperature", "-t"),
+    top_p: float = typer.Option(0.8, "--top-p"),
+    alternatives: int = typer.Option(4, "--alternatives", help="top-k alternatives tried for a pivot's pair"),
+    traces: int = typer.Option(1, "--traces-per-problem"),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="default: the model the run sampled"),
+    lora: Optional[str] = typer.Option(None, "--lora", help="default: the run's adapter, if any"),
+    parallel: int = typer.Option(16, "--parallel", help="sequences decoded together, and problems searched at once"),
+    seed: int = typer.Option(0, "--seed"),
+    force_new: bool = typer.Option(False, "--force-new", help="start over in --out instead of resuming"),
+    no_progress: bool = typer.Option(False, "--no-progress"),
+) -> None:
+    """Pivotal-token search (Phi-4): where a trace's chance of ending right jumps, and one-token DPO pairs there
+    (dpo.jsonl, for `reasonlab train dpo --data`)."""
+    import json
+
+    from reasonlab.datagen.pivotal import PivotalConfig, pivotal_search
+    from reasonlab.engines import EngineConfig, load_engine
+    from reasonlab.errors import ConfigError, DataError
+    from reasonlab.recipes import from_layers
+    from reasonlab.runs import read_run
+
+    try:
+        lo, hi = (float(x) for x in p_range.split(","))
+    except ValueError:
+        raise ConfigError(f"--p-range: expected LOW,HIGH such as 0.2,0.8, got {p_range!r}") from None
+    ids = None
+    if problems_from is not None:
+        f = problems_from / "searched.jsonl"
+        if not f.is_file():
+            raise DataError(f"--problems-from {problems_from}: no searched.jsonl there (not a pivotal search output)")
+        ids = tuple(json.loads(line)["id"] for line in f.read_text(encoding="utf-8").splitlines() if line.strip())
+    cfg = from_layers(PivotalConfig, dict(estimator=estimator, samples=samples, threshold=threshold, p_range=(lo, hi),
+                                          max_tokens=max_tokens, temperature=temperature, top_p=top_p,
+                                          alternatives=alternatives, traces_per_problem=traces, problems=problems,
+                                          ids=ids, parallel=parallel, seed=seed))
+    source = read_run(run)
+    engine_cfg = EngineConfig(**((source.config.get("config") or {}).get("engine") or {}))
+    updates: dict[str, Any] = {"n_parallel": max(2, parallel)}  # top-k log-probs need the batched path
+    if model is not None:
+        updates.update(model=model, engine="auto")
+    if lora is not None:
+        updates["lora"] = lora
+    engine = load_engine(engine_cfg.model_copy(update=updates))
+    try:
+        s = pivotal_search(run, out, engine, cfg, limit=limit, progress=False if no_progress else None,
+                           force_new=force_new)
+    finally:
+        engine.close()
+    Console().print(
+        f"{s['problems_searched']} problems searched ({s['problems_qualified']} qualified of {s['problems_drawn']} "
+        f"drawn): {s['pivots']} pivots ({s['raising']} raise p), {s['pairs']} pairs -> {out / 'dpo.jsonl'}\n"
+        f"{s['samples']} continuations over {s['prefixes']} prefixes ({s['samples_per_prefix']} each), "
+        f"{s['model_tokens_per_pivot']} model tokens per pivot, {s['search_seconds']} s of search",
+        highlight=False)

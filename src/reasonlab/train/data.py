@@ -3,7 +3,8 @@
 Each method accepts TRL's standard forms (``reasonlab datagen`` writes them):
 
 - sft: prompt + completion | text | messages | input_ids (+ completion_mask: 1 where the loss applies)
-- dpo: prompt + chosen + rejected
+- dpo: prompt + chosen + rejected | prompt_ids + chosen_ids + rejected_ids (token ids trained exactly as given:
+  no end-of-sequence appended, nothing re-tokenised; pivotal-token pairs are one id each side)
 - kto: prompt + completion + label
 - reward: (prompt +) chosen + rejected (a scalar-head verifier: the chosen side must score higher)
 
@@ -23,7 +24,7 @@ from reasonlab.errors import DataError
 
 FORMS: dict[str, tuple[tuple[str, ...], ...]] = {
     "sft": (("input_ids", "completion_mask"), ("input_ids",), ("prompt", "completion"), ("messages",), ("text",)),
-    "dpo": (("prompt", "chosen", "rejected"),),
+    "dpo": (("prompt_ids", "chosen_ids", "rejected_ids"), ("prompt", "chosen", "rejected")),
     "kto": (("prompt", "completion", "label"),),
     "reward": (("prompt", "chosen", "rejected"), ("chosen", "rejected")),
 }
@@ -70,6 +71,8 @@ def load_rows(path: str | Path, method: str, tokenizer: Any = None) -> Any:
         rows = [_with_eos(r, tokenizer) for r in rows]
         _check_vocab(rows, tokenizer, str(path))
         form = ("input_ids", "completion_mask")
+    if "prompt_ids" in form:
+        _check_pair_ids(rows, tokenizer, str(path))
     if method == "kto":
         labels = {bool(r["label"]) for r in rows}
         if len(labels) < 2:
@@ -104,3 +107,16 @@ def _check_vocab(rows: list[dict[str, Any]], tokenizer: Any, where: str) -> None
         raise DataError(f"{where}: its token ids were recorded with another vocabulary than this model's "
                         f"(ids up to {top}, vocabulary {size}; the first prompt decodes differently): train the "
                         f"model the run evaluated, or regenerate the file with `reasonlab datagen --no-token-ids`")
+
+
+def _check_pair_ids(rows: list[dict[str, Any]], tokenizer: Any, where: str) -> None:
+    """Token-id pairs: non-empty sides, ids inside the model's vocabulary."""
+    for i, r in enumerate(rows, 1):
+        if not r["prompt_ids"] or not r["chosen_ids"] or not r["rejected_ids"]:
+            raise DataError(f"{where}: row {i} has an empty prompt_ids, chosen_ids or rejected_ids")
+    if tokenizer is None:
+        return
+    top = max(max(r["prompt_ids"] + r["chosen_ids"] + r["rejected_ids"]) for r in rows)
+    if top >= len(tokenizer):
+        raise DataError(f"{where}: token ids up to {top} but the model's vocabulary has {len(tokenizer)}: the pairs "
+                        f"were made with another model")

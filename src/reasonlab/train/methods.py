@@ -43,8 +43,26 @@ def dpo(cfg: TrainConfig, model: Any, tok: Any, data: Any, out: str, **_: Any) -
     # with LoRA the reference is the base with the adapter switched off: no second copy of the model
     args = DPOConfig(**common_args(cfg, out), max_length=cfg.max_length, beta=cfg.dpo.beta,
                      loss_type=[cfg.dpo.loss_type])
-    return DPOTrainer(model=model, args=args, train_dataset=data, processing_class=tok,
-                      peft_config=lora_config(cfg.lora))
+    cls = _ids_dpo_trainer() if "prompt_ids" in data.column_names else DPOTrainer
+    return cls(model=model, args=args, train_dataset=data, processing_class=tok, peft_config=lora_config(cfg.lora))
+
+
+def _ids_dpo_trainer() -> Any:
+    """TRL's DPOTrainer for rows that are token ids already (pivotal-token pairs): TRL 1.16 always re-tokenises
+    prompt + completion text and appends EOS, which for a one-token completion adds a second trained token and
+    can merge the token into the prompt's last one. Rows with ``prompt_ids`` / ``chosen_ids`` / ``rejected_ids``
+    go to its collator as they are (rows whose prompt fills max_length dropped, as TRL does)."""
+    from trl import DPOTrainer
+
+    class IdsDPOTrainer(DPOTrainer):
+        def _prepare_dataset(self, dataset: Any, processing_class: Any, args: Any, dataset_name: str) -> Any:
+            if "prompt_ids" not in dataset.column_names:
+                return super()._prepare_dataset(dataset, processing_class, args, dataset_name)
+            if args.max_length is not None:
+                dataset = dataset.filter(lambda r: len(r["prompt_ids"]) < args.max_length)
+            return dataset
+
+    return IdsDPOTrainer
 
 
 def kto(cfg: TrainConfig, model: Any, tok: Any, data: Any, out: str, **_: Any) -> Any:

@@ -1,0 +1,198 @@
+"""Pivotal-token search: the bisection finds a planted pivot, the sequential estimator spends less than fixed n,
+pairs are single tokens, and TRL's DPO trains exactly (prefix ids, chosen id) vs (prefix ids, rejected id)."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+
+from reasonlab.datagen.pivotal import PivotalConfig, flip_chance, pivotal_search
+from reasonlab.engines.base import Engine, Generation, SamplingParams
+from reasonlab.runs import ProblemRecord, RunStore, TraceRecord
+
+PROMPT = [1, 2, 3]
+PLANT, ALT, LOW = 7, 8, 9  # the pivotal token; the alternative the model ranks next; a third one
+
+
+class ScriptedPivotEngine(Engine):
+    """A scripted engine (not a model): token t spells "w{t} ", and a continuation ends with the right answer with
+    probability ``high`` once the planted token is in the prefix, ``low`` before it. Seeded like a real engine:
+    sample i of a call uses seed + i."""
+
+    backend = "scripted"
+
+    def __init__(self, low: float = 0.05, high: float = 0.95) -> None:
+        super().__init__("scripted-pivot")
+        self.low, self.high = low, high
+        self.calls: list[tuple[int, int]] = []  # (prompt length, n) per prompt asked
+
+    def generate(self, prompts, params: SamplingParams, cancel=None) -> list[Generation]:
+        out = []
+        for j, ids in enumerate(prompts):
+            self.calls.append((len(ids), params.n))
+            if params.logprobs:  # the top-k next tokens: the planted one first, then the alternatives
+                top = [(PLANT, "w7 ", -0.4), (ALT, "w8 ", -1.3), (LOW, "w9 ", -2.5), (0, "", -3.0)]
+                out.append(Generation(text="", index=j, prompt_tokens=len(ids), completion_tokens=1,
+                                      top_logprobs=[top[: params.logprobs]]))
+                continue
+            p = self.high if PLANT in ids[len(PROMPT):] else self.low
+            for i in range(params.n):
+                rng = random.Random(f"{params.seed + i}:{len(ids)}:{ids[-1]}")
+                text = "so \\boxed{42}" if rng.random() < p else "so \\boxed{13}"
+                out.append(Generation(text=text, index=j, sample=i, prompt_tokens=len(ids), completion_tokens=4))
+        return out
+
+    def render_chat(self, messages) -> str:
+        return messages[-1]["content"]
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split())
+
+    def detokenize(self, ids, special: bool = False) -> str:
+        return "".join(f"w{t} " for t in ids)
+
+
+def planted_run(path, position: int = 11, length: int = 32, correct: bool = True) -> list[int]:
+    ids = [20 + i for i in range(length)]
+    ids[position] = PLANT
+    store = RunStore(path)
+    store.open({"config": {"dataset": {"answer_type": "number"}}}, {})
+    store.append(ProblemRecord(id="p0", question="q", gold="42", prompt="<q>", prompt_token_ids=PROMPT,
+                               traces=[TraceRecord(text="w " * length + "\\boxed{42}", correct=correct, answer="42",
+                                                   token_ids=ids)]))
+    return ids
+
+
+@pytest.mark.parametrize("s, n, cap, points, low, high", [
+    (0, 0, 10, (0.5,), 1.0, 1.0),           # nothing drawn: anything can happen
+    (2, 2, 10, (0.8,), 0.15, 0.3),          # 2 of 2 could still end below 0.8
+    (6, 6, 10, (0.8,), 0.0, 0.02),          # 6 of 6: ending below 0.8 needs 3 failures in 4
+    (8, 8, 10, (0.8,), 0.0, 0.0),           # 8 of 8 cannot end below 0.8: curtailed exactly
+    (3, 6, 10, (0.3, 0.7), 0.05, 0.3),      # a middle estimate between two points is slower to settle
+    (5, 5, 10, (), 0.0, 0.0),               # nothing compared: settled
+])
+def test_flip_chance_table(s, n, cap, points, low, high) -> None:
+    assert low <= flip_chance(s, n, cap, points) <= high
+
+
+@pytest.mark.parametrize("estimator", ["sequential", "fixed"])
+def test_search_finds_exactly_the_planted_token_and_pairs_it(tmp_path, estimator) -> None:
+    ids = planted_run(tmp_path / "run")
+    engine = ScriptedPivotEngine()
+    cfg = PivotalConfig(estimator=estimator, p_range=(0.0, 1.0), parallel=1)
+    summary = pivotal_search(tmp_path / "run", tmp_path / "out", engine, cfg, progress=False)
+    searched = [json.loads(x) for x in (tmp_path / "out" / "searched.jsonl").read_text().splitlines()]
+    pivots = searched[0]["pivots"]
+    assert [(v["position"], v["token"]) for v in pivots] == [(11, PLANT)]
+    v = pivots[0]
+    assert v["p_before"] < 0.5 < v["p_after"] and v["prefix_ids"] == PROMPT + ids[:11]
+    # it raises p: chosen = the planted token, rejected = the most likely alternative (w8), whose p is low
+    assert v["pair"]["chosen_id"] == PLANT and v["pair"]["rejected_id"] == ALT
+    rows = [json.loads(x) for x in (tmp_path / "out" / "dpo.jsonl").read_text().splitlines()]
+    assert [(r["prompt_ids"], r["chosen_ids"], r["rejected_ids"]) for r in rows] == [(PROMPT + ids[:11], [PLANT], [ALT])]
+    assert summary["pivots"] == 1 and summary["pairs"] == 1 and summary["problems_qualified"] == 1
+
+
+def test_a_lowering_pivot_pairs_the_other_way(tmp_path) -> None:
+    """A wrong trace whose planted token lowers p: the token is rejected, an alternative that keeps p up chosen."""
+    ids = planted_run(tmp_path / "run", position=20, correct=False)
+    engine = ScriptedPivotEngine(low=0.95, high=0.05)  # the planted token ruins the solution
+    pivotal_search(tmp_path / "run", tmp_path / "out", engine, PivotalConfig(p_range=(0.0, 1.0)), progress=False)
+    rows = [json.loads(x) for x in (tmp_path / "out" / "dpo.jsonl").read_text().splitlines()]
+    assert [(r["prompt_ids"], r["chosen_ids"], r["rejected_ids"]) for r in rows] == [(PROMPT + ids[:20], [ALT], [PLANT])]
+
+
+def test_sequential_draws_fewer_samples_than_fixed_n(tmp_path) -> None:
+    planted_run(tmp_path / "run")
+    spent = {}
+    for estimator in ("sequential", "fixed"):
+        s = pivotal_search(tmp_path / "run", tmp_path / estimator, ScriptedPivotEngine(),
+                           PivotalConfig(estimator=estimator, samples=10, p_range=(0.0, 1.0)), progress=False)
+        assert s["pivots"] == 1
+        spent[estimator] = s["samples"]
+    assert spent["sequential"] < 0.6 * spent["fixed"], spent
+
+
+def test_range_filter_and_resume(tmp_path) -> None:
+    """A problem outside p_range is drawn but not searched; a second call resumes without sampling again, and
+    another config in the same directory is refused."""
+    from reasonlab.errors import ConfigError
+
+    planted_run(tmp_path / "run")
+    engine = ScriptedPivotEngine()
+    s = pivotal_search(tmp_path / "run", tmp_path / "out", engine, PivotalConfig(), progress=False)  # p(0) = 0.05
+    assert s["problems_drawn"] == 1 and s["problems_qualified"] == 0 and s["pivots"] == 0
+    calls = len(engine.calls)
+    pivotal_search(tmp_path / "run", tmp_path / "out", engine, PivotalConfig(), progress=False)
+    assert len(engine.calls) == calls
+    with pytest.raises(ConfigError, match="another config"):
+        pivotal_search(tmp_path / "run", tmp_path / "out", engine, PivotalConfig(threshold=0.3), progress=False)
+
+
+def test_a_run_without_token_ids_is_refused_in_one_line(tmp_path) -> None:
+    from reasonlab.errors import DataError
+
+    store = RunStore(tmp_path / "run")
+    store.open({"config": {}}, {})
+    store.append(ProblemRecord(id="p0", question="q", gold="1", traces=[TraceRecord(text="\\boxed{1}")]))
+    with pytest.raises(DataError, match="token ids"):
+        pivotal_search(tmp_path / "run", tmp_path / "out", ScriptedPivotEngine(), progress=False)
+
+
+def test_dpo_trains_exactly_the_token_pair(tmp_path, tiny_qwen) -> None:
+    """The pair reaches TRL's DPO as (prefix ids + chosen id) vs (prefix ids + rejected id): no EOS appended, no
+    re-tokenisation merging the token into the prompt, the loss on the one completion token only."""
+    from transformers import AutoTokenizer
+
+    from reasonlab.train import TrainConfig
+    from reasonlab.train.data import load_rows
+    from reasonlab.train.methods import dpo
+    from reasonlab.train.model import load_trainable
+
+    tok = AutoTokenizer.from_pretrained(tiny_qwen)
+    prefix = tok("the answer is")["input_ids"]
+    chosen, rejected = tok(" 4")["input_ids"][-1], tok(" 5")["input_ids"][-1]
+    rows = [{"prompt_ids": prefix, "chosen_ids": [chosen], "rejected_ids": [rejected], "prompt": "the answer is",
+             "chosen": " 4", "rejected": " 5"}] * 4
+    data = tmp_path / "pairs.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cfg = TrainConfig(method="dpo", model=str(tiny_qwen), data=str(data), out=str(tmp_path / "t"), max_steps=1,
+                      batch_size=2, grad_accum=1, learning_rate=1e-3)
+    model, tok = load_trainable(cfg.model)
+    trainer = dpo(cfg, model, tok, load_rows(data, "dpo", tok), cfg.out)
+    batch = next(iter(trainer.get_train_dataloader()))
+    n = len(prefix) + 1
+    assert batch["input_ids"][:, :n].tolist() == [prefix + [chosen]] * 2 + [prefix + [rejected]] * 2
+    assert batch["input_ids"].shape[1] == n  # nothing after the token: no EOS
+    assert batch["completion_mask"].tolist() == [[0] * len(prefix) + [1]] * 4
+    trainer.train()
+    assert trainer.state.global_step == 1
+
+
+def test_cli_on_a_real_run_and_model(tmp_path, smol_path) -> None:
+    """End to end on llama.cpp: a real sampled run (token ids recorded), then `datagen pivotal` continuing its
+    traces by ids on the same model; the output directory is complete and a rerun resumes without sampling."""
+    import subprocess
+    import sys
+
+    cli = [sys.executable, "-m", "reasonlab.cli"]
+    run = subprocess.run(cli + ["eval", "-m", "smollm2-135m", "-d", "gsm8k-train", "-n", "1", "-s", "vote", "-k", "2",
+                                "-t", "0.7", "--max-tokens", "24", "--parallel", "2", "--no-progress", "--out",
+                                str(tmp_path / "run")], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    cmd = cli + ["datagen", "pivotal", str(tmp_path / "run"), "-o", str(tmp_path / "pv"), "--p-range", "0,1",
+                 "--samples", "2", "--max-tokens", "12", "--parallel", "2", "--no-progress"]
+    first = subprocess.run(cmd, capture_output=True, text=True)
+    assert first.returncode == 0, first.stderr
+    assert "1 problems searched (1 qualified of 1 drawn)" in first.stdout
+    root = json.loads((tmp_path / "pv" / "roots.jsonl").read_text())
+    assert root["n"] >= 1 and root["completion_tokens"] > 0
+    searched = json.loads((tmp_path / "pv" / "searched.jsonl").read_text())
+    rec = json.loads((tmp_path / "run" / "results.jsonl").read_text().splitlines()[0])
+    assert searched["traces"][0]["prompt_ids"] == rec["prompt_token_ids"]
+    assert (tmp_path / "pv" / "dpo.jsonl").exists() and json.loads((tmp_path / "pv" / "summary.json").read_text())
+    again = subprocess.run(cmd, capture_output=True, text=True)  # resumes: nothing left to sample
+    assert again.returncode == 0 and again.stdout == first.stdout
+    assert len((tmp_path / "pv" / "roots.jsonl").read_text().splitlines()) == 1

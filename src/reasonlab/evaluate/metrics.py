@@ -35,6 +35,8 @@ def samples_caveat(strategy: str | None, options: dict[str, Any] | None) -> str 
         return None  # unknown (records alone): the caller vouches for them
     if strategy == "branch":
         return "branch leaves share their stems: they are not independent samples"
+    if strategy == "conversation":
+        return "conversation: each turn reads the ones before it, so turns are not independent samples"
     if strategy in ("prompts", "mixture"):
         return f"{strategy}: samples come from different {'prompts' if strategy == 'prompts' else 'models'}, " \
                f"so they are not identically distributed and the first k are not a sample of k"
@@ -92,6 +94,9 @@ def summarize(records: list[Any], strategy: str | None = None, options: dict[str
         per = by_tag(records, tag)
         if per:
             out[f"by_{tag}"] = per
+    rounds = by_round(records)
+    if rounds is not None:
+        out["rounds"] = rounds
     return out
 
 
@@ -249,14 +254,47 @@ def length_vs_correctness(records: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def by_tag(records: list[dict[str, Any]], tag: str) -> dict[str, dict[str, float]]:
-    """Trace accuracy per value of a trace tag (``model`` in a mixture, ``variant`` in prompts)."""
+    """Trace accuracy per value of a trace tag (``model`` in a mixture, ``variant`` in prompts); a critic's
+    turns (which answer nothing) are left out."""
     acc: dict[str, list[int]] = {}
     for r in records:
         for t in r.get("traces", []):
+            if t.get("tags", {}).get("role") == "critic":
+                continue
             value = t.get("tags", {}).get(tag)
             if value is not None:
                 acc.setdefault(str(value), []).append(bool(t.get("correct")))
     return {k: {"traces": len(v), "accuracy": round(sum(v) / len(v), 4)} for k, v in acc.items()}
+
+
+def by_round(records: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """A conversation's accuracy after each round, and the mean tokens generated up to it (the answer standing
+    after round r is the trace ``strategy_meta.round_traces[r]``; a conversation that ended earlier keeps its
+    last). None when no record holds rounds.
+
+    >>> rec = {"strategy_meta": {"round_traces": [0, 2]}, "traces": [
+    ...     {"correct": False, "completion_tokens": 10, "tags": {"round": 0}},
+    ...     {"correct": False, "completion_tokens": 5, "tags": {"round": 1, "role": "critic"}},
+    ...     {"correct": True, "completion_tokens": 10, "tags": {"round": 1}}]}
+    >>> by_round([rec])
+    {'accuracy': [0.0, 1.0], 'mean_tokens': [10.0, 25.0], 'problems': 1}
+    """
+    rows = [r for r in records if (r.get("strategy_meta") or {}).get("round_traces") is not None]
+    if not rows:
+        return None
+    n_rounds = max(len(r["strategy_meta"]["round_traces"]) for r in rows)
+    acc, tokens = [], []
+    for k in range(n_rounds):
+        right = spent = 0
+        for r in rows:
+            held = r["strategy_meta"]["round_traces"]
+            i = held[min(k, len(held) - 1)] if held else None
+            right += i is not None and bool(r["traces"][i].get("correct"))
+            spent += sum(int(t.get("completion_tokens", 0)) for t in r["traces"]
+                         if int((t.get("tags") or {}).get("round", 0)) <= k)
+        acc.append(round(right / len(rows), 4))
+        tokens.append(round(spent / len(rows), 1))
+    return {"accuracy": acc, "mean_tokens": tokens, "problems": len(rows)}
 
 
 # --- outcome verifier: how well its scores separate right from wrong, and what selecting by them gives ------

@@ -22,6 +22,7 @@ STRATEGIES.register("vote", "reasonlab.strategies.vote:Vote")
 STRATEGIES.register("prompts", "reasonlab.strategies.variants:Prompts")
 STRATEGIES.register("mixture", "reasonlab.strategies.variants:Mixture")
 STRATEGIES.register("branch", "reasonlab.strategies.branch:Branch")
+STRATEGIES.register("conversation", "reasonlab.strategies.conversation:Conversation")
 
 
 def strategy_config(name: str, options: dict[str, Any] | None) -> BaseModel:

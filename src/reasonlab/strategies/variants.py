@@ -51,12 +51,39 @@ class Prompts(Vote):
 
 # --- model mixtures ----------------------------------------------------------------------------------------
 class Member(BaseModel):
-    """One model of a mixture and its share of the samples."""
+    """One model of a mixture (with its share of the samples) or of a conversation."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     model: str | None = Field(None, description="registered name, path, hub id or URL; None: the run's engine")
-    share: float = Field(..., gt=0, description="percentage (or any weight) of the samples")
+    share: float = Field(1.0, gt=0, description="mixture: percentage (or any weight) of the samples")
     engine: dict[str, Any] = Field(default_factory=dict, description="other EngineConfig fields for this model")
+
+
+class MemberEngines:
+    """The engines of a strategy's members: each member's model loads once, on first use, and is closed with
+    the strategy; a member without a model is the run's engine."""
+
+    def __init__(self, members: tuple[Member, ...]) -> None:
+        self.members = members
+        self._engines: dict[int, Engine] = {}
+        self._lock = threading.Lock()
+
+    def get(self, m: int, run_engine: Engine) -> Engine:
+        member = self.members[m]
+        if member.model is None:
+            return run_engine
+        with self._lock:
+            if m not in self._engines:
+                self._engines[m] = load_engine(EngineConfig(model=member.model, **member.engine))
+            return self._engines[m]
+
+    def name(self, m: int, run_engine: Engine) -> str:
+        return self.members[m].model or run_engine.model
+
+    def close(self) -> None:
+        for eng in self._engines.values():
+            eng.close()
+        self._engines.clear()
 
 
 class MixtureConfig(VoteConfig):
@@ -92,30 +119,15 @@ class Mixture(Vote):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._engines: dict[int, Engine] = {}
-        self._load_lock = threading.Lock()
         cfg: MixtureConfig = self.config  # type: ignore[assignment]
+        self._engines = MemberEngines(cfg.members)
         self._owners = split_samples([m.share for m in cfg.members], cfg.samples)  # sample -> member
 
-    def _engine(self, m: int, run_engine: Engine) -> Engine:
-        cfg: MixtureConfig = self.config  # type: ignore[assignment]
-        member = cfg.members[m]
-        if member.model is None:
-            return run_engine
-        with self._load_lock:  # each member's model loads once, on first use
-            if m not in self._engines:
-                self._engines[m] = load_engine(EngineConfig(model=member.model, **member.engine))
-            return self._engines[m]
-
     def assignment(self, problem: Problem, engine: Engine, sample: int) -> tuple[Engine, str, dict[str, Any]]:
-        cfg: MixtureConfig = self.config  # type: ignore[assignment]
         m = self._owners[sample]
-        eng = self._engine(m, engine)
-        name = cfg.members[m].model or engine.model
-        return eng, self.policy.prompts_for(eng, problem), {"model": name}
+        eng = self._engines.get(m, engine)
+        return eng, self.policy.prompts_for(eng, problem), {"model": self._engines.name(m, engine)}
 
     def close(self) -> None:
         super().close()
-        for eng in self._engines.values():
-            eng.close()
-        self._engines.clear()
+        self._engines.close()

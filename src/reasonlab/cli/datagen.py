@@ -145,3 +145,40 @@ def pivotal_cmd(
         f"{s['samples']} continuations over {s['prefixes']} prefixes ({s['samples_per_prefix']} each), "
         f"{s['model_tokens_per_pivot']} model tokens per pivot, {s['search_seconds']} s of search",
         highlight=False)
+
+
+@datagen_app.command("variants")
+def variants_cmd(
+    dataset: str = typer.Option("gsm8k", "--dataset", "-d", help="problems with gold answers: bundled name or file"),
+    limit: Optional[int] = typer.Option(None, "--limit", "-n", help="first N problems"),
+    offset: int = typer.Option(0, "--offset"),
+    out: Path = typer.Option(..., "--out", "-o", help="the variants (JSON lines); .originals.jsonl and .stats.json "
+                                                     "beside it"),
+    per_problem: int = typer.Option(5, "--per-problem", help="variants per accepted problem"),
+    attempts: int = typer.Option(3, "--attempts", help="programs sampled per problem (the first greedy)"),
+    max_tokens: int = typer.Option(512, "--max-tokens", help="longest program reply"),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="the model writing the programs (default: the "
+                                                                    "default model)"),
+    parallel: int = typer.Option(8, "--parallel", help="problems at once (and sequences decoded together)"),
+    seed: int = typer.Option(0, "--seed"),
+    no_progress: bool = typer.Option(False, "--no-progress"),
+) -> None:
+    """GSM-Symbolic variants: the model writes solve(numbers) once per problem (checked against the gold answer in
+    the sandbox); new numbers give new problems with computed answers. Evaluate them with `reasonlab eval -d OUT`."""
+    from reasonlab.data import DatasetConfig, load_problems
+    from reasonlab.datagen.variants import VariantsConfig, variants
+    from reasonlab.engines import EngineConfig, load_engine
+    from reasonlab.recipes import from_layers
+
+    cfg = from_layers(VariantsConfig, dict(per_problem=per_problem, attempts=attempts, max_tokens=max_tokens,
+                                           parallel=parallel, seed=seed))
+    problems = load_problems(DatasetConfig(name=dataset, limit=limit, offset=offset))
+    engine_cfg = EngineConfig(n_parallel=max(1, parallel), **({"model": model} if model else {}))
+    engine = load_engine(engine_cfg)
+    try:
+        s = variants(problems, engine, out, cfg, progress=False if no_progress else None)
+    finally:
+        engine.close()
+    rejected = ", ".join(f"{k} {v}" for k, v in s["rejected"].items()) or "none"
+    Console().print(f"{s['accepted']} of {s['problems']} problems accepted ({s['acceptance_rate']:.0%}), "
+                    f"{s['variants']} variants -> {out}\nrejected: {rejected}", highlight=False)

@@ -37,19 +37,32 @@ def strip_think(text: str) -> str:
     return text
 
 
-def last_boxed(text: str) -> str | None:
-    """Contents of the last ``\\boxed{…}`` or ``\\fbox{…}`` with balanced braces; None if none closes."""
-    starts = [m.end() for m in _BOX.finditer(text)]
-    for start in reversed(starts):
+def boxed_answers(text: str) -> list[str]:
+    r"""Contents of every ``\boxed{…}`` or ``\fbox{…}`` whose braces balance, in order.
+
+    >>> boxed_answers("so \\boxed{\\frac{1}{2}} or \\boxed{3} or \\boxed{4")
+    ['\\frac{1}{2}', '3']
+    """
+    out = []
+    for m in _BOX.finditer(text):
         depth = 1
-        for i in range(start, len(text)):
+        for i in range(m.end(), len(text)):
             c = text[i]
             if c == "{" and text[i - 1] != "\\":
                 depth += 1
             elif c == "}" and text[i - 1] != "\\":
                 depth -= 1
                 if depth == 0:
-                    return text[start:i].strip()
+                    out.append(text[m.end():i].strip())
+                    break
+    return out
+
+
+def last_boxed(text: str) -> str | None:
+    """Contents of the last ``\\boxed{…}`` or ``\\fbox{…}`` with balanced braces; None if none closes."""
+    boxed = boxed_answers(text)
+    if boxed:
+        return boxed[-1]
     bare = _BOX_BARE.findall(text)
     return bare[-1] if bare else None
 

@@ -182,3 +182,41 @@ def variants_cmd(
     rejected = ", ".join(f"{k} {v}" for k, v in s["rejected"].items()) or "none"
     Console().print(f"{s['accepted']} of {s['problems']} problems accepted ({s['acceptance_rate']:.0%}), "
                     f"{s['variants']} variants -> {out}\nrejected: {rejected}", highlight=False)
+
+
+@datagen_app.command("problems")
+def problems_cmd(
+    out: Path = typer.Option(..., "--out", "-o", help="the kept problems (JSON lines, a --dataset); stats beside it"),
+    proposals: int = typer.Option(100, "--proposals", "-n", help="problems proposed"),
+    style: str = typer.Option("gsm8k", "--style", help="gsm8k (whole-number word problems) | aime (integers 0-999)"),
+    proposer: Optional[str] = typer.Option(None, "--proposer", help="the model writing problems (default model)"),
+    solver: Optional[str] = typer.Option(None, "--solver", help="the model solving them back (default: proposer)"),
+    k: int = typer.Option(4, "--k", help="solver samples per problem"),
+    m: int = typer.Option(3, "--m", help="samples that must reach the proposer's answer"),
+    max_tokens: int = typer.Option(768, "--max-tokens", help="longest proposal and solve-back sample"),
+    parallel: int = typer.Option(8, "--parallel", help="proposals at once (and sequences decoded together)"),
+    seed: int = typer.Option(0, "--seed"),
+    no_progress: bool = typer.Option(False, "--no-progress"),
+) -> None:
+    """New problems with checked answers: a model proposes, format checks and a solver that must agree decide,
+    near duplicates and test-set overlaps are removed."""
+    from reasonlab.datagen.problems import ProblemsConfig, generate_problems
+    from reasonlab.engines import EngineConfig, load_engine
+    from reasonlab.recipes import from_layers
+
+    cfg = from_layers(ProblemsConfig, dict(proposals=proposals, style=style, k=k, m=m, max_tokens=max_tokens,
+                                           solver_max_tokens=max_tokens, parallel=parallel, seed=seed))
+    n_parallel = max(cfg.parallel, cfg.k)
+    prop = load_engine(EngineConfig(n_parallel=n_parallel, **({"model": proposer} if proposer else {})))
+    solv = None
+    try:
+        if solver is not None and solver != proposer:
+            solv = load_engine(EngineConfig(model=solver, n_parallel=n_parallel))
+        s = generate_problems(prop, out, cfg, solver=solv, progress=False if no_progress else None)
+    finally:
+        prop.close()
+        if solv is not None:
+            solv.close()
+    rejected = ", ".join(f"{k} {v}" for k, v in s["rejected"].items()) or "none"
+    Console().print(f"{s['kept']} of {s['proposed']} proposed problems kept ({s['kept_rate']:.0%}; solver pass rate "
+                    f"{s['mean_solver_pass_rate']}) -> {out}\nrejected: {rejected}", highlight=False)

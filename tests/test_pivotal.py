@@ -196,3 +196,20 @@ def test_cli_on_a_real_run_and_model(tmp_path, smol_path) -> None:
     again = subprocess.run(cmd, capture_output=True, text=True)  # resumes: nothing left to sample
     assert again.returncode == 0 and again.stdout == first.stdout
     assert len((tmp_path / "pv" / "roots.jsonl").read_text().splitlines()) == 1
+
+
+def test_the_runs_own_samples_count_towards_p0(tmp_path) -> None:
+    """A plain vote sampled at the search's settings already drew p(0)'s first samples: fixed n = 10 tops up."""
+    ids = [20 + i for i in range(8)]
+    store = RunStore(tmp_path / "run")
+    store.open({"config": {"strategy": "vote", "strategy_options": {"samples": 4},
+                           "sampling": {"temperature": 0.7, "top_p": 0.8, "max_tokens": 512}}}, {})
+    store.append(ProblemRecord(id="p0", question="q", gold="42", prompt="<q>", prompt_token_ids=PROMPT, traces=[
+        TraceRecord(text="\\boxed{42}", correct=s == 0, answer="42", token_ids=ids, sample=s) for s in range(4)]))
+    engine = ScriptedPivotEngine()
+    pivotal_search(tmp_path / "run", tmp_path / "out", engine, PivotalConfig(estimator="fixed"), progress=False)
+    root = json.loads((tmp_path / "out" / "roots.jsonl").read_text())
+    assert root["n"] == 10 and root["samples"] == 6 and engine.calls[0] == (len(PROMPT), 6)
+    pivotal_search(tmp_path / "run", tmp_path / "other", engine, PivotalConfig(estimator="fixed", temperature=1.0),
+                   progress=False)  # other settings: the run's traces are not its samples
+    assert json.loads((tmp_path / "other" / "roots.jsonl").read_text())["samples"] == 10

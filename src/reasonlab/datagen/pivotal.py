@@ -78,6 +78,8 @@ class PivotalConfig(BaseModel):
     traces_per_problem: int = Field(1, ge=1, description="traces searched per qualified problem")
     problems: int | None = Field(None, ge=1, description="stop drawing once this many problems qualified")
     ids: tuple[str, ...] | None = Field(None, description="search exactly these problems (range not applied)")
+    reuse_samples: bool = Field(True, description="count the run's own traces as the first samples of p(0) when the "
+                                                  "run sampled them plainly with these settings")
     parallel: int = Field(8, ge=1, description="problems searched at once (fills the batched engine)")
     seed: int = Field(0, description="continuation seeds and which traces are searched")
 
@@ -379,7 +381,8 @@ def pivotal_search(run_dir: str | Path, out: str | Path, engine: Engine, cfg: Pi
                                              f"pivots {counts['pivots']}")
 
             est = Estimator(engine, verifier, cfg, answer_type, tick)
-            problems = {r.id: _problem(r) for r in records}
+            reuse = cfg.reuse_samples and _plain_samples(run_cfg, cfg)
+            problems = {r.id: _problem(r, reuse) for r in records}
             # 1. draw problems in order, p(0) in batches of `parallel`, until enough qualify (deterministic by order)
             qualified = [i for i, r in roots.items() if r["qualified"]]
             pending = iter([r for r in records if r.id not in roots])
@@ -413,9 +416,25 @@ def pivotal_search(run_dir: str | Path, out: str | Path, engine: Engine, cfg: Pi
     return summary
 
 
-def _problem(rec: ProblemRecord) -> Problem:
-    prompt = rec.prompt_token_ids or next(t.prompt_token_ids for t in rec.traces if t.prompt_token_ids)
-    return Problem(rec.id, rec.gold, list(prompt), rec)
+def _plain_samples(run_cfg: dict[str, Any], cfg: PivotalConfig) -> bool:
+    """Are the run's traces draws from p(0) as this search samples it: plain traces (a vote over single traces, or
+    single), at the same temperature, top-p and length cap?"""
+    sampling, options = run_cfg.get("sampling") or {}, run_cfg.get("strategy_options") or {}
+    plain = run_cfg.get("strategy") in ("vote", "single") and options.get("policy", "single") == "single" \
+        and options.get("stop", "none") == "none"
+    return plain and sampling.get("temperature") == cfg.temperature and sampling.get("top_p", 1.0) == cfg.top_p \
+        and sampling.get("max_tokens") == cfg.max_tokens and sampling.get("top_k", -1) == -1 \
+        and sampling.get("min_p", 0.0) == 0.0
+
+
+def _problem(rec: ProblemRecord, reuse: bool) -> Problem:
+    prompt = list(rec.prompt_token_ids or next(t.prompt_token_ids for t in rec.traces if t.prompt_token_ids))
+    problem = Problem(rec.id, rec.gold, prompt, rec)
+    if reuse:  # the run's finished traces of this prompt are samples of p(0) already drawn
+        drawn = [t for t in rec.traces if t.finish_reason in ("stop", "length") and rec.trace_prompt_ids(t) == prompt]
+        if drawn:
+            problem.cache[tuple(prompt)] = Estimate(sum(1 for t in drawn if t.correct), len(drawn))
+    return problem
 
 
 def _root(est: Estimator, problem: Problem) -> Estimate:

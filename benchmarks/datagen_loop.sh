@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Issue 13's measurements, resumable (each step resumes or is skipped once its output exists), cheapest first:
+#   variants     GSM-Symbolic variants of GSM8K test 0-49 (5 each); greedy accuracy on originals vs variants
+#   conversation GSM8K test 0-49: solver/critic (self, then the 1.5B as critic) and a 3-agent, 2-round debate;
+#                the vote at equal tokens is runs/m2/vote-50's maj@k curve (same problems, t 0.7, top-p 0.8)
+#   problems     100 proposed GSM8K-style problems, solved back 4 times (3 must agree)
+#   pivotal      draw GSM8K train problems of runs/star/sample until 30 have p(0) in [0.2, 0.8]; sequential
+#                estimator, then fixed n = 10 on the same problems; DPO on the pairs; GSM8K test 0-199 greedy
+#
+#     nohup bash benchmarks/datagen_loop.sh >> runs/datagen/loop.log 2>&1 &
+#
+# Needs runs/star/sample and runs/star/test-base (benchmarks/star_loop.sh). Many hours on a 2-core CPU.
+set -euo pipefail
+R=${REASONLAB:-reasonlab}
+O=${OUT:-runs/datagen}
+P="--parallel 16 --no-progress"
+mkdir -p "$O"
+step() { echo "== $(date -u +%H:%M:%S) $*"; }
+
+step "1. variants of GSM8K test 0-49"
+[ -s "$O/variants.jsonl" ] || $R datagen variants -d gsm8k -n 50 --per-problem 5 --parallel 8 --no-progress \
+    -o "$O/variants.jsonl"
+$R eval -d "$O/variants.originals.jsonl" $P --out "$O/variants-originals"
+$R eval -d "$O/variants.jsonl" $P --out "$O/variants-eval"
+
+step "2. conversations on GSM8K test 0-49"
+C="-d gsm8k -n 50 -s conversation $P"
+$R eval $C -O rounds=2 --out "$O/critic-self"
+$R models pull qwen2.5-coder-1.5b
+$R eval $C -O rounds=2 -O critic.model=qwen2.5-coder-1.5b -O critic.engine.n_parallel=16 --out "$O/critic-1.5b"
+$R eval $C -t 0.7 --top-p 0.8 --seed 0 -O mode=debate -O agents=3 -O rounds=2 --out "$O/debate-3x2"
+
+step "3. 100 proposed problems, solved back"
+[ -s "$O/problems.jsonl" ] || $R datagen problems -n 100 --style gsm8k --k 4 --m 3 --parallel 8 --no-progress \
+    -o "$O/problems.jsonl"
+
+step "4. pivotal tokens: sequential, then fixed n = 10 on the same problems"
+$R datagen pivotal runs/star/sample -o "$O/pivotal-seq" -n 30 $P
+$R datagen pivotal runs/star/sample -o "$O/pivotal-fixed" --estimator fixed --samples 10 \
+    --problems-from "$O/pivotal-seq" $P
+$R train dpo -c recipes/train/dpo-pivotal.yaml --data "$O/pivotal-seq/dpo.jsonl" --out "$O/train-pivotal"
+$R eval -d gsm8k -n 200 $P --lora "$O/train-pivotal" --out "$O/test-pivotal"
+$R compare runs/star/test-base "$O/test-pivotal"
+step "done"

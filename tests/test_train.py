@@ -123,7 +123,7 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(tmp_path, tiny_qwen) -> N
 
 @pytest.mark.parametrize("rows, method, match", [
     ([{"question": "q", "answer": "a"}], "sft", "sft rows need the columns"),
-    ([{"prompt": "q", "chosen": "a"}], "dpo", "dpo rows need the columns prompt \\+ chosen \\+ rejected"),
+    ([{"prompt": "q", "chosen": "a"}], "dpo", "dpo rows need the columns prompt_ids \\+ chosen_ids \\+ rejected_ids \\| prompt \\+ chosen \\+ rejected"),
     ([{"prompt": "q", "completion": "a", "label": True}] * 2, "kto", "desirable and undesirable"),
     ([{"input_ids": [10 ** 6, 1], "completion_mask": [0, 1], "prompt": "x"}], "sft", "another vocabulary"),
 ])

@@ -8,7 +8,8 @@ import random
 
 import pytest
 
-from reasonlab.datagen.pivotal import PivotalConfig, flip_chance, pivotal_search
+from reasonlab.datagen.pivotal import PivotalConfig, flip_chance
+from reasonlab.datagen.pivotal_run import pivotal_search
 from reasonlab.engines.base import Engine, Generation, SamplingParams
 from reasonlab.runs import ProblemRecord, RunStore, TraceRecord
 

@@ -106,7 +106,8 @@ def pivotal_cmd(
     (dpo.jsonl, for `reasonlab train dpo --data`)."""
     import json
 
-    from reasonlab.datagen.pivotal import PivotalConfig, pivotal_search
+    from reasonlab.datagen.pivotal import PivotalConfig
+    from reasonlab.datagen.pivotal_run import pivotal_search
     from reasonlab.engines import EngineConfig, load_engine
     from reasonlab.errors import ConfigError, DataError
     from reasonlab.recipes import from_layers

@@ -7,7 +7,8 @@ pairs, variants of known problems with the numbers switched, new problems a solv
 """
 
 from reasonlab.datagen.contamination import Guard
-from reasonlab.datagen.pivotal import PivotalConfig, pivotal_search
+from reasonlab.datagen.pivotal import PivotalConfig
+from reasonlab.datagen.pivotal_run import pivotal_search
 from reasonlab.datagen.problems import ProblemsConfig, generate_problems
 from reasonlab.datagen.traces import DatagenConfig, build_rows, datagen, labels
 from reasonlab.datagen.variants import VariantsConfig, variants

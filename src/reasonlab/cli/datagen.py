@@ -3,12 +3,13 @@ and pivotal-token pairs (``datagen pivotal``, which samples on the run's model).
 
 from __future__ import annotations
 
-import inspect
 from pathlib import Path
-from typing import Any, Callable, Optional, get_args, get_type_hints
+from typing import Any, Optional, get_args
 
 import typer
 from rich.console import Console
+
+from reasonlab.cli.commands import with_fixed
 
 datagen_app = typer.Typer(no_args_is_help=True, help="Turn runs into training data: traces (sft, dpo, kto, "
                           "verifier, reward) or pivotal-token pairs (pivotal).")
@@ -54,25 +55,11 @@ _HELP = {"sft": "Verified-correct traces as prompt/completion rows (STaR, reject
          "reward": "Right/wrong pairs for a scalar-head verifier (train reward)."}
 
 
-def _kind_command(kind: str) -> Callable[..., None]:
-    """``traces_cmd`` with ``kind`` fixed (the annotations resolved: typer reads the signature)."""
-
-    def command(**kwargs: Any) -> None:
-        traces_cmd(kind, **kwargs)
-
-    hints = get_type_hints(traces_cmd)
-    sig = inspect.signature(traces_cmd)
-    params = [p.replace(annotation=hints[n]) for n, p in sig.parameters.items() if n != "kind"]
-    command.__signature__ = sig.replace(parameters=params, return_annotation=None)  # type: ignore[attr-defined]
-    command.__doc__ = traces_cmd.__doc__
-    return command
-
-
 def _register() -> None:
     from reasonlab.datagen.traces import Kind
 
     for kind in get_args(Kind):
-        datagen_app.command(kind, help=_HELP[kind])(_kind_command(kind))
+        datagen_app.command(kind, help=_HELP[kind])(with_fixed(traces_cmd, "kind", kind))
 
 
 _register()

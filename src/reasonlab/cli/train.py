@@ -3,12 +3,13 @@ resumable) and ``train export`` a result for llama.cpp."""
 
 from __future__ import annotations
 
-import inspect
 from pathlib import Path
-from typing import Any, Callable, Optional, get_args, get_type_hints
+from typing import Optional, get_args
 
 import typer
 from rich.console import Console
+
+from reasonlab.cli.commands import with_fixed
 
 train_app = typer.Typer(no_args_is_help=True, help="Fine-tune with TRL (sft, dpo, kto, grpo); export the result.")
 
@@ -62,21 +63,6 @@ def train_cmd(
                     highlight=False)
 
 
-def _method_command(method: str) -> Callable[..., None]:
-    """``train_cmd`` with ``method`` fixed: the same flags under ``reasonlab train METHOD``."""
-
-    def command(**kwargs: Any) -> None:
-        train_cmd(method, **kwargs)
-
-    # the annotations resolved (this module's are strings): typer reads the signature, not the module
-    hints = get_type_hints(train_cmd)
-    sig = inspect.signature(train_cmd)
-    params = [p.replace(annotation=hints[n]) for n, p in sig.parameters.items() if n != "method"]
-    command.__signature__ = sig.replace(parameters=params, return_annotation=None)  # type: ignore[attr-defined]
-    command.__doc__ = train_cmd.__doc__
-    return command
-
-
 _HELP = {"sft": "Supervised fine-tuning on prompt/completion rows (reasonlab datagen sft).",
          "dpo": "DPO on chosen/rejected pairs of one prompt (reasonlab datagen dpo).",
          "kto": "KTO on rows labelled desirable or not (reasonlab datagen kto).",
@@ -89,7 +75,7 @@ def _register() -> None:
 
     for method in get_args(Method):
         train_app.command(method, help=f"{_HELP[method]} Re-running the same command resumes from the last "
-                          f"checkpoint.")(_method_command(method))
+                          f"checkpoint.")(with_fixed(train_cmd, "method", method))
 
 
 _register()

@@ -87,6 +87,8 @@ def test_search_finds_exactly_the_planted_token_and_pairs_it(tmp_path, estimator
     searched = [json.loads(x) for x in (tmp_path / "out" / "searched.jsonl").read_text().splitlines()]
     pivots = searched[0]["pivots"]
     assert [(v["position"], v["token"]) for v in pivots] == [(11, PLANT)]
+    # the bisection's path: 16, then 8, 12, 10, 11 (and p(0)); the alternative's prefix is not on the trace
+    assert [e[0] for e in searched[0]["traces"][0]["estimates"]] == [0, 8, 10, 11, 12, 16]
     v = pivots[0]
     assert v["p_before"] < 0.5 < v["p_after"] and v["prefix_ids"] == PROMPT + ids[:11]
     # it raises p: chosen = the planted token, rejected = the most likely alternative (w8), whose p is low

@@ -190,13 +190,16 @@ def _search(est: Estimator, problem: Problem, cfg: PivotalConfig, root: dict[str
     traces = []
     for t in _pick_traces(problem.record, cfg):
         prompt_ids, ids = _trace_ids(problem.record, t)  # type: ignore[misc]
-        if prompt_ids != problem.prompt_ids:  # a trace of another prompt variant: its own root
-            sub = Problem(problem.id, problem.gold, prompt_ids, problem.record, cost=problem.cost)
-            p0, pivots = search_trace(est, sub, ids, 1.0 if t.correct else 0.0, t.injected)
-        else:
-            p0, pivots = search_trace(est, problem, ids, 1.0 if t.correct else 0.0, t.injected)
+        # a trace of another prompt variant has its own root
+        owner = problem if prompt_ids == problem.prompt_ids else Problem(problem.id, problem.gold, prompt_ids,
+                                                                          problem.record, cost=problem.cost)
+        p0, pivots = search_trace(est, owner, ids, 1.0 if t.correct else 0.0, t.injected)
+        # every prefix estimated along the trace: [position, successes, samples] (the curve of p over the trace)
+        curve = sorted([len(k) - len(prompt_ids), e.successes, e.n] for k, e in owner.cache.items()
+                       if len(k) <= len(prompt_ids) + len(ids) and list(k[: len(prompt_ids)]) == prompt_ids
+                       and list(k[len(prompt_ids):]) == ids[: len(k) - len(prompt_ids)])
         traces.append({"sample": t.sample, "correct": t.correct, "tokens": len(ids), "p0": round(p0, 4),
-                       "prompt_ids": prompt_ids, "pivots": [
+                       "prompt_ids": prompt_ids, "estimates": curve, "pivots": [
                            {"position": v.position, "token": v.token, "text": v.text,
                             "p_before": round(v.p_before, 4), "p_after": round(v.p_after, 4),
                             "prefix_ids": prompt_ids + ids[: v.position], "pair": v.pair} for v in pivots]})

@@ -93,6 +93,9 @@ def test_a_vote_that_needs_a_verifier_says_so(verifier, tmp_path) -> None:
     with pytest.raises(ConfigError, match="--scorer"):
         evaluate(cfg, out=tmp_path / "r", engine=ScriptedVoteEngine([("3", 5, -0.1)]))
     assert not (tmp_path / "r").exists()  # refused before anything was written
+    single = EvalConfig.from_layers({"dataset": {"name": "gsm8k", "limit": 1}, "scorer": {"model": "self"}})
+    with pytest.raises(ConfigError, match="'single' does not score traces"):  # not silently ignored
+        evaluate(single, out=tmp_path / "s", engine=ScriptedVoteEngine([("3", 5, -0.1)]))
     with pytest.raises(ValueError, match="n_ctxx"):
         ScorerConfig(engine={"n_ctxx": 10})  # a misspelt engine option fails at config time
 

@@ -318,6 +318,9 @@ def evaluate(cfg: EvalConfig, out: str | Path | None = None, engine: Engine | No
         raise ConfigError(f"strategy '{cfg.strategy}' uses an outcome verifier (weight verifier, select best, stop "
                           f"verifier or min_score): pass --scorer (a model, or 'self' for the run's own) or scorer: "
                           f"in the recipe")
+    if cfg.scorer is not None and not strategy.scores_traces:
+        raise ConfigError(f"strategy '{cfg.strategy}' does not score traces: --scorer applies to vote, prompts and "
+                          f"mixture (to score a finished run's traces: reasonlab score RUN)")
     store = RunStore(out or default_out(cfg))
     owns_engine = engine is None
     scorer = None

@@ -115,6 +115,7 @@ class Strategy(abc.ABC):
     name: ClassVar[str]
     Config: ClassVar[type[BaseModel]]
     continues_raw: ClassVar[bool] = False  # continues the model's text (needs the chat template as text)
+    scores_traces: ClassVar[bool] = False  # takes an outcome verifier and scores its traces (the vote family)
 
     def __init__(self, config: BaseModel, prompt: PromptTemplate, params: SamplingParams, verifier: Verifier) -> None:
         self.config = config

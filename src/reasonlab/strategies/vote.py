@@ -174,6 +174,7 @@ class _State:
 class Vote(Strategy):
     name = "vote"
     Config = VoteConfig
+    scores_traces = True
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -1,0 +1,145 @@
+"""Issue 13's figures from the run directories benchmarks/datagen_loop.sh writes: pivotal-token search
+(sequential vs fixed n), variants (accuracy on originals vs variants, paired by source problem), conversations
+(accuracy and tokens per round beside the vote's maj@k at the same tokens) and generated problems. Prints each
+figure with the command behind it and draws runs/datagen/pivotal_curves.png (p(success) along searched traces).
+
+    python benchmarks/datagen_report.py [--dir runs/datagen] [--vote runs/m2/vote-50]
+
+Parts whose runs are not there yet are reported as missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+from reasonlab.runs import read_run
+
+
+def load(path: Path) -> Any:
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def pivotal(d: Path) -> None:
+    print("## pivotal tokens")
+    seq, fixed = load(d / "pivotal-seq" / "summary.json"), load(d / "pivotal-fixed" / "summary.json")
+    for name, s in (("sequential", seq), ("fixed n=10", fixed)):
+        if s is None:
+            print(f"  {name}: not run")
+            continue
+        print(f"  {name:11s} drawn {s['problems_drawn']:3d}  qualified {s['problems_qualified']:3d}  searched "
+              f"{s['problems_searched']:3d}  pivots {s['pivots']:3d} ({s['raising']} raise)  pairs {s['pairs']:3d}  "
+              f"continuations {s['samples']:5d} ({s['samples_per_prefix']}/prefix)  model tokens/pivot "
+              f"{s['model_tokens_per_pivot']}  search {s['search_seconds']} s")
+    if seq and fixed and seq["model_tokens_per_pivot"] and fixed["model_tokens_per_pivot"]:
+        print(f"  sequential / fixed, model tokens per pivot: "
+              f"{seq['model_tokens_per_pivot'] / fixed['model_tokens_per_pivot']:.2f} (target <= 0.5); "
+              f"continuations: {seq['samples'] / max(1, fixed['samples']):.2f}")
+    print(f"  reasonlab datagen pivotal runs/star/sample -o {d}/pivotal-seq -n 30 --parallel 16\n"
+          f"  reasonlab datagen pivotal runs/star/sample -o {d}/pivotal-fixed --estimator fixed --samples 10 "
+          f"--problems-from {d}/pivotal-seq --parallel 16")
+    rows = [json.loads(x) for x in (d / "pivotal-seq" / "searched.jsonl").read_text().splitlines()] \
+        if (d / "pivotal-seq" / "searched.jsonl").exists() else []
+    if rows:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(7, 4))
+        for r in rows[:12]:
+            t = r["traces"][0]
+            pts = [(pos, s / n) for pos, s, n in t["estimates"] if n] + [(t["tokens"], 1.0 if t["correct"] else 0.0)]
+            ax.plot(*zip(*sorted(pts)), marker=".", alpha=0.7, color="tab:green" if t["correct"] else "tab:red")
+            for v in t["pivots"]:
+                ax.annotate(repr(v["text"]), (v["position"], v["p_after"]), fontsize=6)
+        ax.set_xlabel("trace position (tokens)")
+        ax.set_ylabel("p(success | prefix)")
+        ax.set_title("pivotal-token search: p along searched traces (green: right trace, red: wrong)")
+        fig.tight_layout()
+        fig.savefig(d / "pivotal_curves.png", dpi=120)
+        print(f"  curves: {d / 'pivotal_curves.png'}")
+    test = load(d / "test-pivotal" / "summary.json")
+    if test:
+        print(f"  DPO on the pairs, GSM8K test 0-199 greedy: {test['accuracy']:.3f}  "
+              f"(reasonlab compare runs/star/test-base {d}/test-pivotal)")
+
+
+def bootstrap_mean(xs: list[float], seed: int = 0, n: int = 2000) -> tuple[float, float]:
+    rng = random.Random(seed)
+    means = sorted(sum(rng.choice(xs) for _ in xs) / len(xs) for _ in range(n))
+    return means[int(0.025 * n)], means[int(0.975 * n)]
+
+
+def variants(d: Path) -> None:
+    print("## variants (GSM-Symbolic)")
+    stats = load(d / "variants.jsonl.stats.json")
+    if stats is None:
+        print("  not run")
+        return
+    print(f"  accepted {stats['accepted']}/{stats['problems']} ({stats['acceptance_rate']:.0%}), {stats['variants']} "
+          f"variants; rejected: {stats['rejected']}; accepted at attempt {stats['accepted_at_attempt']}")
+    if not ((d / "variants-originals" / "results.jsonl").exists() and (d / "variants-eval" / "results.jsonl").exists()):
+        print("  evaluations not run")
+        return
+    orig = {r.id: r.correct for r in read_run(d / "variants-originals").records}
+    src = {json.loads(x)["id"]: json.loads(x)["source_id"] for x in (d / "variants.jsonl").read_text().splitlines()}
+    per: dict[str, list[bool]] = {}
+    for r in read_run(d / "variants-eval").records:
+        per.setdefault(src[r.id.removeprefix("variants-")], []).append(r.correct)
+    common = [s for s in per if f"variants.originals-{s}" in orig or s in orig]
+    o = [float(orig.get(f"variants.originals-{s}", orig.get(s))) for s in common]
+    v = [sum(per[s]) / len(per[s]) for s in common]
+    diffs = [b - a for a, b in zip(o, v)]
+    lo, hi = bootstrap_mean(diffs)
+    print(f"  greedy accuracy, {len(common)} source problems: originals {sum(o) / len(o):.3f}, variants "
+          f"{sum(v) / len(v):.3f} (mean over each source's variants); difference {sum(diffs) / len(diffs):+.3f} "
+          f"(95% bootstrap CI {lo:+.3f}..{hi:+.3f})")
+    print(f"  reasonlab datagen variants -d gsm8k -n 50 --per-problem 5 -o {d}/variants.jsonl; reasonlab eval -d "
+          f"{d}/variants.originals.jsonl / -d {d}/variants.jsonl --parallel 16")
+
+
+def conversations(d: Path, vote: Path) -> None:
+    print("## conversations, GSM8K test 0-49")
+    for name in ("critic-self", "critic-1.5b", "debate-3x2"):
+        s = load(d / name / "summary.json")
+        if s is None:
+            print(f"  {name}: not run")
+            continue
+        r = s.get("rounds", {})
+        print(f"  {name:12s} accuracy {s['accuracy']:.3f}  tokens/problem {s['mean_tokens']:.0f}  per round: "
+              f"accuracy {r.get('accuracy')} at mean tokens {r.get('mean_tokens')}  stops {s['stop_reasons']}")
+    v = load(vote / "summary.json")
+    if v and "samples" in v:
+        per_trace = v["mean_tokens"] / v["samples"]["n_samples"]
+        print("  vote (" + str(vote) + "): " + ", ".join(
+            f"maj@{k} {m:.3f} at {k * per_trace:.0f} tokens" for k, m in zip(v["samples"]["k"], v["samples"]["maj"])))
+
+
+def problems(d: Path) -> None:
+    print("## generated problems")
+    s = load(d / "problems.jsonl.stats.json")
+    if s is None:
+        print("  not run")
+        return
+    print(f"  kept {s['kept']}/{s['proposed']} ({s['kept_rate']:.0%}), mean solver pass rate "
+          f"{s['mean_solver_pass_rate']}, {s['tokens']} tokens in {s['seconds']} s; rejected: {s['rejected']}")
+    print(f"  reasonlab datagen problems -n 100 --style gsm8k --k 4 --m 3 -o {d}/problems.jsonl")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--dir", type=Path, default=Path("runs/datagen"))
+    ap.add_argument("--vote", type=Path, default=Path("runs/m2/vote-50"))
+    a = ap.parse_args()
+    variants(a.dir)
+    conversations(a.dir, a.vote)
+    problems(a.dir)
+    pivotal(a.dir)
+
+
+if __name__ == "__main__":
+    main()

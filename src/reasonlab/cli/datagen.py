@@ -208,3 +208,37 @@ def problems_cmd(
     rejected = ", ".join(f"{k} {v}" for k, v in s["rejected"].items()) or "none"
     Console().print(f"{s['kept']} of {s['proposed']} proposed problems kept ({s['kept_rate']:.0%}; solver pass rate "
                     f"{s['mean_solver_pass_rate']}) -> {out}\nrejected: {rejected}", highlight=False)
+
+
+@datagen_app.command("hcot")
+def hcot_cmd(
+    runs: Optional[list[Path]] = typer.Argument(None, help="runs whose correct traces to segment"),
+    dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="or GSM8K-style rationales: gsm8k-train"),
+    limit: Optional[int] = typer.Option(None, "--limit", "-n"),
+    offset: int = typer.Option(0, "--offset"),
+    out: Path = typer.Option(..., "--out", "-o", help="the rows (JSON lines); stats beside them"),
+    segmenter: str = typer.Option("rules", "--segmenter", help="rules | model"),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="the model segmenter's model"),
+    min_chars: int = typer.Option(40, "--min-chars", help="shorter steps stay outside any thought"),
+) -> None:
+    """Hierarchical-CoT SFT rows: chains of thought segmented into [THOUGHT] ... [SOLUTION] ... [RETURN] without
+    rewording (checked: the text with markers and results removed is the original)."""
+    from reasonlab.datagen.hcot import HcotDataConfig, items_from_dataset, items_from_runs, write_hcot
+    from reasonlab.engines import EngineConfig, load_engine
+    from reasonlab.errors import ConfigError
+    from reasonlab.recipes import from_layers
+
+    if bool(runs) == bool(dataset):
+        raise ConfigError("datagen hcot: give run directories or --dataset (one of them)")
+    cfg = from_layers(HcotDataConfig, dict(segmenter=segmenter, min_chars=min_chars))
+    items = items_from_runs([str(r) for r in runs]) if runs else items_from_dataset(dataset, limit, offset)
+    engine = load_engine(EngineConfig(n_parallel=8, **({"model": model} if model else {}))) \
+        if cfg.segmenter == "model" else None
+    try:
+        s = write_hcot(items, out, cfg, engine)
+    finally:
+        if engine is not None:
+            engine.close()
+    dropped = ", ".join(f"{k} {v}" for k, v in s["dropped"].items()) or "none"
+    Console().print(f"{s['rows']} hcot rows from {s['items']} chains ({s['mean_thoughts']} thoughts each, results "
+                    f"{s['mean_solution_ratio']} of the bodies' length) -> {out}\ndropped: {dropped}", highlight=False)

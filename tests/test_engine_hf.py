@@ -99,3 +99,25 @@ def test_cancel_ends_one_row_mid_generation(hf_engine) -> None:
     assert gens[0].finish_reason == "cancelled" and gens[0].completion_tokens == 4
     assert gens[1].finish_reason == "length" and gens[1].completion_tokens == 12
     assert all(lp is not None and lp <= 0 for lp in seen)
+
+
+def test_gguf_conversions_are_keyed_by_content_not_mtime(tmp_path, monkeypatch) -> None:
+    """A reinstalled package rewrites the same GGUF with a new mtime: the cached conversion is found again (keyed by
+    a hash of the bytes), while a different file of the same size and name is not mistaken for it."""
+    import os
+
+    from reasonlab.engines.hf import _digest, gguf_to_hf
+
+    monkeypatch.setenv("REASONLAB_CACHE", str(tmp_path / "cache"))
+    a = tmp_path / "a" / "m.gguf"
+    a.parent.mkdir()
+    a.write_bytes(b"GGUF" + bytes(1000))
+    done = tmp_path / "cache" / "hf" / f"m-{_digest(a)}"
+    done.mkdir(parents=True)
+    (done / "config.json").write_text("{}")
+    os.utime(a, (1_000_000, 1_000_000))  # reinstalled: same bytes, new mtime
+    assert gguf_to_hf(a) == done
+    b = tmp_path / "b" / "m.gguf"
+    b.parent.mkdir()
+    b.write_bytes(b"GGUF" + bytes(999) + b"\x01")  # same name and size, other bytes
+    assert _digest(b) != _digest(a)

@@ -10,9 +10,11 @@ left padding; stop strings end a sample and are cut from its text.
 
 from __future__ import annotations
 
+import hashlib
 import random
 import threading
 import time
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
@@ -245,10 +247,27 @@ class HFEngine(Engine):
         )
 
 
+@lru_cache(maxsize=16)
+def _digest_of(path: str, size: int, mtime: float) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 22), b""):
+            h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+def _digest(path: Path) -> str:
+    """The file's content hash (once per process per file version: ~1 s per GB)."""
+    stat = path.stat()
+    return _digest_of(str(path), stat.st_size, stat.st_mtime)
+
+
 def gguf_to_hf(gguf: str | Path, out: str | Path | None = None) -> Path:
     """A GGUF model as a transformers directory (fp32, untied as stored), so the hf engine and training can
     load the model llama.cpp runs. transformers dequantizes it (needs accelerate; ~90 s for a 0.5B model),
-    so the result is cached: ``out`` defaults to the reasonlab cache, keyed by file name, size and mtime.
+    so the result is cached: ``out`` defaults to the reasonlab cache, keyed by the file's name and a hash of its
+    bytes — a reinstalled package (new mtime, same file) reuses the conversion, a rewritten file of the same size
+    does not. A conversion made under the older name-size-mtime key is still found.
 
         >>> gguf_to_hf(ensure("smollm2-135m"))                       # doctest: +SKIP
         PosixPath('/root/.cache/reasonlab/hf/SmolLM2-135M-Instruct.Q4_1-...')
@@ -259,7 +278,10 @@ def gguf_to_hf(gguf: str | Path, out: str | Path | None = None) -> Path:
     if not gguf.is_file():
         raise ModelError(f"model file not found: {gguf}")
     stat = gguf.stat()
-    out = Path(out) if out is not None else cache_dir() / "hf" / f"{gguf.stem}-{stat.st_size}-{int(stat.st_mtime)}"
+    if out is None:
+        legacy = cache_dir() / "hf" / f"{gguf.stem}-{stat.st_size}-{int(stat.st_mtime)}"
+        out = legacy if (legacy / "config.json").exists() else cache_dir() / "hf" / f"{gguf.stem}-{_digest(gguf)}"
+    out = Path(out)
     if (out / "config.json").exists():
         return out
     try:

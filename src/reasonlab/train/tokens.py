@@ -1,0 +1,52 @@
+"""New tokens for a model (the hierarchical-CoT markers), with embeddings that start where their meaning is.
+
+    >>> ids = add_tokens(model, tok, HCOT_SEEDS)                          # doctest: +SKIP
+    >>> tok.tokenize("[THOUGHT] a")[0]                                     # doctest: +SKIP
+    '[THOUGHT]'
+
+A token is added to the tokenizer whole (never split) and as ordinary text, not a "special" token: decoding keeps
+it (``skip_special_tokens`` would drop a special one, and the markers are part of the trace). Its input embedding —
+and its output row when the model does not tie the two — starts as the mean of the rows of a phrase's tokens
+(the notebook's seeding: "[THOUGHT]" from "subproblem start"), so a small dataset does not have to teach the
+token's meaning from random noise.
+
+Where the embedding matrix already has rows beyond the tokenizer (Qwen2.5's 151 936 rows for 151 665 tokens: the
+GGUF names the spare ones ``[PAD151665]`` and up), the new tokens take the first spare rows and nothing is resized —
+the same ids a GGUF gets when the tokens are written into those slots (``train.gguf_tokens``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+HCOT_SEEDS: dict[str, str] = {"[THOUGHT]": "subproblem start", "[SOLUTION]": "summary of solution",
+                              "[RETURN]": "subproblem return"}
+
+
+def add_tokens(model: Any, tok: Any, seeds: dict[str, str]) -> dict[str, int]:
+    """Add each key of ``seeds`` to ``tok`` (whole, as text) and start its embedding rows at the mean of the rows
+    of its phrase; returns token -> id. Tokens the tokenizer already has are only re-seeded."""
+    import torch
+    from tokenizers import AddedToken
+
+    phrases = {t: tok(p, add_special_tokens=False)["input_ids"] for t, p in seeds.items()}  # before adding
+    for t, ids in phrases.items():
+        if not ids:
+            raise ValueError(f"the seed phrase of {t} tokenizes to nothing")
+    new = [AddedToken(t, special=False, normalized=False) for t in seeds if t not in tok.get_vocab()]
+    if new:
+        tok.add_tokens(new)
+    emb = model.get_input_embeddings()
+    if len(tok) > emb.weight.shape[0]:
+        model.resize_token_embeddings(len(tok), mean_resizing=False)
+        emb = model.get_input_embeddings()
+    out = model.get_output_embeddings()
+    tied = out is None or out.weight.data_ptr() == emb.weight.data_ptr()
+    ids = {t: tok.convert_tokens_to_ids(t) for t in seeds}
+    with torch.no_grad():
+        for t, tid in ids.items():
+            src = torch.tensor(phrases[t])
+            emb.weight[tid] = emb.weight[src].mean(0)  # (hidden,)
+            if not tied:
+                out.weight[tid] = out.weight[src].mean(0)
+    return ids

@@ -30,7 +30,7 @@ def test_hcot_tokens_are_whole_and_seeded(tiny_qwen) -> None:
 
 
 def test_spare_rows_are_used_before_resizing(tiny_qwen) -> None:
-    """A model with more embedding rows than tokens (Qwen2.5: the GGUF's [PAD…] slots) gets the first spare rows."""
+    """A model with more embedding rows than tokens gets the first spare rows."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -43,6 +43,37 @@ def test_spare_rows_are_used_before_resizing(tiny_qwen) -> None:
     assert ids["[X]"] == len(tok) - 1 and model.get_input_embeddings().weight.shape[0] == len(tok) + 7
 
 
+def test_spare_vocabulary_entries_take_the_tokens_as_in_the_gguf(tiny_qwen, tmp_path) -> None:
+    """Qwen2.5's tokenizer read from its GGUF holds [PADn] entries: the markers take those ids (what the GGUF
+    writer gives them), matched whole and printed, with nothing resized."""
+    import json
+    import shutil
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from reasonlab.train.tokens import HCOT_SEEDS, add_tokens
+
+    d = tmp_path / "spare"
+    shutil.copytree(tiny_qwen, d)
+    state = json.loads((d / "tokenizer.json").read_text())
+    n = max(state["model"]["vocab"].values()) + 1
+    for k in range(4):  # spare entries after the real vocabulary, as the GGUF has them
+        state["model"]["vocab"][f"[PAD{n + k}]"] = n + k
+    (d / "tokenizer.json").write_text(json.dumps(state))
+    tok = AutoTokenizer.from_pretrained(d)
+    model = AutoModelForCausalLM.from_pretrained(d, dtype=torch.float32)
+    model.resize_token_embeddings(len(tok), mean_resizing=False)
+    rows = model.get_input_embeddings().weight.shape[0]
+    ids = add_tokens(model, tok, HCOT_SEEDS)
+    assert ids == {"[THOUGHT]": n, "[SOLUTION]": n + 1, "[RETURN]": n + 2}
+    assert model.get_input_embeddings().weight.shape[0] == rows  # nothing resized
+    enc = tok("a [THOUGHT] b [RETURN]", add_special_tokens=False)["input_ids"]
+    assert n in enc and n + 2 in enc and "[THOUGHT]" in tok.decode(enc, skip_special_tokens=True)
+    tok.save_pretrained(tmp_path / "saved")  # the renamed entries persist
+    assert AutoTokenizer.from_pretrained(tmp_path / "saved").convert_tokens_to_ids("[RETURN]") == n + 2
+
+
 def test_an_empty_seed_phrase_is_refused(tiny_qwen) -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -53,3 +84,41 @@ def test_an_empty_seed_phrase_is_refused(tiny_qwen) -> None:
     model = AutoModelForCausalLM.from_pretrained(tiny_qwen, dtype=torch.float32)
     with pytest.raises(ValueError, match="tokenizes to nothing"):
         add_tokens(model, tok, {"[X]": ""})
+
+
+def test_tokens_written_into_a_gguf_load_tokenize_and_print(tmp_path, smol_path) -> None:
+    """smollm2 has no spare slots: three control tokens it never uses in chat take the markers. The file loads in
+    llama.cpp, tokenizes each marker to its one id inside text, prints it back, and its rows are the phrase means
+    (re-quantized) while every other row is the base's byte for byte."""
+    import gguf
+    import numpy as np
+
+    from reasonlab.engines.llamacpp import LlamaCppEngine
+    from reasonlab.train.gguf_vocab import add_gguf_tokens
+    from reasonlab.train.tokens import HCOT_SEEDS
+
+    out = tmp_path / "smol-hcot.gguf"
+    ids = add_gguf_tokens(smol_path, out, HCOT_SEEDS, slots=[3, 4, 5])
+    assert ids == {"[THOUGHT]": 3, "[SOLUTION]": 4, "[RETURN]": 5}
+    with LlamaCppEngine(out, n_ctx=256, name="smol-hcot") as eng:
+        enc = eng.tokenize("so [THOUGHT] 2+2 [SOLUTION] 4 [RETURN] done")
+        assert [i for i in enc if i in (3, 4, 5)] == [3, 4, 5]
+        assert "[THOUGHT]" in eng.detokenize(enc) and "[RETURN]" in eng.detokenize(enc)
+        phrase = eng.tokenize("subproblem start")
+    new, old = gguf.GGUFReader(str(out)), gguf.GGUFReader(str(smol_path))
+    emb_new = next(t for t in new.tensors if t.name == "token_embd.weight")
+    emb_old = next(t for t in old.tensors if t.name == "token_embd.weight")
+    keep = np.ones(emb_old.data.shape[0], bool)
+    keep[[3, 4, 5]] = False
+    assert np.array_equal(np.asarray(emb_new.data)[keep], np.asarray(emb_old.data)[keep])
+    want = gguf.quants.dequantize(np.asarray(emb_old.data)[phrase], emb_old.tensor_type).mean(0)
+    got = gguf.quants.dequantize(np.asarray(emb_new.data)[[3]], emb_new.tensor_type)[0]
+    assert np.abs(got - want).max() < 0.02  # the mean, up to re-quantization
+
+
+def test_a_gguf_without_spare_slots_says_so(tmp_path, smol_path) -> None:
+    from reasonlab.errors import ModelError
+    from reasonlab.train.gguf_vocab import add_gguf_tokens
+
+    with pytest.raises(ModelError, match="0 spare vocabulary slots"):
+        add_gguf_tokens(smol_path, tmp_path / "x.gguf", {"[X]": "answer"})

@@ -99,3 +99,26 @@ def export_cmd(
     size = path.stat().st_size / 2**20
     Console().print(f"wrote {path} ({size:.0f} MiB)" + (f", {quant}" if merge else ", a LoRA for --lora"),
                     highlight=False)
+
+
+@train_app.command("add-tokens")
+def add_tokens_cmd(
+    out: Path = typer.Option(..., "--out", "-o", help="the .gguf to write"),
+    base: str = typer.Option("qwen2.5-coder-0.5b", "--base", help="registered name or .gguf"),
+    slots: Optional[str] = typer.Option(None, "--slots", help="comma list of token ids to use (default: the "
+                                                              "vocabulary's spare entries, e.g. Qwen's [PADn])"),
+) -> None:
+    """Write the hierarchical-CoT markers ([THOUGHT] [SOLUTION] [RETURN]) into a GGUF's spare vocabulary slots, with
+    rows seeded from phrases, so a model trained with them runs on llama.cpp (eval -m OUT --lora RUN)."""
+    from reasonlab.engines import gguf_file
+    from reasonlab.errors import ConfigError
+    from reasonlab.train.gguf_vocab import add_gguf_tokens
+    from reasonlab.train.tokens import HCOT_SEEDS
+
+    try:
+        ids = [int(x) for x in slots.split(",")] if slots else None
+    except ValueError:
+        raise ConfigError(f"--slots: expected comma-separated token ids, got {slots!r}") from None
+    path, _ = gguf_file(base)
+    got = add_gguf_tokens(path, out, HCOT_SEEDS, ids)
+    Console().print(f"wrote {out}: " + ", ".join(f"{t} = {i}" for t, i in got.items()), highlight=False)

@@ -17,8 +17,12 @@ the same ids a GGUF gets when the tokens are written into those slots (``train.g
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Any
 
+# unused vocabulary entries by family: Qwen's [PADn], Llama 3's reserved special tokens, Gemma's <unusedN>
+SPARE = re.compile(r"^(\[PAD\d+\]|<\|reserved_special_token_\d+\|>|<unused\d+>)$")
 HCOT_SEEDS: dict[str, str] = {"[THOUGHT]": "subproblem start", "[SOLUTION]": "summary of solution",
                               "[RETURN]": "subproblem return"}
 
@@ -33,9 +37,9 @@ def add_tokens(model: Any, tok: Any, seeds: dict[str, str]) -> dict[str, int]:
     for t, ids in phrases.items():
         if not ids:
             raise ValueError(f"the seed phrase of {t} tokenizes to nothing")
-    new = [AddedToken(t, special=False, normalized=False) for t in seeds if t not in tok.get_vocab()]
-    if new:
-        tok.add_tokens(new)
+    missing = [t for t in seeds if t not in tok.get_vocab()]
+    if missing and not _into_spare_entries(tok, missing):
+        tok.add_tokens([AddedToken(t, special=False, normalized=False) for t in missing])
     emb = model.get_input_embeddings()
     if len(tok) > emb.weight.shape[0]:
         model.resize_token_embeddings(len(tok), mean_resizing=False)
@@ -50,3 +54,34 @@ def add_tokens(model: Any, tok: Any, seeds: dict[str, str]) -> dict[str, int]:
             if not tied:
                 out.weight[tid] = out.weight[src].mean(0)
     return ids
+
+
+def spare_slots(tokens: list[str]) -> list[int]:
+    """Ids of a vocabulary's spare entries (``SPARE``), in order.
+
+    >>> spare_slots(["a", "[PAD3]", "b", "[PAD5]", "<unused0>"])
+    [1, 3, 4]
+    """
+    return [i for i, t in enumerate(tokens) if SPARE.match(t)]
+
+
+def _into_spare_entries(tok: Any, names: list[str]) -> bool:
+    """Rename the first spare entries of a fast tokenizer's BPE vocabulary to ``names``, each also an added token
+    (matched whole, printed as text); False when there are too few."""
+    from tokenizers import Tokenizer
+
+    state = json.loads(tok.backend_tokenizer.to_str())
+    vocab = state["model"].get("vocab")
+    if not isinstance(vocab, dict):
+        return False
+    by_id = {i: k for k, i in vocab.items()}
+    slots = spare_slots([by_id.get(i, "") for i in range(max(by_id) + 1)])
+    if len(slots) < len(names):
+        return False
+    for name, i in zip(names, slots):
+        del vocab[by_id[i]]
+        vocab[name] = i
+        state["added_tokens"].append({"id": i, "content": name, "single_word": False, "lstrip": False,
+                                      "rstrip": False, "normalized": False, "special": False})
+    tok._tokenizer = Tokenizer.from_str(json.dumps(state))  # this instance only: nothing shared is mutated
+    return True

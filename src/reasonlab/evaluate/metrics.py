@@ -97,7 +97,34 @@ def summarize(records: list[Any], strategy: str | None = None, options: dict[str
     rounds = by_round(records)
     if rounds is not None:
         out["rounds"] = rounds
+    hcot = hcot_stats(records)
+    if hcot is not None:
+        out["hcot"] = hcot
     return out
+
+
+def hcot_stats(records: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Pruning during generation, over the traces of ``hcot`` runs: means per trace of prunes, generated, retained
+    and peak live tokens, and peak live over generated (the share of its writing a trace had to hold at once).
+
+    >>> hcot_stats([{"traces": [{"events": [{"type": "hcot", "prunes": 2, "generated": 100, "retained": 30,
+    ...                                       "peak_live": 70, "prompt_tokens": 20, "open_thoughts": 0}]}]}])
+    {'traces': 1, 'prunes': 2.0, 'generated': 100.0, 'retained': 30.0, 'peak_live': 70.0, 'peak_generated_live': 50.0, 'peak_over_generated': 0.5}
+    """
+    rows = [e for r in records for t in r.get("traces", []) for e in t.get("events", []) if e.get("type") == "hcot"]
+    if not rows:
+        return None
+
+    def mean(key: str) -> float:
+        return round(sum(float(e[key]) for e in rows) / len(rows), 1)
+
+    # the generated part of the peak (the prompt is there in any case)
+    peak_gen = [e["peak_live"] - e["prompt_tokens"] for e in rows]
+    gen = sum(e["generated"] for e in rows)
+    return {"traces": len(rows), "prunes": mean("prunes"), "generated": mean("generated"),
+            "retained": mean("retained"), "peak_live": mean("peak_live"),
+            "peak_generated_live": round(sum(peak_gen) / len(rows), 1),
+            "peak_over_generated": round(sum(peak_gen) / gen, 4) if gen else None}
 
 
 def _count(items: Any) -> dict[str, int]:

@@ -180,10 +180,13 @@ def _trace_html(t: dict[str, Any], i: int) -> str:
     events = t.get("events", [])
     waits = sum(1 for e in events if e.get("type") == "wait")
     tools = [e for e in events if e.get("type") == "tool"]
+    prunes = [e for e in events if e.get("type") == "prune"]
+    hcot = next((e for e in events if e.get("type") == "hcot"), None)
     tags = ", ".join(f"{k}={v}" for k, v in (t.get("tags") or {}).items() if k not in ("mean_logprob",))
     head = (f"trace {t.get('sample', i)}: <span class={mark}>{_e(t.get('answer'))}</span> · "
             f"{t.get('completion_tokens', 0)} tokens · {t.get('finish_reason')}"
             + (f" · {waits} wait" if waits else "") + (f" · {len(tools)} tool calls" if tools else "")
+            + (f" · {hcot['prunes']} prunes, peak live {hcot['peak_live']}, retained {hcot['retained']}" if hcot else "")
             + (f" · conf {t['confidence']:.3f}" if t.get("confidence") is not None else "")
             + (f" · verifier {t['score']:.3f}" if t.get("score") is not None else "")
             + (f" · {_e(tags)}" if tags else "") + valid)
@@ -193,7 +196,10 @@ def _trace_html(t: dict[str, Any], i: int) -> str:
         parts.append(f"<details><summary>tool call {n}: {status}, {e.get('duration_s', 0):.3f}s</summary>"
                      f"<pre>{_e(e.get('code', ''))}</pre><pre>{_e(e.get('output', ''))}{_e(e.get('error') or '')}</pre>"
                      f"</details>")
-    other = [e for e in events if e.get("type") not in ("tool",)]
+    for n, e in enumerate(prunes, 1):  # what the model forgot, in order (the whole trace is the text above)
+        parts.append(f"<details><summary>prune {n}: {e['removed_tokens']} tokens, live {e['live_before']} → "
+                     f"{e['live_after']}</summary><pre>{_e(e.get('removed_text', ''))}</pre></details>")
+    other = [e for e in events if e.get("type") not in ("tool", "prune", "hcot")]
     if other:
         parts.append(f"<div class=dim>events: {_e(json.dumps(other)[:600])}</div>")
     parts.append("</details>")

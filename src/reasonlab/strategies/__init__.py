@@ -16,6 +16,7 @@ from reasonlab.strategies.prompts import TEMPLATES, PromptTemplate, get_template
 STRATEGIES: Registry[type[Strategy]] = Registry("strategy")
 STRATEGIES.register("single", "reasonlab.strategies.single:Single")
 STRATEGIES.register("tir", "reasonlab.strategies.tir:TIR")
+STRATEGIES.register("hcot", "reasonlab.strategies.hcot:HCoT")
 STRATEGIES.register("forced", "reasonlab.strategies.forced:Forced")
 STRATEGIES.register("timed", "reasonlab.strategies.timed:Timed")
 STRATEGIES.register("vote", "reasonlab.strategies.vote:Vote")
@@ -38,7 +39,7 @@ def strategy_config(name: str, options: dict[str, Any] | None) -> BaseModel:
     if isinstance(policy, str):  # a search strategy's traces come from a registered trace policy
         if not issubclass(STRATEGIES.get(policy), TracePolicy):
             raise ConfigError(f"strategy '{name}': policy '{policy}' is a search strategy, not a trace policy "
-                              f"(use single, forced, timed or tir)")
+                              f"(use single, forced, timed, tir or hcot)")
         strategy_config(policy, getattr(config, "policy_options", None))
     return config
 

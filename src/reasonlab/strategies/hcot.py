@@ -1,0 +1,145 @@
+"""The ``hcot`` trace policy: hierarchical chain of thought that forgets what it has finished (research notebook 002).
+
+The model writes nested ``[THOUGHT] … [SOLUTION] result [RETURN]`` blocks (``strategies.hcot_format``). Each time it
+generates ``[RETURN]``, the block it closes is pruned from the live context — its body and ``[SOLUTION]`` go,
+``[THOUGHT]``, the result and ``[RETURN]`` stay (``PruneRule``) — and generation goes on from the pruned token ids,
+renumbered contiguously (prune-aware, the notebook's final method). The cut is made in the token ids and the engine
+continues by ids: its prefix cache still holds everything before the cut, so only the short kept tail (result and
+``[RETURN]``) is read again. That works on every engine that takes token ids (llama.cpp, transformers, a server given
+--tokenizer).
+
+The markers must be single tokens of the model's vocabulary: a GGUF from ``reasonlab train add-tokens`` (the markers
+written into spare slots) with the adapter trained on them, or an HF model trained after ``train.tokens.add_tokens``.
+
+Budgets as the notebook meant them: ``max_tokens`` (the run's) caps the tokens generated, ``max_live`` caps the live
+context (prompt + kept tokens) — a trace that would outgrow it stops with finish reason ``length``.
+
+What was pruned is kept: the trace's text and token ids are the whole unpruned generation (so it can be read, graded,
+and turned into training data), every prune is an event (what was removed, where, the live context before and after),
+and an ``hcot`` event holds the trace's statistics: prunes, generated tokens, retained tokens, peak live context.
+
+    reasonlab eval -m qwen-hcot.gguf --lora runs/train/hcot -s hcot -O max_live=1024
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from reasonlab.data import Problem
+from reasonlab.engines import Engine, SamplingParams
+from reasonlab.errors import ConfigError, EngineError
+from reasonlab.strategies.base import Trace, TraceCancel, TracePolicy, engine_cancel, error_event
+from reasonlab.strategies.hcot_format import RETURN, SOLUTION, THOUGHT, PruneRule
+
+
+class HcotConfig(BaseModel):
+    """Pruning during generation."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    kind: Literal["hcot"] = "hcot"
+    prune: Literal["continue", "none"] = Field("continue", description="continue: cut a returned block from the ids "
+                                                                       "and continue by ids; none: the same format, "
+                                                                       "nothing forgotten (the reference)")
+    max_live: int | None = Field(None, ge=16, description="most tokens in the live context (prompt + kept)")
+    keep_thought: bool = Field(True, description="a prune keeps the [THOUGHT] marker")
+    keep_return: bool = Field(True, description="a prune keeps the [RETURN] marker")
+
+
+class HCoT(TracePolicy):
+    name = "hcot"
+    continues_raw = True
+    Config = HcotConfig
+
+    def marker_ids(self, engine: Engine) -> tuple[int, int, int]:
+        """The three markers' ids; ConfigError when the vocabulary does not hold each as one token."""
+        out = []
+        for m in (THOUGHT, SOLUTION, RETURN):
+            try:
+                ids = engine.tokenize(m)
+            except (ConfigError, EngineError) as err:
+                raise ConfigError(f"strategy 'hcot' needs the model's vocabulary ({err})") from None
+            if len(ids) != 1:
+                raise ConfigError(f"strategy 'hcot': {m} is {len(ids)} tokens in {engine.model}'s vocabulary, not one: "
+                                  f"use a GGUF with the markers (reasonlab train add-tokens) or a model trained "
+                                  f"with them")
+            out.append(ids[0])
+        return out[0], out[1], out[2]
+
+    def trace(self, problem: Problem, engine: Engine, prompt: str, params: SamplingParams, sample: int,
+              cancel: TraceCancel | None = None) -> Trace:
+        cfg: HcotConfig = self.config  # type: ignore[assignment]
+        rule = PruneRule(keep_thought=cfg.keep_thought, keep_return=cfg.keep_return)
+        th, so, re_ = self.marker_ids(engine)
+        start = time.perf_counter()
+        prompt_ids = engine.tokenize(prompt, prompt=True)
+        live = list(prompt_ids)  # what the model reads next
+        generated: list[int] = []  # everything it wrote, nothing removed
+        text = ""
+        stack: list[list[int]] = []  # open blocks: [index of [THOUGHT] in live, index of [SOLUTION] or -1]
+        events: list[dict[str, Any]] = []
+        used = prefilled = cached = 0
+        peak, finish, logprobs = len(live), "stop", []
+        stop = tuple(params.stop) + (RETURN,)
+        while True:
+            room = params.max_tokens - used
+            if cfg.max_live is not None:
+                room = min(room, cfg.max_live - len(live))
+            if room <= 0:
+                finish = "length"
+                break
+            g = engine.generate([list(live)], params.model_copy(update={"n": 1, "max_tokens": room, "stop": stop}),
+                                cancel=engine_cancel(cancel, sample, used))[0]
+            used += g.completion_tokens
+            prefilled += g.prefilled_tokens
+            cached += g.cached_tokens
+            logprobs += g.token_logprobs or []
+            if g.error:
+                events.append(error_event(g))
+                finish = "error"
+                break
+            returned = g.stop_reason == RETURN
+            new = list(g.token_ids) if g.token_ids is not None else engine.tokenize(g.text)
+            if returned:  # the stop string cut [RETURN] from the ids: the model did write it
+                new.append(re_)
+            text += g.text + (RETURN if returned else "")
+            for tid in new:
+                live.append(tid)
+                generated.append(tid)
+                peak = max(peak, len(live))  # the live context is longest just before a prune
+                if tid == th:
+                    stack.append([len(live) - 1, -1])
+                elif tid == so and stack and stack[-1][1] < 0:
+                    stack[-1][1] = len(live) - 1
+                elif tid == re_ and stack:
+                    t, s = stack.pop()
+                    if s >= 0 and cfg.prune == "continue":
+                        live = self._prune(live, t, s, rule, engine, events, len(generated))
+            if not returned:
+                finish = g.finish_reason
+                break
+        retained = len(live) - len(prompt_ids)
+        events.append({"type": "hcot", "prunes": sum(1 for e in events if e["type"] == "prune"),
+                       "generated": len(generated), "retained": retained, "peak_live": peak,
+                       "prompt_tokens": len(prompt_ids), "open_thoughts": len(stack)})
+        return Trace(text=text, answer=self.verifier.extract(text), completion_tokens=used,
+                     prompt_tokens=len(prompt_ids), finish_reason=finish, seconds=time.perf_counter() - start,
+                     events=events, sample=sample, prompt=prompt, prompt_token_ids=list(prompt_ids),
+                     token_ids=generated, prefilled_tokens=prefilled, cached_tokens=cached,
+                     token_logprobs=logprobs if params.logprobs is not None else None)
+
+    @staticmethod
+    def _prune(live: list[int], t: int, s: int, rule: PruneRule, engine: Engine, events: list[dict[str, Any]],
+               at: int) -> list[int]:
+        """``live`` without the returned block's body and [SOLUTION] (and the markers the rule drops)."""
+        cut_from = t + 1 if rule.keep_thought else t
+        removed = live[cut_from: s + 1]
+        kept = live[:cut_from] + live[s + 1:]
+        if not rule.keep_return:
+            kept = kept[:-1]
+        events.append({"type": "prune", "at_generated": at, "removed_tokens": len(live) - len(kept),
+                       "removed_text": engine.detokenize(removed, special=True), "live_before": len(live),
+                       "live_after": len(kept)})
+        return kept

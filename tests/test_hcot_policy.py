@@ -1,0 +1,154 @@
+"""The hcot policy: a generated [RETURN] prunes its block from the live context (which shrinks), generation goes on
+from the pruned ids, and the whole unpruned trace, the prunes and the statistics are kept."""
+
+from __future__ import annotations
+
+import pytest
+
+from reasonlab.answers import Verifier
+from reasonlab.data import Problem
+from reasonlab.engines import Engine, Generation, SamplingParams
+from reasonlab.errors import ConfigError
+from reasonlab.strategies import Budget, get_template, make_strategy
+
+TH, SO, RE, EOS = 3, 4, 5, 0
+WORDS = {TH: "[THOUGHT]", SO: "[SOLUTION]", RE: "[RETURN]"}
+PROMPT = [1, 2]
+
+
+class ScriptedHcotEngine(Engine):
+    """A scripted engine (not a model) over a toy vocabulary (id t spells "w{t} ", markers spell themselves) that
+    writes ``script`` — the planned generation — one call at a time, stopping at a [RETURN] as a stop string does
+    (text and ids cut before it). It records the live ids of every call."""
+
+    backend = "scripted"
+
+    def __init__(self, script: list[int]) -> None:
+        super().__init__("scripted-hcot")
+        self.script, self.pos = script, 0
+        self.calls: list[list[int]] = []
+
+    def render_chat(self, messages) -> str:
+        return "<q>"
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split())
+
+    def tokenize(self, text: str, prompt: bool = False) -> list[int]:
+        inv = {v: k for k, v in WORDS.items()}
+        if text in inv:
+            return [inv[text]]
+        return PROMPT if prompt else [int(w[1:]) for w in text.split()]
+
+    def detokenize(self, ids, special: bool = False) -> str:
+        return "".join(WORDS.get(t, f"w{t} ") for t in ids)
+
+    def generate(self, prompts, params: SamplingParams, cancel=None) -> list[Generation]:
+        self.calls.append(list(prompts[0]))
+        out: list[int] = []
+        stop = None
+        while self.pos < len(self.script) and len(out) < params.max_tokens:
+            t = self.script[self.pos]
+            self.pos += 1
+            if t == EOS:
+                break
+            if t == RE and "[RETURN]" in params.stop:
+                stop = "[RETURN]"
+                break
+            out.append(t)
+        finish = "stop" if stop or (self.pos <= len(self.script) and len(out) < params.max_tokens) else "length"
+        return [Generation(text=self.detokenize(out), token_ids=out, completion_tokens=len(out) + (stop is not None),
+                           prompt_tokens=len(prompts[0]), finish_reason=finish, stop_reason=stop)]
+
+
+#        a  [TH] b  c  d  [SO] e  [RE] f  [TH] g  h  [SO] i  [RE] answer
+SCRIPT = [10, TH, 11, 12, 13, SO, 14, RE, 15, TH, 16, 17, SO, 18, RE, 19, EOS]
+
+
+def run(script, **options):
+    engine = ScriptedHcotEngine(script)
+    with Verifier() as v:
+        s = make_strategy("hcot", options, get_template("boxed"), SamplingParams(max_tokens=100), v)
+        return s.solve(Problem(id="p", question="q", answer="1"), engine, Budget()).traces[0], engine
+
+
+def test_the_live_context_shrinks_after_each_return() -> None:
+    trace, engine = run(SCRIPT)
+    # call 1 reads the prompt; call 2 the prompt + a [TH] e [RE] (b c d [SO] pruned); call 3 both blocks pruned
+    assert engine.calls == [PROMPT, PROMPT + [10, TH, 14, RE], PROMPT + [10, TH, 14, RE, 15, TH, 18, RE]]
+    assert trace.token_ids == [t for t in SCRIPT if t != EOS]  # the whole unpruned generation is kept
+    assert "w11 w12 w13 [SOLUTION]" in trace.text
+    prunes = [e for e in trace.events if e["type"] == "prune"]
+    assert [(e["live_before"], e["live_after"]) for e in prunes] == [(10, 6), (13, 10)]
+    assert prunes[0]["removed_text"] == "w11 w12 w13 [SOLUTION]"
+    stats = next(e for e in trace.events if e["type"] == "hcot")
+    assert stats == {"type": "hcot", "prunes": 2, "generated": 16, "retained": 9, "peak_live": 13,
+                     "prompt_tokens": 2, "open_thoughts": 0}
+
+
+def test_nested_blocks_prune_inner_then_outer() -> None:
+    #         [TH] a  [TH] b  [SO] c  [RE] d  [SO] e  [RE] f
+    script = [TH, 10, TH, 11, SO, 12, RE, 13, SO, 14, RE, 15, EOS]
+    trace, engine = run(script)
+    assert engine.calls[1] == PROMPT + [TH, 10, TH, 12, RE]  # the inner body and [SO] gone
+    assert engine.calls[2] == PROMPT + [TH, 14, RE]  # then the outer one, inner shell included
+
+
+def test_no_pruning_is_the_reference_and_max_live_caps() -> None:
+    trace, engine = run(SCRIPT, prune="none")
+    assert engine.calls[2] == PROMPT + SCRIPT[:15]  # nothing forgotten
+    assert next(e for e in trace.events if e["type"] == "hcot")["prunes"] == 0
+    trace, engine = run(SCRIPT, prune="none", max_live=16)
+    assert trace.finish_reason == "length"  # the unpruned context outgrew the cap
+    trace, engine = run(SCRIPT, max_live=16)
+    assert trace.finish_reason == "stop"  # pruned, the same generation fits
+
+
+def test_markers_must_be_single_tokens() -> None:
+    class NoMarkers(ScriptedHcotEngine):
+        def tokenize(self, text: str, prompt: bool = False) -> list[int]:
+            return [7, 8] if text.startswith("[") else super().tokenize(text, prompt)
+
+    with Verifier() as v:
+        s = make_strategy("hcot", {}, get_template("boxed"), SamplingParams(), v)
+        with pytest.raises(ConfigError, match=r"\[THOUGHT\] is 2 tokens"):
+            s.solve(Problem(id="p", question="q", answer="1"), NoMarkers(SCRIPT), Budget())
+
+
+def test_continuing_a_cut_by_ids_matches_a_fresh_prefill(smol_path) -> None:
+    """The prune-aware cut on llama.cpp: continuing the cut ids on the batched engine, whose prefix cache serves the
+    kept head, gives the greedy tokens a fresh engine gives after prefilling the same ids from scratch."""
+    from reasonlab.engines.llamacpp import LlamaCppEngine
+
+    with LlamaCppEngine(smol_path, n_ctx=1024, name="smol", n_parallel=2) as eng, \
+            LlamaCppEngine(smol_path, n_ctx=1024, name="smol-ref", n_parallel=1) as ref:
+        prompt = eng.tokenize(eng.render_chat([{"role": "user", "content": "Explain how to add fractions with "
+                                                                           "different denominators."}]), prompt=True)
+        written = eng.generate([prompt], SamplingParams(max_tokens=40))[0].token_ids
+        live = prompt + written[:8] + written[24:]  # a block's body cut out of the middle
+        cut = eng.generate([live], SamplingParams(max_tokens=24))[0]
+        fresh = ref.generate([live], SamplingParams(max_tokens=24))[0]
+    assert cut.cached_tokens >= len(prompt) + 8 and cut.prefilled_tokens <= len(live) - len(prompt) - 8
+    assert cut.token_ids == fresh.token_ids
+
+
+def test_a_run_reports_pruning(tmp_path) -> None:
+    import json
+
+    from reasonlab.evaluate import EvalConfig, evaluate
+
+    cfg = EvalConfig.from_layers({"dataset": {"name": "gsm8k", "limit": 1}, "strategy": "hcot"})
+    summary = evaluate(cfg, out=tmp_path / "r", engine=ScriptedHcotEngine(SCRIPT))
+    assert summary["hcot"]["prunes"] == 2.0 and summary["hcot"]["peak_generated_live"] == 11.0
+    rec = json.loads((tmp_path / "r" / "results.jsonl").read_text())
+    assert [e["type"] for e in rec["traces"][0]["events"]] == ["prune", "prune", "hcot"]
+
+
+def test_report_shows_what_was_pruned(tmp_path) -> None:
+    from reasonlab.evaluate import EvalConfig, evaluate
+    from reasonlab.evaluate.report import write_report
+
+    cfg = EvalConfig.from_layers({"dataset": {"name": "gsm8k", "limit": 1}, "strategy": "hcot"})
+    evaluate(cfg, out=tmp_path / "r", engine=ScriptedHcotEngine(SCRIPT))
+    html = write_report([tmp_path / "r"], tmp_path / "rep").read_text()
+    assert "2 prunes, peak live 13" in html and "prune 1: 4 tokens" in html and "w11 w12 w13 [SOLUTION]" in html

@@ -37,6 +37,9 @@ class SFTOptions(BaseModel):
     completion_only_loss: bool = Field(True, description="loss on the completion only (and, for rows with "
                                                          "completion_mask, only on what the model wrote)")
     packing: bool = Field(False, description="pack short rows into max_length sequences")
+    hcot: Literal["off", "stages"] = Field("off", description="stages: hierarchical-CoT rows (datagen hcot), the "
+                                                              "markers added and seeded, each example split into "
+                                                              "prune-aware stages (train.hcot)")
 
 
 class DPOOptions(BaseModel):

@@ -100,13 +100,17 @@ def train(cfg: TrainConfig, collator: Any = None, force_new: bool = False) -> di
         form_of(read_rows(cfg.data), cfg.method, str(cfg.data))  # a bad dataset fails before the model loads
     resume = _open(cfg, out, force_new)
     model, tok = load_trainable(cfg.model, head="score" if cfg.method == "reward" else "lm")
-    rewards = None
+    rewards, staged = None, None
     if cfg.method == "grpo":
         from reasonlab.answers import Verifier
         from reasonlab.train.rewards import load_reward
 
         data = grpo_dataset(cfg)
         rewards = [load_reward(r, Verifier()) for r in cfg.grpo.rewards]
+    elif cfg.method == "sft" and cfg.sft.hcot == "stages":
+        from reasonlab.train.hcot import hcot_dataset
+
+        data, staged = hcot_dataset(cfg.data, model, tok, cfg.max_length)
     else:
         data = load_rows(cfg.data, cfg.method, tok)
     trainer = TRAINERS[cfg.method](cfg, model, tok, data, str(out), collator=collator, rewards=rewards)
@@ -126,5 +130,7 @@ def train(cfg: TrainConfig, collator: Any = None, force_new: bool = False) -> di
                "resumed": resume, "seconds": round(seconds, 1), "train_loss": result.training_loss,
                "first_loss": losses[0] if losses else None, "last_loss": losses[-1] if losses else None,
                "result": str(final), "rows": len(data)}
+    if staged is not None:
+        summary["hcot_stages"] = staged
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     return summary

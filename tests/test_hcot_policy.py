@@ -83,7 +83,7 @@ def test_the_live_context_shrinks_after_each_return() -> None:
     assert prunes[0]["removed_text"] == "w11 w12 w13 [SOLUTION]"
     stats = next(e for e in trace.events if e["type"] == "hcot")
     assert stats == {"type": "hcot", "prunes": 2, "generated": 16, "retained": 9, "peak_live": 13,
-                     "prompt_tokens": 2, "open_thoughts": 0}
+                     "prompt_tokens": 2, "open_thoughts": 0, "well_formed": True, "problems": [], "runaway": False}
 
 
 def test_nested_blocks_prune_inner_then_outer() -> None:
@@ -100,6 +100,7 @@ def test_no_pruning_is_the_reference_and_max_live_caps() -> None:
     assert next(e for e in trace.events if e["type"] == "hcot")["prunes"] == 0
     trace, engine = run(SCRIPT, prune="none", max_live=16)
     assert trace.finish_reason == "length"  # the unpruned context outgrew the cap
+    assert next(e for e in trace.events if e["type"] == "hcot")["runaway"]
     trace, engine = run(SCRIPT, max_live=16)
     assert trace.finish_reason == "stop"  # pruned, the same generation fits
 

@@ -109,7 +109,7 @@ def hcot_stats(records: list[dict[str, Any]]) -> dict[str, Any] | None:
 
     >>> hcot_stats([{"traces": [{"events": [{"type": "hcot", "prunes": 2, "generated": 100, "retained": 30,
     ...                                       "peak_live": 70, "prompt_tokens": 20, "open_thoughts": 0}]}]}])
-    {'traces': 1, 'prunes': 2.0, 'generated': 100.0, 'retained': 30.0, 'peak_live': 70.0, 'peak_generated_live': 50.0, 'peak_over_generated': 0.5}
+    {'traces': 1, 'prunes': 2.0, 'generated': 100.0, 'retained': 30.0, 'peak_live': 70.0, 'peak_generated_live': 50.0, 'peak_over_generated': 0.5, 'well_formed': 1.0, 'runaway': 0, 'without_prunes': 0}
     """
     rows = [e for r in records for t in r.get("traces", []) for e in t.get("events", []) if e.get("type") == "hcot"]
     if not rows:
@@ -124,7 +124,11 @@ def hcot_stats(records: list[dict[str, Any]]) -> dict[str, Any] | None:
     return {"traces": len(rows), "prunes": mean("prunes"), "generated": mean("generated"),
             "retained": mean("retained"), "peak_live": mean("peak_live"),
             "peak_generated_live": round(sum(peak_gen) / len(rows), 1),
-            "peak_over_generated": round(sum(peak_gen) / gen, 4) if gen else None}
+            "peak_over_generated": round(sum(peak_gen) / gen, 4) if gen else None,
+            # failure modes the research notes report: malformed thought/solution pairs, runaway generation
+            "well_formed": round(sum(1 for e in rows if e.get("well_formed", True)) / len(rows), 4),
+            "runaway": sum(1 for e in rows if e.get("runaway")),
+            "without_prunes": sum(1 for e in rows if not e["prunes"])}
 
 
 def _count(items: Any) -> dict[str, int]:

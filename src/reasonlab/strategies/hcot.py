@@ -32,7 +32,7 @@ from reasonlab.data import Problem
 from reasonlab.engines import Engine, SamplingParams
 from reasonlab.errors import ConfigError, EngineError
 from reasonlab.strategies.base import Trace, TraceCancel, TracePolicy, engine_cancel, error_event
-from reasonlab.strategies.hcot_format import RETURN, SOLUTION, THOUGHT, PruneRule
+from reasonlab.strategies.hcot_format import RETURN, SOLUTION, THOUGHT, PruneRule, validate
 
 
 class HcotConfig(BaseModel):
@@ -121,9 +121,12 @@ class HCoT(TracePolicy):
                 finish = g.finish_reason
                 break
         retained = len(live) - len(prompt_ids)
+        form = validate(text)  # the notes' failure modes: malformed pairs, runaway generation
         events.append({"type": "hcot", "prunes": sum(1 for e in events if e["type"] == "prune"),
                        "generated": len(generated), "retained": retained, "peak_live": peak,
-                       "prompt_tokens": len(prompt_ids), "open_thoughts": len(stack)})
+                       "prompt_tokens": len(prompt_ids), "open_thoughts": len(stack),
+                       "well_formed": form.well_formed, "problems": list(form.problems[:3]),
+                       "runaway": finish == "length"})
         return Trace(text=text, answer=self.verifier.extract(text), completion_tokens=used,
                      prompt_tokens=len(prompt_ids), finish_reason=finish, seconds=time.perf_counter() - start,
                      events=events, sample=sample, prompt=prompt, prompt_token_ids=list(prompt_ids),

@@ -118,3 +118,14 @@ def test_prompt_over_context_is_an_error_generation(batch_engine) -> None:
     out = batch_engine.generate(["word " * 3000, "1, 2, 3,"], SamplingParams(max_tokens=4))
     assert out[0].finish_reason == "error" and "context" in out[0].error
     assert out[1].finish_reason == "length" and out[1].completion_tokens == 4
+
+
+def test_min_tokens_holds_off_the_end_on_both_paths(seq_engine, batch_engine) -> None:
+    """min_tokens (vLLM's): end-of-sequence is not sampled before it; the sequential and batched paths agree."""
+    prompt = seq_engine.render_chat([{"role": "user", "content": "What is 2+2? Reply with the number only."}])
+    free = seq_engine.generate([prompt], SamplingParams(max_tokens=40))[0]
+    assert free.finish_reason == "stop" and free.completion_tokens < 20  # it ends early by itself
+    held = [eng.generate([prompt], SamplingParams(max_tokens=40, min_tokens=20))[0]
+            for eng in (seq_engine, batch_engine)]
+    assert all(g.completion_tokens >= 20 for g in held)
+    assert held[0].token_ids == held[1].token_ids and held[0].text.startswith(free.text.rstrip(".").strip()[:5])

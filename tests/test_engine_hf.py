@@ -121,3 +121,8 @@ def test_gguf_conversions_are_keyed_by_content_not_mtime(tmp_path, monkeypatch) 
     b.parent.mkdir()
     b.write_bytes(b"GGUF" + bytes(999) + b"\x01")  # same name and size, other bytes
     assert _digest(b) != _digest(a)
+
+
+def test_min_tokens_on_hf(hf_engine) -> None:
+    gens = hf_engine.generate(["one two"], SamplingParams(n=3, temperature=1.5, seed=1, max_tokens=12, min_tokens=9))
+    assert all(g.completion_tokens >= 9 for g in gens)

@@ -27,6 +27,7 @@ class ScriptedHcotEngine(Engine):
         super().__init__("scripted-hcot")
         self.script, self.pos = script, 0
         self.calls: list[list[int]] = []
+        self.min_tokens: list[int] = []  # what each call was asked to hold off the end for
 
     def render_chat(self, messages) -> str:
         return "<q>"
@@ -45,6 +46,7 @@ class ScriptedHcotEngine(Engine):
 
     def generate(self, prompts, params: SamplingParams, cancel=None) -> list[Generation]:
         self.calls.append(list(prompts[0]))
+        self.min_tokens.append(params.min_tokens)
         out: list[int] = []
         stop = None
         while self.pos < len(self.script) and len(out) < params.max_tokens:
@@ -153,3 +155,8 @@ def test_report_shows_what_was_pruned(tmp_path) -> None:
     evaluate(cfg, out=tmp_path / "r", engine=ScriptedHcotEngine(SCRIPT))
     html = write_report([tmp_path / "r"], tmp_path / "rep").read_text()
     assert "2 prunes, peak live 13" in html and "prune 1: 4 tokens" in html and "w11 w12 w13 [SOLUTION]" in html
+
+
+def test_min_tokens_counts_over_the_whole_trace() -> None:
+    trace, engine = run(SCRIPT, min_tokens=10)
+    assert engine.min_tokens == [10, 2, 0]  # the first call wrote 8 tokens ([RETURN] included), the second 7

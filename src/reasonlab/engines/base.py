@@ -70,6 +70,8 @@ class SamplingParams(BaseModel):
     logprobs: int | None = Field(None, ge=0, description="per generated token, its log-prob and the k most likely "
                                                          "alternatives' (vLLM's meaning; 0: the chosen one only)")
     ignore_eos: bool = Field(False, description="keep generating past end-of-sequence tokens (benchmarks; vLLM's name)")
+    min_tokens: int = Field(0, ge=0, description="end-of-sequence is not sampled before this many generated tokens "
+                                                 "(vLLM's name); stop strings and the token limit still end a sample")
 
     @field_validator("stop", mode="before")
     @classmethod

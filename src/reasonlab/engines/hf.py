@@ -165,8 +165,8 @@ class HFEngine(Engine):
                     return_dict_in_generate=True,
                     output_scores=params.logprobs is not None,
                 )
-                if params.ignore_eos:
-                    kwargs["min_new_tokens"] = params.max_tokens
+                if params.ignore_eos or params.min_tokens:
+                    kwargs["min_new_tokens"] = params.max_tokens if params.ignore_eos else params.min_tokens
                 # greedy decoding as transformers does it; sampling by our own processor, one torch.Generator per
                 # sample (sample s of a prompt seeded seed + s, as on every engine), never the global RNG
                 kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)

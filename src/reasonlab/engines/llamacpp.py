@@ -337,19 +337,20 @@ class LlamaCppEngine(Engine):
         self.llm.set_seed(seed)
         limit = min(params.max_tokens, self.n_ctx - len(tokens))  # llama-cpp-python truncates the same way
         processor = None
-        if params.ignore_eos:
+        out: list[int] = []
+        if params.ignore_eos or params.min_tokens:
             import numpy as np
 
             banned = np.fromiter(self._no_eog(), dtype=np.int64)
 
             def no_eog(_ids: Any, scores: Any) -> Any:
-                scores[banned] = -np.inf
+                if params.ignore_eos or len(out) < params.min_tokens:
+                    scores[banned] = -np.inf
                 return scores
 
             processor = llama_cpp.LogitsProcessorList([no_eog])
         vocab = self.llm._model.vocab
         window = 4 * max(map(len, params.stop), default=0) + 16  # bytes: the tail a new stop string can end in
-        out: list[int] = []
         text = bytearray()
         reason = "length"
         for tok in self.llm.generate(tokens, top_k=max(params.top_k, 0), top_p=params.top_p, min_p=params.min_p,
@@ -376,7 +377,7 @@ class LlamaCppEngine(Engine):
                           token_ids=spelled_ids(self.detokenize, out, cut))
 
     def _no_eog(self) -> dict[int, float]:
-        """A logit bias that forbids every end-of-generation token (for ignore_eos)."""
+        """A logit bias that forbids every end-of-generation token (for ignore_eos and min_tokens)."""
         if self._eog_bias is None:
             import llama_cpp
 

@@ -65,6 +65,7 @@ class _Seq:
     sampler: Any
     pos: int  # position of the token fed next
     feed: int  # the token fed next
+    early: Any = None  # min_tokens: the same chain with end-of-generation tokens forbidden, until min_tokens
     out: list[int] = field(default_factory=list)
     text: bytearray = field(default_factory=bytearray)
     logprobs: list[float] | None = None
@@ -112,6 +113,7 @@ class BatchedDecoder:
         self.batch = LlamaBatch(n_tokens=max(self.n_batch, n_parallel), embd=0, n_seq_max=n_parallel, verbose=False)
         self.n_vocab = llm.n_vocab()
         self.vocab = llama_cpp.llama_model_get_vocab(self.model.model)
+        self._eog: dict[int, float] | None = None
         self._jobs: deque[Job] = deque()  # submitted, not yet sorted into the two queues below
         self._fresh: deque[Job] = deque()  # waiting jobs, in arrival order
         # waiting jobs that continue a cached sequence (a trace after a tool call, a forced "Wait", a branch
@@ -301,7 +303,8 @@ class BatchedDecoder:
             finally:
                 self._prefilling = None
             holders[job.key] = sid
-        return _Seq(job=job, sid=sid, sampler=self._sampler(job.params, job.seed), pos=len(head),
+        early = self._sampler(job.params, job.seed, no_eog=True) if job.params.min_tokens else None
+        return _Seq(job=job, sid=sid, sampler=self._sampler(job.params, job.seed), early=early, pos=len(head),
                     feed=job.tokens[-1], logprobs=[] if job.params.logprobs is not None else None,
                     top=[] if job.params.logprobs else None, cached=cached)
 
@@ -345,11 +348,17 @@ class BatchedDecoder:
             if rc != 0:
                 raise RuntimeError(f"llama_decode returned {rc}")
 
-    def _sampler(self, params: SamplingParams, seed: int) -> Any:
-        """The same chain llama-cpp-python builds for create_completion (its no-op penalties aside)."""
+    def _sampler(self, params: SamplingParams, seed: int, no_eog: bool = False) -> Any:
+        """The same chain llama-cpp-python builds for create_completion (its no-op penalties aside); ``no_eog``
+        puts a bias forbidding every end-of-generation token first (min_tokens)."""
         from llama_cpp._internals import LlamaSampler
 
         s = LlamaSampler()
+        if no_eog:
+            if self._eog is None:  # once per decoder: the vocabulary's end-of-generation tokens
+                self._eog = {t: float("-inf") for t in range(self.n_vocab)
+                             if self._llama_cpp.llama_vocab_is_eog(self.vocab, t)}
+            s.add_logit_bias(self.n_vocab, self._eog)
         if params.greedy:
             s.add_greedy()
         else:
@@ -370,7 +379,8 @@ class BatchedDecoder:
             b.seq_id[i][0] = seq.sid
         self.ctx.decode(self.batch)
         for i, seq in enumerate(seqs):
-            tok = seq.sampler.sample(self.ctx, i)
+            early = seq.early is not None and len(seq.out) < seq.job.params.min_tokens
+            tok = (seq.early if early else seq.sampler).sample(self.ctx, i)
             seq.pos += 1
             params = seq.job.params
             if seq.logprobs is not None:

@@ -156,6 +156,8 @@ class OpenAIEngine(Engine):
             body["logprobs"] = params.logprobs
         if params.ignore_eos:
             body["ignore_eos"] = True  # vLLM, SGLang and llama.cpp's server accept it
+        if params.min_tokens:
+            body["min_tokens"] = params.min_tokens  # vLLM's and SGLang's extension (not in the OpenAI API)
         return body
 
     def _sample(self, endpoint: str, payload: dict[str, Any], params: SamplingParams, index: int) -> list[Generation]:

@@ -12,7 +12,9 @@ The markers must be single tokens of the model's vocabulary: a GGUF from ``reaso
 written into spare slots) with the adapter trained on them, or an HF model trained after ``train.tokens.add_tokens``.
 
 Budgets as the notebook meant them: ``max_tokens`` (the run's) caps the tokens generated, ``max_live`` caps the live
-context (prompt + kept tokens) — a trace that would outgrow it stops with finish reason ``length``.
+context (prompt + kept tokens) — a trace that would outgrow it stops with finish reason ``length`` — and
+``min_tokens`` holds off end-of-sequence until that many tokens were generated over the whole trace (the engines'
+``SamplingParams.min_tokens``, given what is left of it at each call).
 
 What was pruned is kept: the trace's text and token ids are the whole unpruned generation (so it can be read, graded,
 and turned into training data), every prune is an event (what was removed, where, the live context before and after),
@@ -44,6 +46,8 @@ class HcotConfig(BaseModel):
                                                                        "and continue by ids; none: the same format, "
                                                                        "nothing forgotten (the reference)")
     max_live: int | None = Field(None, ge=16, description="most tokens in the live context (prompt + kept)")
+    min_tokens: int = Field(0, ge=0, description="end-of-sequence is not allowed before this many generated tokens, "
+                                                 "counted over the whole trace (the notebook's min tokens)")
     keep_thought: bool = Field(True, description="a prune keeps the [THOUGHT] marker")
     keep_return: bool = Field(True, description="a prune keeps the [RETURN] marker")
 
@@ -90,7 +94,9 @@ class HCoT(TracePolicy):
             if room <= 0:
                 finish = "length"
                 break
-            g = engine.generate([list(live)], params.model_copy(update={"n": 1, "max_tokens": room, "stop": stop}),
+            hold = max(params.min_tokens, cfg.min_tokens) - used
+            g = engine.generate([list(live)], params.model_copy(update={"n": 1, "max_tokens": room, "stop": stop,
+                                                                        "min_tokens": max(0, hold)}),
                                 cancel=engine_cancel(cancel, sample, used))[0]
             used += g.completion_tokens
             prefilled += g.prefilled_tokens

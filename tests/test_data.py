@@ -96,3 +96,15 @@ def test_hf_datasets_path_on_a_local_directory(tmp_path) -> None:
     assert [(p.id, p.question, p.answer) for p in probs] == [("mathset-a", "1+2?", "3"), ("mathset-b", "2+2?", "4")]
     with pytest.raises(DataError, match="could not load HF dataset"):
         load_problems(DatasetConfig(name=str(d), split="train"))
+
+
+def test_where_selects_by_metadata_before_offset_and_limit() -> None:
+    from reasonlab.data import DatasetConfig, load_problems
+    from reasonlab.errors import DataError
+
+    easy = load_problems(DatasetConfig(name="math500", where={"level": ("1", "2")}))
+    assert easy and all(p.meta["level"] in (1, 2) for p in easy)
+    algebra1 = load_problems(DatasetConfig(name="math500", where={"level": ("1",), "subject": ("Algebra",)}, limit=3))
+    assert len(algebra1) == 3 and all(p.meta == {"subject": "Algebra", "level": 1} for p in algebra1)
+    with pytest.raises(DataError, match="no problem has the field 'level'"):
+        load_problems(DatasetConfig(name="gsm8k", where={"level": ("1",)}))

@@ -32,7 +32,7 @@ from reasonlab.cli.datagen import datagen_app
 from reasonlab.cli.runs import ScorerKindOpt, ScorerLoraOpt, ScorerOpt, register_run_commands
 from reasonlab.cli.train import train_app
 from reasonlab.cli.tables import say_failures, summary_table, verifier_table
-from reasonlab.errors import ReasonlabError
+from reasonlab.errors import ConfigError, ReasonlabError
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="Make small language models reason better at math, and measure it honestly.")
@@ -193,11 +193,26 @@ def solve(
               f"[dim]{tokens} tokens in {secs:.1f}s ({tokens / secs if secs else 0:.1f} tok/s)[/]")
 
 
+def _where(items: list[str] | None) -> dict[str, list[str]] | None:
+    """--where FIELD=V1,V2 (repeatable) as the dataset's ``where``."""
+    if not items:
+        return None
+    out: dict[str, list[str]] = {}
+    for item in items:
+        key, sep, values = item.partition("=")
+        if not sep or not key or not values:
+            raise ConfigError(f"--where {item!r}: expected FIELD=V1,V2 (e.g. level=1,2)")
+        out[key.strip()] = [v.strip() for v in values.split(",")]
+    return out
+
+
 @app.command("eval")
 def eval_cmd(
     dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="bundled name, file path, or HF id"),
     limit: Optional[int] = typer.Option(None, "--limit", "-n", help="at most this many problems"),
     offset: Optional[int] = typer.Option(None, "--offset", help="skip this many problems first"),
+    where: Optional[list[str]] = typer.Option(None, "--where", help="FIELD=V1,V2: keep problems whose metadata "
+                                              "field has one of the values (e.g. level=1,2), repeatable"),
     shuffle: Optional[bool] = typer.Option(None, "--shuffle/--no-shuffle", help="shuffle (with --seed) first"),
     split: Optional[str] = typer.Option(None, "--split", help="HF datasets: split"),
     question_field: Optional[str] = typer.Option(None, "--question-field"),
@@ -238,6 +253,7 @@ def eval_cmd(
         ("dataset", "shuffle"): shuffle, ("dataset", "seed"): seed, ("dataset", "split"): split,
         ("dataset", "question_field"): question_field, ("dataset", "answer_field"): answer_field,
         ("dataset", "id_field"): id_field, ("dataset", "answer_type"): answer_type,
+        ("dataset", "where"): _where(where),
         ("concurrency",): concurrency, ("max_errors",): max_errors,
     })
     if concurrency is not None:

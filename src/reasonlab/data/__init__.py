@@ -47,6 +47,8 @@ class DatasetConfig(BaseModel):
     answer_type: AnswerType | None = Field(None, description="how answers are normalised (default: the dataset's)")
     limit: int | None = Field(None, ge=1, description="run at most this many problems")
     offset: int = Field(0, ge=0, description="skip this many problems first")
+    where: dict[str, tuple[str, ...]] = Field(default_factory=dict, description="keep problems whose metadata field "
+                                              "has one of these values, e.g. {level: [1, 2]} (before offset/limit)")
     shuffle: bool = Field(False, description="shuffle (with seed) before offset and limit")
     seed: int = Field(0, description="shuffle seed")
 
@@ -200,6 +202,11 @@ def load_problems(cfg: DatasetConfig | str = "gsm8k", **options: Any) -> list[Pr
         if p.id in seen:
             raise DataError(f"{name}: problem id '{p.id}' appears twice; choose a unique --id-field")
         seen.add(p.id)
+    for key, allowed in cfg.where.items():
+        if not any(key in p.meta for p in problems):
+            fields = sorted({k for p in problems for k in p.meta})
+            raise DataError(f"{name}: no problem has the field '{key}' to select on (fields: {', '.join(fields) or 'none'})")
+        problems = [p for p in problems if str(p.meta.get(key)) in {str(v) for v in allowed}]
     if cfg.shuffle:
         random.Random(cfg.seed).shuffle(problems)
     end = None if cfg.limit is None else cfg.offset + cfg.limit

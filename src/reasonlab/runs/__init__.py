@@ -5,7 +5,7 @@ Everything that reads runs (summary, report, sweep, training, data generation) g
 """
 
 from reasonlab.runs.schema import ErrorRecord, ProblemRecord, TraceRecord
-from reasonlab.runs.store import CONFIG, ERRORS, RESULTS, SUMMARY, Run, RunStore, diff, read_run
+from reasonlab.runs.store import CONFIG, ERRORS, RESULTS, SUMMARY, Run, RunStore, diff, known_to, read_run
 
 __all__ = ["CONFIG", "ERRORS", "RESULTS", "SUMMARY", "ErrorRecord", "ProblemRecord", "Run", "RunStore",
-           "TraceRecord", "diff", "read_run"]
+           "TraceRecord", "diff", "known_to", "read_run"]

@@ -85,13 +85,13 @@ def diff(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str
     return out
 
 
-def _known_to(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+def known_to(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
     """``new`` without the keys ``old`` never had (at any depth).
 
-    >>> _known_to({"a": 1, "e": {"x": 1}}, {"a": 2, "b": 3, "e": {"x": 1, "y": 2}})
+    >>> known_to({"a": 1, "e": {"x": 1}}, {"a": 2, "b": 3, "e": {"x": 1, "y": 2}})
     {'a': 2, 'e': {'x': 1}}
     """
-    return {k: _known_to(old[k], v) if isinstance(v, dict) and isinstance(old[k], dict) else v
+    return {k: known_to(old[k], v) if isinstance(v, dict) and isinstance(old[k], dict) else v
             for k, v in new.items() if k in old}
 
 
@@ -148,7 +148,7 @@ class RunStore:
         if cfg_path.exists():
             old = (yaml.safe_load(cfg_path.read_text(encoding="utf-8")) or {}).get("identity", {})
             # a field the run's version did not have yet (the loaded model, a new engine option) cannot differ
-            changes = diff(old, _known_to(old, identity))
+            changes = diff(old, known_to(old, identity))
             if changes and not force_new:
                 raise ConfigError(
                     f"{self.path} holds a run with another config ({'; '.join(changes[:3])}"

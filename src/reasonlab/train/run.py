@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 
 from reasonlab.errors import ConfigError
+from reasonlab.runs import diff, known_to
 from reasonlab.train.config import TrainConfig
 from reasonlab.train.methods import TRAINERS
 from reasonlab.train.model import load_trainable, model_identity
@@ -55,13 +56,12 @@ def _open(cfg: TrainConfig, out: Path, force_new: bool) -> bool:
     ident = identity(cfg)
     path = out / CONFIG
     if path.exists() and not force_new:
-        old = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        if old.get("identity") != ident:
-            diff = sorted(k for k in set(old.get("identity", {}).get("config", {})) | set(ident["config"])
-                          if old.get("identity", {}).get("config", {}).get(k) != ident["config"].get(k))
-            what = ", ".join(diff) or "base model or data file"
-            raise ConfigError(f"{out} holds a training run with another config ({what} differ): use another --out, "
-                              f"or --force-new to start over there")
+        old = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("identity") or {}
+        # a field the run's version did not have yet (a new option) cannot differ, as for evaluation runs
+        changes = diff(old, known_to(old, ident))
+        if changes:
+            raise ConfigError(f"{out} holds a training run with another config ({'; '.join(changes[:3])}): use "
+                              f"another --out, or --force-new to start over there")
     out.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump({"config": cfg.model_dump(mode="json"), "identity": ident}, sort_keys=False),
                     encoding="utf-8")

@@ -160,3 +160,25 @@ def test_report_shows_what_was_pruned(tmp_path) -> None:
 def test_min_tokens_counts_over_the_whole_trace() -> None:
     trace, engine = run(SCRIPT, min_tokens=10)
     assert engine.min_tokens == [10, 2, 0]  # the first call wrote 8 tokens ([RETURN] included), the second 7
+
+
+def test_hcot_on_llamacpp_needs_and_finds_the_markers(tmp_path, smol_path) -> None:
+    """On a GGUF without the markers the policy refuses in one line; with them (train add-tokens) it runs on
+    llama.cpp and the run reports its statistics (an untrained model writes no blocks: nothing pruned)."""
+    import json
+    import subprocess
+    import sys
+
+    cli = [sys.executable, "-m", "reasonlab.cli"]
+    base = ["eval", "-d", "gsm8k", "-n", "2", "-s", "hcot", "--max-tokens", "16", "--parallel", "2", "--no-progress"]
+    bad = subprocess.run(cli + base + ["-m", "smollm2-135m", "--out", str(tmp_path / "bad")], capture_output=True,
+                         text=True)
+    assert bad.returncode == 2 and "[THOUGHT] is" in bad.stderr and "add-tokens" in bad.stderr
+    made = subprocess.run(cli + ["train", "add-tokens", "--base", "smollm2-135m", "--slots", "3,4,5", "--out",
+                                 str(tmp_path / "smol-hcot.gguf")], capture_output=True, text=True)
+    assert made.returncode == 0, made.stderr
+    ok = subprocess.run(cli + base + ["-m", str(tmp_path / "smol-hcot.gguf"), "--out", str(tmp_path / "ok")],
+                        capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+    summary = json.loads((tmp_path / "ok" / "summary.json").read_text())
+    assert summary["hcot"]["traces"] == 2 and summary["hcot"]["prunes"] == 0

@@ -182,3 +182,26 @@ def test_hcot_on_llamacpp_needs_and_finds_the_markers(tmp_path, smol_path) -> No
     assert ok.returncode == 0, ok.stderr
     summary = json.loads((tmp_path / "ok" / "summary.json").read_text())
     assert summary["hcot"]["traces"] == 2 and summary["hcot"]["prunes"] == 0
+
+
+def test_a_cut_in_place_moves_the_cells_instead_of_prefilling(smol_path) -> None:
+    """kv_shift: the continuation of a cached sequence with a span cut out takes its cells and shifts the ones after
+    the cut (seq_rm + seq_add), prefilling nothing but the token fed next. Re-rotated keys are not bit-identical to
+    a prefill: the greedy tokens are compared up to the first divergence, which is reported."""
+    from reasonlab.engines.llamacpp import LlamaCppEngine
+
+    with LlamaCppEngine(smol_path, n_ctx=1024, name="smol", n_parallel=2, kv_shift=True) as eng, \
+            LlamaCppEngine(smol_path, n_ctx=1024, name="smol-ref", n_parallel=1) as ref:
+        prompt = eng.tokenize(eng.render_chat([{"role": "user", "content": "Explain how to add fractions with "
+                                                                           "different denominators."}]), prompt=True)
+        written = eng.generate([prompt], SamplingParams(max_tokens=60))[0].token_ids
+        assert len(written) == 60
+        live = prompt + written[:10] + written[30:]  # a block's body cut out of the middle
+        moved = eng.generate([live], SamplingParams(max_tokens=24))[0]
+        fresh = ref.generate([live], SamplingParams(max_tokens=24))[0]
+        stats = eng._decoder.stats
+    assert stats["shifted_cuts"] == 1 and stats["shifted_tokens"] == 29  # 30 kept, the last one is fed, not cached
+    assert moved.prefilled_tokens == 1  # only the token fed next: nothing re-read
+    first = next((i for i, (x, y) in enumerate(zip(moved.token_ids, fresh.token_ids)) if x != y), None)
+    print(f"in place vs fresh prefill: first greedy divergence at token {first}")
+    assert first is None or first >= 8

@@ -44,6 +44,9 @@ class EngineConfig(BaseModel):
                              "sequence); both contexts alike so a batch of one reproduces the sequential path")
     prefix_cache: bool = Field(True, description="llamacpp, batched: keep finished sequences' KV cells (LRU) so a "
                                "later job sharing a prefix prefills only the rest")
+    kv_shift: bool = Field(False, description="llamacpp, batched: a prompt that is a cached sequence with one span "
+                           "cut out (hcot's prune) reuses the cells after the cut by shifting their positions "
+                           "instead of prefilling them")
     gguf_file: str = Field("*q4_k_m.gguf", description="llamacpp from a hub repo: filename pattern to fetch")
     concurrency: int = Field(8, ge=1, description="openai: requests in flight at once")
     timeout_s: float = Field(600.0, gt=0, description="openai: per-request timeout in seconds")
@@ -124,7 +127,8 @@ def load_engine(model: str | EngineConfig = DEFAULT_MODEL, **options: Any) -> En
     if backend == "llamacpp":
         path, name = gguf_file(cfg)
         return cls(path, n_ctx=cfg.n_ctx, n_threads=cfg.n_threads, name=name, n_parallel=cfg.n_parallel,
-                   flash_attn=cfg.flash_attn, prefix_cache=cfg.prefix_cache, lora=cfg.lora, lora_scale=cfg.lora_scale)
+                   flash_attn=cfg.flash_attn, prefix_cache=cfg.prefix_cache, lora=cfg.lora, lora_scale=cfg.lora_scale,
+                   kv_shift=cfg.kv_shift)
     if backend == "hf":
         return cls(target, batch_size=cfg.batch_size, dtype=cfg.dtype, lora=cfg.lora)
     if cfg.lora is not None:

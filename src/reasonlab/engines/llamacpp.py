@@ -116,6 +116,9 @@ class LlamaCppEngine(Engine):
         prefix_cache: batched path: finished sequences leave their KV cells behind (bounded, LRU) and a
             job sharing a prefix with one prefills only the rest (``prefix_cache``). The sequential path
             keeps llama-cpp-python's own reuse of the previous prompt's prefix.
+        kv_shift: batched path with the prefix cache: a prompt that is a cached sequence with one span cut out
+            (the hcot policy's prune) takes that sequence's cells and moves the ones after the cut down (llama.cpp
+            seq_rm + seq_add) instead of prefilling them — in place, as opposed to re-reading the kept tail.
         lora: a LoRA adapter applied at run time on the quantized base, in every context this engine makes
             (a .gguf adapter, or a peft adapter / training run directory, converted once: ``engines.lora``).
             One adapter per engine, so cached KV is always the adapter's own.
@@ -139,6 +142,7 @@ class LlamaCppEngine(Engine):
         prefix_cache: bool = True,
         lora: str | Path | None = None,
         lora_scale: float = 1.0,
+        kv_shift: bool = False,
     ) -> None:
         path = Path(model_path).expanduser()
         super().__init__(name or path.name)
@@ -197,7 +201,8 @@ class LlamaCppEngine(Engine):
 
             slots = min(max(4, 4 * n_parallel), 256 - n_parallel) if prefix_cache else 0  # llama.cpp: <= 256 ids
             self._decoder = BatchedDecoder(self.llm, n_parallel, n_ctx_batch or min(n_ctx * n_parallel, 32768),
-                                           self.n_threads, flash_attn=flash_attn, cache_slots=slots)
+                                           self.n_threads, flash_attn=flash_attn, cache_slots=slots,
+                                           kv_shift=kv_shift)
         else:
             self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llamacpp")
 

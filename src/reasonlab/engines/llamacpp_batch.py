@@ -84,7 +84,7 @@ class BatchedDecoder:
     """
 
     def __init__(self, llm: Any, n_parallel: int, n_ctx: int, n_threads: int, flash_attn: bool = False,
-                 cache_slots: int = 0, cache_tokens: int | None = None) -> None:
+                 cache_slots: int = 0, cache_tokens: int | None = None, kv_shift: bool = False) -> None:
         import llama_cpp
         from llama_cpp._internals import LlamaBatch, LlamaContext
 
@@ -128,7 +128,10 @@ class BatchedDecoder:
         self._prefilling: Job | None = None
         # where the decode thread's time goes: decode steps (and how full they are), prompt prefill, idle
         self.stats: dict[str, float] = {"steps": 0, "slot_steps": 0, "decode_s": 0.0, "prefill_tokens": 0,
-                                        "prefill_s": 0.0, "idle_s": 0.0}
+                                        "prefill_s": 0.0, "idle_s": 0.0, "shifted_cuts": 0, "shifted_tokens": 0}
+        # a prompt that is a cached sequence with one span cut out (hcot's prune) reuses the cells after the cut,
+        # moved down by a position shift (llama.cpp seq_rm + seq_add), instead of prefilling them again
+        self.kv_shift = kv_shift
         self._abort_seen = 0.0
         self._abort_cb = llama_cpp.ggml_abort_callback(self._should_abort)
         self._thread = threading.Thread(target=self._loop, name="llamacpp-batch", daemon=True)
@@ -289,11 +292,14 @@ class BatchedDecoder:
             # the longest prefix whose cells exist: in the prefix cache, or in a live sequence (samples of one
             # prompt sent by separate calls, as a trace policy's threads do, share its prefill this way)
             cached, source = self.cache.match(head) if self.cache is not None else (0, None)
+            from_cache = source is not None
             if self.cache is not None:
                 live, live_sid = _longest_live(head, active)
                 if live > cached:
-                    cached, source = live, live_sid
-            if source is not None:  # take those cells, prefill the rest
+                    cached, source, from_cache = live, live_sid, False
+            if from_cache and self.kv_shift and cached < len(head):
+                cached = self._shift_cut(job, sid, head, cached, source, active)  # type: ignore[arg-type]
+            elif source is not None:  # take those cells, prefill the rest
                 self.ctx.kv_cache_seq_cp(source, sid, 0, cached)
             self._prefilling = job if job.cancel is not None else None
             try:  # split at the anchor as the sequential path does, so both compute the same values
@@ -307,6 +313,34 @@ class BatchedDecoder:
         return _Seq(job=job, sid=sid, sampler=self._sampler(job.params, job.seed), early=early, pos=len(head),
                     feed=job.tokens[-1], logprobs=[] if job.params.logprobs is not None else None,
                     top=[] if job.params.logprobs else None, cached=cached)
+
+    def _shift_cut(self, job: Job, sid: int, head: list[int], a: int, slot: int, active: dict[int, _Seq]) -> int:
+        """Give ``sid`` the cells of ``head``; return how many it now holds. When ``head`` is the cached entry in
+        ``slot`` with one span [a, b) cut out, the entry's cells after the cut are moved down by b - a positions
+        (seq_rm + seq_add: RoPE is re-applied to their keys on the next decode) and nothing is prefilled; the
+        entry leaves the cache, its cells become this sequence's. Only when no other entry or live sequence
+        holds those cells — in a unified cache a cell's position is shared by every sequence holding it —
+        otherwise the shared head is copied and the rest prefilled, as without ``kv_shift``."""
+        cache = self.cache
+        assert cache is not None
+        entry = cache.entries[slot]
+        b = len(entry) - (len(head) - a)
+        movable = (b > a and list(entry[b:]) == head[a:] and cache.sharers(entry, b + 1) == {slot}
+                   and cache.pins.get(slot, 0) <= (1 if job.pinned == slot else 0)
+                   and not any(common_prefix((s.job.tokens + s.out)[: s.pos], entry) > b for s in active.values()))
+        if not movable:
+            self.ctx.kv_cache_seq_cp(slot, sid, 0, a)
+            return a
+        self.ctx.kv_cache_seq_cp(slot, sid, 0, len(entry))  # every cell of the entry, shared for a moment
+        self.ctx.kv_cache_seq_rm(sid, a, b)  # this sequence lets go of the cut span
+        cache.take(slot)
+        self.ctx.kv_cache_seq_rm(slot, -1, -1)  # the entry goes: [b, end) is now this sequence's alone
+        if job.pinned == slot:
+            job.pinned = None
+        self.ctx.kv_cache_seq_shift(sid, b, len(entry), a - b)  # positions b.. become a..
+        self.stats["shifted_cuts"] += 1
+        self.stats["shifted_tokens"] += len(entry) - b
+        return len(head)
 
     def _should_abort(self, _data: Any) -> bool:
         """llama.cpp's abort callback, called between graph nodes while a prefill runs."""

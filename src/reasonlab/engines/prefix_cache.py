@@ -89,6 +89,17 @@ class RadixCache:
         self.entries.move_to_end(slot)
         return i, slot
 
+    def sharers(self, tokens: Sequence[int], n: int) -> set[int]:
+        """Slots of the entries that hold the first ``n`` tokens of ``tokens`` (their cells there are shared)."""
+        i, last, _ = self._walk(tokens[:n])
+        return set(last.slots) if last is not None and i == n else set()
+
+    def take(self, slot: int) -> None:
+        """Drop ``slot``'s entry and free the slot; the caller moves or clears its cells (an in-place cut)."""
+        self.pins.pop(slot, None)
+        self._remove(slot)
+        self.free.append(slot)
+
     def pin(self, slot: int) -> None:
         """Keep ``slot``'s entry until as many ``unpin`` calls (an extension stored into it keeps the pin)."""
         self.pins[slot] = self.pins.get(slot, 0) + 1

@@ -31,4 +31,7 @@ for set in gsm8k math; do
   $R eval $D $P --max-tokens 1024 -m "$O/qwen-hcot.gguf" --lora "$O/train" -s hcot --out "$O/$set-trained-hcot"
 done
 python benchmarks/hcot.py --dir "$O"
+step "5. pruning by continuation vs in place (kv_shift), the same cuts on the default model"
+[ -s "$O/prune_speed.txt" ] || python benchmarks/hcot_prune.py > "$O/prune_speed.txt"
+cat "$O/prune_speed.txt"
 step "done"

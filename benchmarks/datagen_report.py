@@ -102,8 +102,13 @@ def variants(d: Path) -> None:
           f"{d}/variants.originals.jsonl / -d {d}/variants.jsonl --parallel 16")
 
 
-def conversations(d: Path, vote: Path) -> None:
+def conversations(d: Path, vote: Path, base: Path = Path("runs/star/test-base")) -> None:
     print("## conversations, GSM8K test 0-49")
+    if (base / "results.jsonl").exists():  # the default model alone, greedy: the same 50 problems of the 200-run
+        first = [r for r in read_run(base).records if r.id in {f"gsm8k-{i}" for i in range(50)}]
+        if first:
+            print(f"  alone (greedy, {base}): accuracy {sum(r.correct for r in first) / len(first):.3f} on "
+                  f"{len(first)}, tokens/problem {sum(r.tokens for r in first) / len(first):.0f}")
     for name in ("critic-self", "critic-1.5b", "debate-3x2"):
         s = load(d / name / "summary.json")
         if s is None:

@@ -107,6 +107,9 @@ def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     (["eval", "--strategy", "singel", "-n", "1", "-m", "smollm2-135m"], "unknown strategy 'singel'; did you mean 'single'?"),
     (["eval", "--temperature", "-2", "-n", "1"], "config field sampling.temperature"),
     (["eval", "-m", "http://127.0.0.1:9/v1", "-n", "1"], "did not answer"),
+    (["eval", "-n", "1", "-E", "kv_shiftt=true"], "config field engine.kv_shiftt: Extra inputs are not permitted"),
+    (["eval", "-n", "1", "-E", "kv_shift"], "--engine-opt 'kv_shift': expected KEY=VALUE"),
+    (["eval", "-d", "math500", "--where", "level"], "--where 'level': expected FIELD=V1,V2"),
     (["solve", "hi", "-m", "/tmp/definitely-missing.gguf"], "model file not found"),
 ])
 def test_cli_bad_input_is_one_line(tmp_path, args, message) -> None:

@@ -193,6 +193,19 @@ def solve(
               f"[dim]{tokens} tokens in {secs:.1f}s ({tokens / secs if secs else 0:.1f} tok/s)[/]")
 
 
+def _engine_opts(items: list[str] | None) -> dict[tuple[str, ...], Any]:
+    """-E KEY=VALUE (YAML value) as engine flags; EngineConfig checks the names."""
+    import yaml
+
+    out: dict[tuple[str, ...], Any] = {}
+    for item in items or []:
+        key, eq, raw = item.partition("=")
+        if not eq or not key.strip():
+            raise ConfigError(f"--engine-opt {item!r}: expected KEY=VALUE (e.g. kv_shift=true)")
+        out[("engine", key.strip())] = yaml.safe_load(raw)
+    return out
+
+
 def _where(items: list[str] | None) -> dict[str, list[str]] | None:
     """--where FIELD=V1,V2 (repeatable) as the dataset's ``where``."""
     if not items:
@@ -213,6 +226,9 @@ def eval_cmd(
     offset: Optional[int] = typer.Option(None, "--offset", help="skip this many problems first"),
     where: Optional[list[str]] = typer.Option(None, "--where", help="FIELD=V1,V2: keep problems whose metadata "
                                               "field has one of the values (e.g. level=1,2), repeatable"),
+    engine_opt: Optional[list[str]] = typer.Option(None, "--engine-opt", "-E", help="engine option KEY=VALUE (any "
+                                                   "EngineConfig field: kv_shift=true, prefix_cache=false, ...), "
+                                                   "repeatable"),
     shuffle: Optional[bool] = typer.Option(None, "--shuffle/--no-shuffle", help="shuffle (with --seed) first"),
     split: Optional[str] = typer.Option(None, "--split", help="HF datasets: split"),
     question_field: Optional[str] = typer.Option(None, "--question-field"),
@@ -258,6 +274,7 @@ def eval_cmd(
     })
     if concurrency is not None:
         flags[("engine", "concurrency")] = concurrency
+    flags.update(_engine_opts(engine_opt))
     if scorer is not None or scorer_lora is not None or scorer_kind is not None:
         flags[("scorer", "kind")] = scorer_kind or "generative"
         flags[("scorer", "model")] = None if scorer in (None, "self") else scorer

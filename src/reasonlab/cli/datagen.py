@@ -11,6 +11,11 @@ from rich.console import Console
 
 from reasonlab.cli.commands import with_fixed
 
+def counts(by_reason: dict[str, int]) -> str:
+    """'reason n, reason n' for the non-zero counts, or 'none'."""
+    return ", ".join(f"{k} {v}" for k, v in by_reason.items() if v) or "none"
+
+
 datagen_app = typer.Typer(no_args_is_help=True, help="Turn runs into training data: traces (sft, dpo, kto, "
                           "verifier, reward) or pivotal-token pairs (pivotal).")
 
@@ -41,7 +46,7 @@ def traces_cmd(
                                           allow_contaminated=allow_contaminated, token_ids=not no_token_ids,
                                           seed=seed))
     stats = datagen([str(r) for r in runs], out, cfg)
-    dropped = ", ".join(f"{k} {v}" for k, v in stats["dropped"].items() if v) or "none"
+    dropped = counts(stats["dropped"])
     overlap = ", ".join(f"{k} {v}" for k, v in stats["contaminated_problems"].items())
     Console().print(f"{stats['rows']} {kind} rows from {stats['problems']} problems -> {out}\n"
                     f"dropped: {dropped}" + (f"\nproblems overlapping test sets ({'kept' if allow_contaminated else 'dropped'}): "
@@ -167,7 +172,7 @@ def variants_cmd(
         s = variants(problems, engine, out, cfg, progress=False if no_progress else None)
     finally:
         engine.close()
-    rejected = ", ".join(f"{k} {v}" for k, v in s["rejected"].items()) or "none"
+    rejected = counts(s["rejected"])
     Console().print(f"{s['accepted']} of {s['problems']} problems accepted ({s['acceptance_rate']:.0%}), "
                     f"{s['variants']} variants -> {out}\nrejected: {rejected}", highlight=False)
 
@@ -205,7 +210,7 @@ def problems_cmd(
         prop.close()
         if solv is not None:
             solv.close()
-    rejected = ", ".join(f"{k} {v}" for k, v in s["rejected"].items()) or "none"
+    rejected = counts(s["rejected"])
     Console().print(f"{s['kept']} of {s['proposed']} proposed problems kept ({s['kept_rate']:.0%}; solver pass rate "
                     f"{s['mean_solver_pass_rate']}) -> {out}\nrejected: {rejected}", highlight=False)
 
@@ -239,6 +244,6 @@ def hcot_cmd(
     finally:
         if engine is not None:
             engine.close()
-    dropped = ", ".join(f"{k} {v}" for k, v in s["dropped"].items()) or "none"
+    dropped = counts(s["dropped"])
     Console().print(f"{s['rows']} hcot rows from {s['items']} chains ({s['mean_thoughts']} thoughts each, results "
                     f"{s['mean_solution_ratio']} of the bodies' length) -> {out}\ndropped: {dropped}", highlight=False)

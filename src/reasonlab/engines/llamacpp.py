@@ -22,7 +22,7 @@ from typing import Any
 
 from reasonlab.engines.base import (CancelFn, Engine, Generation, Message, Prompt, SamplingParams, pair_tokens,
                                    spelled_ids)
-from reasonlab.engines.llamacpp_batch import cut_at_stop, llama_text, llama_tokens
+from reasonlab.engines.llamacpp_common import cut_at_stop, llama_text, llama_tokens
 from reasonlab.errors import ConfigError, EngineError, ModelError
 
 GGUF_MAGIC = b"GGUF"

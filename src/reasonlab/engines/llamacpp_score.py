@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from reasonlab.engines.llamacpp_batch import apply_lora
+from reasonlab.engines.llamacpp_common import apply_lora
 from reasonlab.errors import EngineError
 
 

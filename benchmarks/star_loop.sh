@@ -36,7 +36,10 @@ train_and_eval() {
   local m=$1 recipe=$2
   step "4. $m: train"
   $R train "$m" -c "recipes/train/$recipe.yaml" --data "$O/$m.jsonl" --out "$O/train-$m"
-  for ck in "$O/train-$m"/checkpoint-* "$O/train-$m/adapter"; do
+  # adapter/ holds the last checkpoint's weights: evaluate it only when no checkpoint was kept
+  local cks=("$O/train-$m"/checkpoint-*)
+  [ -e "${cks[0]}" ] || cks=("$O/train-$m/adapter")
+  for ck in "${cks[@]}"; do
     [ -e "$ck/adapter_config.json" ] || continue
     step "   $m: held-out with $(basename "$ck")"
     $R eval $HELD $P --lora "$ck" --out "$O/heldout-$m-$(basename "$ck")"

@@ -84,6 +84,7 @@ def test_hidden_columns_are_exactly_the_pruned_ones() -> None:
     #      0   1   2   3   4   5   6   7   8   9   10  11  12
     ids = [10, TH, 12, SO, 13, RE, 11, TH, 14, SO, 15, RE, 16]
     h = hidden(len(ids), find_blocks(ids, KIND).blocks)
-    assert h[5] == set()  # [RETURN] itself still sees the body it closes
-    assert h[6] == {2, 3} and h[11] == {2, 3}  # after the first return: its body and [SOLUTION]
-    assert h[12] == {2, 3, 8, 9}
+    assert h[4] == set()  # the solution text was written seeing the body
+    # [RETURN] is read after the prune (generation stops when it is sampled): its row lacks the body already
+    assert h[5] == {2, 3} and h[6] == {2, 3} and h[10] == {2, 3}
+    assert h[11] == {2, 3, 8, 9} and h[12] == {2, 3, 8, 9}

@@ -63,3 +63,103 @@ def test_sft_with_hcot_stages_trains(tmp_path, tiny_qwen) -> None:
     assert summary["steps"] == 2 and summary["hcot_stages"]["stages"] == 8
     saved = AutoTokenizer.from_pretrained(summary["result"])
     assert RETURN in saved.tokenize(f"a {RETURN}")  # the adapter's tokenizer has the markers, whole
+
+
+# --- prune-agnostic training: the 4-D mask ------------------------------------------------------------------------
+
+NESTED = f"a {THOUGHT} b {THOUGHT} c {SOLUTION} 3 {RETURN} d {SOLUTION} 5 {RETURN} so 5"
+
+
+def _mask_example(tiny_qwen):
+    from reasonlab.train.hcot import HcotCollator, mask_rows
+
+    model, tok, m = _tok_with_markers(tiny_qwen)
+    rows, counts = mask_rows([{"prompt": "the answer ?", "completion": NESTED}], tok)
+    assert counts == {"examples": 1, "rows": 1, "too_long": 0, "malformed": 0}
+    return model, tok, m, rows[0], HcotCollator(tok.pad_token_id)
+
+
+def test_the_4d_mask_is_min_on_exactly_the_pruned_columns(tiny_qwen) -> None:
+    import torch
+
+    _, tok, m, row, collate = _mask_example(tiny_qwen)
+    ids = row["input_ids"]
+    th = [i for i, t in enumerate(ids) if t == m[THOUGHT]]
+    so = [i for i, t in enumerate(ids) if t == m[SOLUTION]]
+    re_ = [i for i, t in enumerate(ids) if t == m[RETURN]]
+    inner = set(range(th[1] + 1, so[0] + 1))  # the inner body and its [SOLUTION]
+    outer = set(range(th[0] + 1, so[1] + 1))  # the outer one's, which holds the inner block's remains
+    batch = collate([row, {"input_ids": ids[:5], "labels": [-100] * 5, "pruned": []}])  # the second pads the first
+    mask = batch["attention_mask"]
+    n, length = len(ids), mask.shape[-1]
+    assert mask.shape == (2, 1, n, n) and length == n
+    low = torch.finfo(mask.dtype).min
+    for q in range(n):
+        hidden = (outer if q >= re_[1] else inner if q >= re_[0] else set())
+        blocked = {k for k in range(n) if k > q} | hidden
+        assert {k for k in range(n) if mask[0, 0, q, k] == low} == blocked, q
+        assert all(mask[0, 0, q, k] == 0 for k in range(n) if k not in blocked)
+    assert (mask[1, 0, :5, 5:] == low).all()  # padding keys are never read
+    assert batch["position_ids"][0].tolist() == list(range(n))  # original positions, explicit
+    assert batch["labels"][1, 5:].eq(-100).all() and batch["real_tokens"].sum() == n + 5
+
+
+def test_the_4d_mask_is_a_cut_in_the_kv_cache_without_a_shift(tiny_qwen) -> None:
+    """One masked forward computes what decoding computes when each returned block's cells are removed from the
+    KV cache as [RETURN] is sampled (positions kept, nothing recomputed): the semantics the mask trains."""
+    import torch
+    from transformers import DynamicCache
+
+    model, tok, m, row, collate = _mask_example(tiny_qwen)
+    model.eval()
+    batch = collate([row])
+    with torch.no_grad():
+        whole = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                      position_ids=batch["position_ids"]).logits[0]  # [n, vocab]
+        cache, kept, steps = DynamicCache(), [], []  # kept: the original index of each cached cell
+        for q, tok_id in enumerate(row["input_ids"]):
+            for q0, start, end in row["pruned"]:
+                if q0 == q:  # [RETURN] was sampled: cut the block's cells before reading it
+                    keep = torch.tensor([j for j, i in enumerate(kept) if not start <= i < end])
+                    for layer in cache.layers:
+                        layer.keys, layer.values = layer.keys[:, :, keep], layer.values[:, :, keep]
+                    kept = [kept[j] for j in keep.tolist()]
+            out = model(input_ids=torch.tensor([[tok_id]]), position_ids=torch.tensor([[q]]), past_key_values=cache,
+                        use_cache=True)
+            cache, kept = out.past_key_values, kept + [q]
+            steps.append(out.logits[0, -1])
+    assert len(kept) < len(row["input_ids"])  # the cache did shrink
+    assert torch.allclose(torch.stack(steps), whole, atol=1e-4)
+
+
+def test_stage_rows_can_keep_the_original_positions(tiny_qwen) -> None:
+    from reasonlab.train.hcot import HcotCollator, example_ids, stage_rows
+
+    _, tok, m = _tok_with_markers(tiny_qwen)
+    row = {"prompt": "the answer ?", "completion": f"the {THOUGHT} answer is {SOLUTION} 4 {RETURN} so 4"}
+    ids, _ = example_ids(row, tok)
+    rows, _ = stage_rows([row], tok, positions="keep")
+    th, so = ids.index(m[THOUGHT]), ids.index(m[SOLUTION])
+    assert rows[0]["position_ids"] == list(range(ids.index(m[RETURN]) + 1))
+    assert rows[1]["position_ids"] == list(range(th + 1)) + list(range(so + 1, len(ids)))  # a gap where the body was
+    batch = HcotCollator(tok.pad_token_id)(rows)
+    assert batch["attention_mask"].shape == batch["input_ids"].shape  # 2-D: stages need no 4-D mask
+    assert batch["position_ids"][1, th + 1].item() == so + 1
+    assert (batch["labels"][1] != -100).sum().item() == len(ids) - ids.index(m[RETURN]) - 1
+
+
+def test_sft_with_the_hcot_mask_trains(tmp_path, tiny_qwen) -> None:
+    from reasonlab.train import TrainConfig, train
+
+    data = tmp_path / "hcot.jsonl"
+    rows = [{"prompt": [{"role": "user", "content": "the answer ?"}],
+             "completion": [{"role": "assistant", "content": NESTED + " the answer is \\boxed{5}"}]}] * 4
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    for mode, positions in (("mask", "renumber"), ("stages", "keep")):
+        cfg = TrainConfig(method="sft", model=str(tiny_qwen), data=str(data), out=str(tmp_path / mode), max_steps=2,
+                          batch_size=2, sft={"hcot": mode, "hcot_positions": positions})
+        summary = train(cfg)
+        assert summary["steps"] == 2 and summary["last_loss"] > 0, mode
+    assert summary["hcot_stages"]["stages"] == 12  # 3 stages (two returns, then the tail) x 4
+    history = [json.loads(x) for x in (tmp_path / "mask" / "log_history.jsonl").read_text().splitlines()]
+    assert history[0]["num_tokens"] > 0  # counted from the real tokens, not the 4-D mask's sum

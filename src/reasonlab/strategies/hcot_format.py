@@ -236,18 +236,23 @@ def stages(n: int, blocks: list[Block], rule: PruneRule = PruneRule()) -> list[t
     return out
 
 
+def pruned_spans(blocks: list[Block], rule: PruneRule = PruneRule()) -> list[tuple[int, int, int]]:
+    """Prune-agnostic attention, compactly: (first query that no longer sees it, start, end) per pruned span. The
+    first such query is the block's ``[RETURN]`` itself: generation stops when ``[RETURN]`` is sampled, the block is
+    pruned, and ``[RETURN]`` is read after the prune (so its row, as every later one, lacks the body)."""
+    return [(b.ret, start, end) for b in sorted(blocks, key=lambda b: b.ret) for start, end in b.removed(rule)]
+
+
 def hidden(n: int, blocks: list[Block], rule: PruneRule = PruneRule()) -> list[set[int]]:
     """Prune-agnostic attention (one sequence, original positions): per query item, the earlier items it must not
-    see — the pruned spans of every block that returned before it. A training mask puts -inf exactly there (and on
-    the future).
+    see — the pruned spans of every block returned at or before it (``pruned_spans``). A training mask puts -inf
+    exactly there (and on the future).
 
     >>> T, S, R = "TSR"
     >>> seq = ["a", T, "b", S, "c", R, "d"]
-    >>> hidden(len(seq), find_blocks(seq, {T: "thought", S: "solution", R: "return"}.get).blocks)[6]
-    {2, 3}
+    >>> h = hidden(len(seq), find_blocks(seq, {T: "thought", S: "solution", R: "return"}.get).blocks)
+    >>> h[4], h[5], h[6]
+    (set(), {2, 3}, {2, 3})
     """
-    out: list[set[int]] = []
-    by_return = sorted(blocks, key=lambda b: b.ret)
-    for q in range(n):
-        out.append(removed_items([b for b in by_return if b.ret < q], rule))
-    return out
+    spans = pruned_spans(blocks, rule)
+    return [{i for q0, start, end in spans if q0 <= q for i in range(start, end)} for q in range(n)]

@@ -37,9 +37,15 @@ class SFTOptions(BaseModel):
     completion_only_loss: bool = Field(True, description="loss on the completion only (and, for rows with "
                                                          "completion_mask, only on what the model wrote)")
     packing: bool = Field(False, description="pack short rows into max_length sequences")
-    hcot: Literal["off", "stages"] = Field("off", description="stages: hierarchical-CoT rows (datagen hcot), the "
-                                                              "markers added and seeded, each example split into "
-                                                              "prune-aware stages (train.hcot)")
+    hcot: Literal["off", "stages", "mask"] = Field("off", description="hierarchical-CoT rows (datagen hcot), the "
+                                                                      "markers added and seeded; stages: each "
+                                                                      "example split into prune-aware stages; "
+                                                                      "mask: one row per example with a 4-D "
+                                                                      "attention mask hiding pruned bodies "
+                                                                      "(train.hcot)")
+    hcot_positions: Literal["renumber", "keep"] = Field("renumber", description="stages: positions renumbered "
+                                                                                "(hcot prune=continue) or the "
+                                                                                "original ones (prune=agnostic)")
 
 
 class DPOOptions(BaseModel):

@@ -31,10 +31,35 @@ def common_args(cfg: TrainConfig, out: str) -> dict[str, Any]:
 def sft(cfg: TrainConfig, model: Any, tok: Any, data: Any, out: str, collator: Any = None, **_: Any) -> Any:
     from trl import SFTConfig, SFTTrainer
 
+    own_rows = "labels" in data.column_names or "position_ids" in data.column_names
+    extra: dict[str, Any] = {}
+    if own_rows:  # hcot rows (train.hcot) are made whole, with their own collator: TRL must not re-prepare them
+        extra = dict(dataset_kwargs={"skip_prepare_dataset": True}, remove_unused_columns=False)
     args = SFTConfig(**common_args(cfg, out), max_length=cfg.max_length,
-                     completion_only_loss=cfg.sft.completion_only_loss, packing=cfg.sft.packing)
-    return SFTTrainer(model=model, args=args, train_dataset=data, processing_class=tok,
-                      peft_config=lora_config(cfg.lora), data_collator=collator)
+                     completion_only_loss=cfg.sft.completion_only_loss, packing=cfg.sft.packing, **extra)
+    cls = _mask_sft_trainer() if own_rows else SFTTrainer
+    return cls(model=model, args=args, train_dataset=data, processing_class=tok,
+               peft_config=lora_config(cfg.lora), data_collator=collator)
+
+
+def _mask_sft_trainer() -> Any:
+    from trl import SFTTrainer
+
+    class MaskSFTTrainer(SFTTrainer):  # type: ignore[misc]
+        """SFT on batches with a 4-D additive attention mask: TRL counts trained tokens as the attention mask's
+        sum, which a 4-D float mask is not; the collator's ``real_tokens`` (B, L) is counted instead."""
+
+        def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False,
+                         num_items_in_batch: Any = None) -> Any:
+            real = inputs.pop("real_tokens", None)
+            before = self._total_train_tokens
+            out = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            if real is not None and model.training:
+                self._total_train_tokens = before + int(real.sum())
+                self._metrics["train"]["num_tokens"] = [self._total_train_tokens]
+            return out
+
+    return MaskSFTTrainer
 
 
 def dpo(cfg: TrainConfig, model: Any, tok: Any, data: Any, out: str, **_: Any) -> Any:

@@ -107,10 +107,11 @@ def train(cfg: TrainConfig, collator: Any = None, force_new: bool = False) -> di
 
         data = grpo_dataset(cfg)
         rewards = [load_reward(r, Verifier()) for r in cfg.grpo.rewards]
-    elif cfg.method == "sft" and cfg.sft.hcot == "stages":
+    elif cfg.method == "sft" and cfg.sft.hcot != "off":
         from reasonlab.train.hcot import hcot_dataset
 
-        data, staged = hcot_dataset(cfg.data, model, tok, cfg.max_length)
+        data, staged, own = hcot_dataset(cfg.data, model, tok, cfg.max_length, cfg.sft.hcot, cfg.sft.hcot_positions)
+        collator = collator or own
     else:
         data = load_rows(cfg.data, cfg.method, tok)
     trainer = TRAINERS[cfg.method](cfg, model, tok, data, str(out), collator=collator, rewards=rewards)

@@ -126,3 +126,39 @@ def test_gguf_conversions_are_keyed_by_content_not_mtime(tmp_path, monkeypatch) 
 def test_min_tokens_on_hf(hf_engine) -> None:
     gens = hf_engine.generate(["one two"], SamplingParams(n=3, temperature=1.5, seed=1, max_tokens=12, min_tokens=9))
     assert all(g.completion_tokens >= 9 for g in gens)
+
+
+def test_positioned_ids_are_decoded_at_their_positions(hf_engine) -> None:
+    """Prune-agnostic decoding: ids with a gap in their positions are prefilled at those positions and generation goes
+    on from the last + 1 — the same greedy tokens as a hand-written loop feeding those positions to the model."""
+    import torch
+
+    from reasonlab.engines.base import PositionedIds
+
+    ids = hf_engine.tokenize("one plus two equals the answer is", prompt=True)
+    positions = list(range(3)) + [p + 9 for p in range(3, len(ids))]  # 9 positions cut after the third token
+    got = hf_engine.generate([PositionedIds(tuple(ids), tuple(positions)), ids], SamplingParams(max_tokens=6))
+    lm = hf_engine.lm
+    with torch.no_grad():
+        seq, pos = list(ids), list(positions)
+        for _ in range(6):
+            logits = lm(input_ids=torch.tensor([seq]), position_ids=torch.tensor([pos])).logits[0, -1]
+            seq.append(int(logits.argmax()))
+            pos.append(pos[-1] + 1)
+        gapped = lm(input_ids=torch.tensor([ids]), position_ids=torch.tensor([positions])).logits[0, -1]
+        plain = lm(input_ids=torch.tensor([ids])).logits[0, -1]
+    assert (gapped - plain).abs().max() > 1e-5  # the positions change what the model computes
+    assert got[0].token_ids == seq[len(ids):][: len(got[0].token_ids)] and got[0].completion_tokens == 6
+    assert got[1].token_ids == hf_engine.generate([ids], SamplingParams(max_tokens=6))[0].token_ids  # batch mate
+
+
+def test_only_engines_that_take_positions_get_them(smol_path) -> None:
+    from reasonlab.engines.base import PositionedIds
+    from reasonlab.engines.llamacpp import LlamaCppEngine
+    from reasonlab.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="positions must start at 0 or later and increase"):
+        PositionedIds((1, 2), (3, 3))
+    with LlamaCppEngine(smol_path, n_ctx=256, name="smol") as eng:
+        with pytest.raises(ConfigError, match="llamacpp engine cannot take token positions"):
+            eng.generate([PositionedIds((1, 2), (0, 5))], SamplingParams(max_tokens=2))

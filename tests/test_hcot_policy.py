@@ -8,6 +8,7 @@ import pytest
 from reasonlab.answers import Verifier
 from reasonlab.data import Problem
 from reasonlab.engines import Engine, Generation, SamplingParams
+from reasonlab.engines.base import PositionedIds
 from reasonlab.errors import ConfigError
 from reasonlab.strategies import Budget, get_template, make_strategy
 
@@ -27,6 +28,7 @@ class ScriptedHcotEngine(Engine):
         super().__init__("scripted-hcot")
         self.script, self.pos = script, 0
         self.calls: list[list[int]] = []
+        self.positions: list[list[int] | None] = []  # what each call was told the positions are (prune=agnostic)
         self.min_tokens: list[int] = []  # what each call was asked to hold off the end for
 
     def render_chat(self, messages) -> str:
@@ -45,7 +47,9 @@ class ScriptedHcotEngine(Engine):
         return "".join(WORDS.get(t, f"w{t} ") for t in ids)
 
     def generate(self, prompts, params: SamplingParams, cancel=None) -> list[Generation]:
-        self.calls.append(list(prompts[0]))
+        p = prompts[0]
+        self.calls.append(list(p.ids) if isinstance(p, PositionedIds) else list(p))
+        self.positions.append(list(p.positions) if isinstance(p, PositionedIds) else None)
         self.min_tokens.append(params.min_tokens)
         out: list[int] = []
         stop = None
@@ -60,15 +64,21 @@ class ScriptedHcotEngine(Engine):
             out.append(t)
         finish = "stop" if stop or (self.pos <= len(self.script) and len(out) < params.max_tokens) else "length"
         return [Generation(text=self.detokenize(out), token_ids=out, completion_tokens=len(out) + (stop is not None),
-                           prompt_tokens=len(prompts[0]), finish_reason=finish, stop_reason=stop)]
+                           prompt_tokens=len(self.calls[-1]), finish_reason=finish, stop_reason=stop)]
 
 
 #        a  [TH] b  c  d  [SO] e  [RE] f  [TH] g  h  [SO] i  [RE] answer
 SCRIPT = [10, TH, 11, 12, 13, SO, 14, RE, 15, TH, 16, 17, SO, 18, RE, 19, EOS]
 
 
-def run(script, **options):
-    engine = ScriptedHcotEngine(script)
+class ScriptedPositionsEngine(ScriptedHcotEngine):
+    """The scripted engine, claiming to take positions (as hf does)."""
+
+    takes_positions = True
+
+
+def run(script, engine_class=ScriptedHcotEngine, **options):
+    engine = engine_class(script)
     with Verifier() as v:
         s = make_strategy("hcot", options, get_template("boxed"), SamplingParams(max_tokens=100), v)
         return s.solve(Problem(id="p", question="q", answer="1"), engine, Budget()).traces[0], engine
@@ -86,6 +96,17 @@ def test_the_live_context_shrinks_after_each_return() -> None:
     stats = next(e for e in trace.events if e["type"] == "hcot")
     assert stats == {"type": "hcot", "prunes": 2, "generated": 16, "retained": 9, "peak_live": 13,
                      "prompt_tokens": 2, "open_thoughts": 0, "well_formed": True, "problems": [], "runaway": False}
+
+
+def test_agnostic_pruning_keeps_the_original_positions() -> None:
+    trace, engine = run(SCRIPT, ScriptedPositionsEngine, prune="agnostic")
+    # the same cuts as prune=continue, but the kept tokens keep the positions they were written at
+    assert engine.calls == [PROMPT, PROMPT + [10, TH, 14, RE], PROMPT + [10, TH, 14, RE, 15, TH, 18, RE]]
+    #            prompt a  [TH]   e  [RE]   f  [TH]   i  [RE]      (b c d [SO] were 4-7, g h [SO] 12-14)
+    assert engine.positions == [[0, 1], [0, 1, 2, 3, 8, 9], [0, 1, 2, 3, 8, 9, 10, 11, 15, 16]]
+    assert trace.token_ids == [t for t in SCRIPT if t != EOS]
+    with pytest.raises(ConfigError, match="prune=agnostic needs an engine that takes token positions"):
+        run(SCRIPT, prune="agnostic")  # the plain scripted engine, as llama.cpp and servers, takes none
 
 
 def test_nested_blocks_prune_inner_then_outer() -> None:

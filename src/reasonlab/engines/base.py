@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import abc
 import json
+from dataclasses import dataclass
 from typing import Any, Callable, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -23,7 +24,24 @@ Message = dict[str, str]  # {"role": "system" | "user" | "assistant", "content":
 # What ``generate`` continues: raw text (tokenised by the engine, BOS added where the model wants it), or token ids
 # used exactly as given (vLLM's ``TokensPrompt``): a policy continuing a trace sends the ids the model sampled, so
 # nothing is re-tokenised across the boundary
-Prompt = str | list[int]
+@dataclass(frozen=True)
+class PositionedIds:
+    """Token ids with the position of each (prune-agnostic decoding, ``hcot -O prune=agnostic``): where a span was
+    cut, the tokens after it keep the positions they were written at, so the positions have a gap. Generation goes
+    on at the last position + 1. Only an engine with ``takes_positions`` accepts it (hf: llama.cpp refuses a gap
+    inside a prefill, servers take no positions)."""
+
+    ids: tuple[int, ...]
+    positions: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        if len(self.ids) != len(self.positions) or not self.ids:
+            raise ConfigError("positioned ids: as many positions as ids, and at least one")
+        if any(b <= a for a, b in zip(self.positions, self.positions[1:])) or self.positions[0] < 0:
+            raise ConfigError("positioned ids: positions must start at 0 or later and increase")
+
+
+Prompt = str | list[int] | PositionedIds
 # (prompt index, sample, tokens so far, log-prob of the newest token or None) -> end this sample now.
 # The log-prob is given when params.logprobs is set and the engine computes it while decoding (llamacpp
 # batched path, hf); DeepConf-style confidence stopping reads it.
@@ -136,6 +154,13 @@ def spelled_ids(decode: Callable[[list[int]], str], ids: list[int], text: str) -
     return list(ids[:lo])
 
 
+def refuse_positions(prompts: list[Prompt], backend: str) -> None:
+    """ConfigError when an engine without ``takes_positions`` is handed positioned ids."""
+    if any(isinstance(p, PositionedIds) for p in prompts):
+        raise ConfigError(f"the {backend} engine cannot take token positions (prune-agnostic decoding, "
+                          f"hcot prune=agnostic): use the hf engine, or prune=continue")
+
+
 def split_pair(context: str, continuation: str) -> tuple[str, str]:
     """lm-eval's convention: whitespace ending the context belongs to the continuation (BPE vocabularies
     attach a space to the word after it).
@@ -170,6 +195,7 @@ class Engine(abc.ABC):
 
     backend: str = "?"
     max_concurrency: int = 1
+    takes_positions = False  # generate accepts PositionedIds (prune-agnostic decoding)
 
     def __init__(self, model: str) -> None:
         self.model = model

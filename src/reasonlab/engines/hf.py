@@ -18,7 +18,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from reasonlab.engines.base import CancelFn, Engine, Generation, Message, Prompt, SamplingParams, pair_tokens, spelled_ids
+from reasonlab.engines.base import (CancelFn, Engine, Generation, Message, PositionedIds, Prompt, SamplingParams,
+                                   pair_tokens, spelled_ids)
 from reasonlab.errors import EngineError, ModelError
 
 
@@ -33,6 +34,7 @@ class HFEngine(Engine):
     """
 
     backend = "hf"
+    takes_positions = True  # PositionedIds: prune-agnostic decoding (a gapped prefill, then on from the last)
 
     def __init__(
         self,
@@ -137,17 +139,30 @@ class HFEngine(Engine):
         return self.tokenizer.decode(list(ids), skip_special_tokens=not special)
 
     def _encode(self, prompts: list[Prompt]) -> Any:
-        """Left-padded ids and attention mask: text tokenised as a prompt, ids taken as given."""
-        rows = []
+        """Left-padded ids and attention mask: text tokenised as a prompt, ids taken as given; with
+        ``position_ids`` when a prompt is positioned (a gap where a span was cut: generate goes on at its last
+        position + 1; the other rows get 0..n-1, padding 0)."""
+        rows, positions = [], []
         for p in prompts:
             if isinstance(p, str):
                 rows.append({"input_ids": self.tokenize(p, prompt=True)})
+                positions.append(None)
                 continue
-            ids = [int(t) for t in p]  # given ids are checked: an id past the embedding fails deep in torch
+            ids = [int(t) for t in (p.ids if isinstance(p, PositionedIds) else p)]
+            # given ids are checked: an id past the embedding fails deep in torch
             if not ids or any(not 0 <= t < self.lm.config.vocab_size for t in ids):
                 raise EngineError("a token-id prompt is empty or holds ids outside the vocabulary", retryable=False)
             rows.append({"input_ids": ids})
-        return self.tokenizer.pad(rows, padding=True, return_tensors="pt").to(self.device)
+            positions.append(list(p.positions) if isinstance(p, PositionedIds) else None)
+        enc = self.tokenizer.pad(rows, padding=True, return_tensors="pt")
+        if any(pos is not None for pos in positions):
+            width = enc["input_ids"].shape[1]
+            pos_ids = self._torch.zeros_like(enc["input_ids"])  # [batch, width], left-padded as the ids
+            for i, (row, pos) in enumerate(zip(rows, positions)):
+                n = len(row["input_ids"])
+                pos_ids[i, width - n:] = self._torch.tensor(pos if pos is not None else range(n))
+            enc["position_ids"] = pos_ids
+        return enc.to(self.device)
 
     def generate(self, prompts: list[Prompt], params: SamplingParams, cancel: CancelFn | None = None) -> list[Generation]:
         # a cancel request ends its row at once (the row is padded from then on; its tokens are not counted)

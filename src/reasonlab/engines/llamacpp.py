@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from reasonlab.engines.base import (CancelFn, Engine, Generation, Message, Prompt, SamplingParams, pair_tokens,
-                                   spelled_ids)
+                                   refuse_positions, spelled_ids)
 from reasonlab.engines.llamacpp_common import cut_at_stop, llama_text, llama_tokens
 from reasonlab.errors import ConfigError, EngineError, ModelError
 
@@ -426,6 +426,7 @@ class LlamaCppEngine(Engine):
         return self._worker.submit(fn, *args).result()
 
     def generate(self, prompts: list[Prompt], params: SamplingParams, cancel: CancelFn | None = None) -> list[Generation]:
+        refuse_positions(prompts, self.backend)
         if self._decoder is not None:
             return self._generate_batched(prompts, params, cancel)
         return self.run(self._generate_sequential, prompts, params, cancel)

@@ -21,7 +21,7 @@ from typing import Any, Callable, TypeVar
 import httpx
 
 from reasonlab.engines.base import (CancelFn, Engine, Generation, Message, Prompt, SamplingParams, chat_messages,
-                                   chat_prompt, split_pair)
+                                   chat_prompt, refuse_positions, split_pair)
 from reasonlab.engines.tokenizers import load_tokenizer, resolvable
 from reasonlab.errors import ConfigError, EngineError
 
@@ -227,6 +227,7 @@ class OpenAIEngine(Engine):
 
     def generate(self, prompts: list[Prompt], params: SamplingParams, cancel: CancelFn | None = None) -> list[Generation]:
         # a request in flight cannot be stopped through the API; cancel is not honoured mid-sample
+        refuse_positions(prompts, self.backend)
         chats = [chat_messages(p) if isinstance(p, str) else None for p in prompts]
         if all(c is None for c in chats):
             return self._fan_out("completions", [{"prompt": p} for p in prompts], params)

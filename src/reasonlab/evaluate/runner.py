@@ -175,6 +175,7 @@ class StoppableEngine(Engine):
         super().__init__(inner.model)
         self.inner, self.stop = inner, stop
         self.backend, self.max_concurrency = inner.backend, inner.max_concurrency
+        self.takes_positions = inner.takes_positions
 
     def _check(self) -> None:
         if self.stop.is_set():

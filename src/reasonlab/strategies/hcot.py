@@ -6,7 +6,12 @@ generates ``[RETURN]``, the block it closes is pruned from the live context — 
 renumbered contiguously (prune-aware, the notebook's final method). The cut is made in the token ids and the engine
 continues by ids: its prefix cache still holds everything before the cut, so only the short kept tail (result and
 ``[RETURN]``) is read again. That works on every engine that takes token ids (llama.cpp, transformers, a server given
---tokenizer).
+--tokenizer); llama.cpp can instead move the kept cells in place (``-E kv_shift=true``).
+
+``prune=agnostic`` keeps the original positions instead (the notebook's prune-agnostic variant): the ids go to the
+engine with their positions (``PositionedIds``: a gap where each body was), the kept tail is prefilled at its old
+positions and generation goes on after the last. Only engines that take positions do it (hf). The model should be
+trained the same way (``sft.hcot: stages`` with ``hcot_positions: keep``).
 
 The markers must be single tokens of the model's vocabulary: a GGUF from ``reasonlab train add-tokens`` (the markers
 written into spare slots) with the adapter trained on them, or an HF model trained after ``train.tokens.add_tokens``.
@@ -32,6 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from reasonlab.data import Problem
 from reasonlab.engines import Engine, SamplingParams
+from reasonlab.engines.base import PositionedIds, Prompt
 from reasonlab.errors import ConfigError, EngineError
 from reasonlab.strategies.base import Trace, TraceCancel, TracePolicy, engine_cancel, error_event
 from reasonlab.strategies.hcot_format import RETURN, SOLUTION, THOUGHT, PruneRule, validate
@@ -42,9 +48,10 @@ class HcotConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     kind: Literal["hcot"] = "hcot"
-    prune: Literal["continue", "none"] = Field("continue", description="continue: cut a returned block from the ids "
-                                                                       "and continue by ids; none: the same format, "
-                                                                       "nothing forgotten (the reference)")
+    prune: Literal["continue", "agnostic", "none"] = Field(
+        "continue", description="continue: cut a returned block from the ids and continue by ids, positions "
+                                "renumbered; agnostic: the same cut, original positions kept (engines that take "
+                                "positions: hf); none: the same format, nothing forgotten (the reference)")
     max_live: int | None = Field(None, ge=16, description="most tokens in the live context (prompt + kept)")
     min_tokens: int = Field(0, ge=0, description="end-of-sequence is not allowed before this many generated tokens, "
                                                  "counted over the whole trace (the notebook's min tokens)")
@@ -77,9 +84,13 @@ class HCoT(TracePolicy):
         cfg: HcotConfig = self.config  # type: ignore[assignment]
         rule = PruneRule(keep_thought=cfg.keep_thought, keep_return=cfg.keep_return)
         th, so, re_ = self.marker_ids(engine)
+        if cfg.prune == "agnostic" and not engine.takes_positions:
+            raise ConfigError(f"strategy 'hcot' with prune=agnostic needs an engine that takes token positions (hf); "
+                              f"the {engine.backend} engine does not: use prune=continue")
         start = time.perf_counter()
         prompt_ids = engine.tokenize(prompt, prompt=True)
         live = list(prompt_ids)  # what the model reads next
+        pos = list(range(len(live)))  # the position of each (renumbered on a prune unless agnostic)
         generated: list[int] = []  # everything it wrote, nothing removed
         text = ""
         stack: list[list[int]] = []  # open blocks: [index of [THOUGHT] in live, index of [SOLUTION] or -1]
@@ -95,7 +106,8 @@ class HCoT(TracePolicy):
                 finish = "length"
                 break
             hold = max(params.min_tokens, cfg.min_tokens) - used
-            g = engine.generate([list(live)], params.model_copy(update={"n": 1, "max_tokens": room, "stop": stop,
+            sent: Prompt = PositionedIds(tuple(live), tuple(pos)) if cfg.prune == "agnostic" else list(live)
+            g = engine.generate([sent], params.model_copy(update={"n": 1, "max_tokens": room, "stop": stop,
                                                                         "min_tokens": max(0, hold)}),
                                 cancel=engine_cancel(cancel, sample, used))[0]
             used += g.completion_tokens
@@ -113,6 +125,7 @@ class HCoT(TracePolicy):
             text += g.text + (RETURN if returned else "")
             for tid in new:
                 live.append(tid)
+                pos.append(pos[-1] + 1)
                 generated.append(tid)
                 peak = max(peak, len(live))  # the live context is longest just before a prune
                 if tid == th:
@@ -121,8 +134,10 @@ class HCoT(TracePolicy):
                     stack[-1][1] = len(live) - 1
                 elif tid == re_ and stack:
                     t, s = stack.pop()
-                    if s >= 0 and cfg.prune == "continue":
-                        live = self._prune(live, t, s, rule, engine, events, len(generated))
+                    if s >= 0 and cfg.prune != "none":
+                        keep = self._prune(live, t, s, rule, engine, events, len(generated))
+                        live = [live[i] for i in keep]
+                        pos = [pos[i] for i in keep] if cfg.prune == "agnostic" else list(range(len(keep)))
             if not returned:
                 finish = g.finish_reason
                 break
@@ -142,13 +157,14 @@ class HCoT(TracePolicy):
     @staticmethod
     def _prune(live: list[int], t: int, s: int, rule: PruneRule, engine: Engine, events: list[dict[str, Any]],
                at: int) -> list[int]:
-        """``live`` without the returned block's body and [SOLUTION] (and the markers the rule drops)."""
+        """The indices of ``live`` a prune keeps: all but the returned block's body and [SOLUTION] (and the markers
+        the rule drops)."""
         cut_from = t + 1 if rule.keep_thought else t
         removed = live[cut_from: s + 1]
-        kept = live[:cut_from] + live[s + 1:]
+        keep = list(range(cut_from)) + list(range(s + 1, len(live)))
         if not rule.keep_return:
-            kept = kept[:-1]
-        events.append({"type": "prune", "at_generated": at, "removed_tokens": len(live) - len(kept),
+            keep = keep[:-1]
+        events.append({"type": "prune", "at_generated": at, "removed_tokens": len(live) - len(keep),
                        "removed_text": engine.detokenize(removed, special=True), "live_before": len(live),
-                       "live_after": len(kept)})
-        return kept
+                       "live_after": len(keep)})
+        return keep

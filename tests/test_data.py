@@ -12,7 +12,9 @@ from reasonlab.errors import DataError, UnknownNameError
 
 def test_bundled_counts_and_ids() -> None:
     counts = {d["name"]: d["records"] for d in list_datasets()}
-    assert counts == {"gsm8k": 1319, "gsm8k-train": 7473, "math500": 500, "aime24": 30, "aime25": 30, "amc23": 40}
+    assert counts == {"gsm8k": 1319, "gsm8k-train": 7473, "math500": 500, "aime24": 30, "aime25": 30, "amc23": 40,
+                      "polymath-en-low": 125, "polymath-en-medium": 125, "polymath-en-high": 125,
+                      "polymath-en-top": 125}
     for name, n in counts.items():
         probs = load_problems(name)
         assert len(probs) == n and len({p.id for p in probs}) == n
@@ -29,6 +31,10 @@ def test_gold_answers_per_source() -> None:
     m = load_problems("math500", limit=1)[0]
     assert m.id.startswith("test/") and m.answer_type == "latex" and "level" in m.meta
     assert load_problems("amc23", limit=1)[0].answer == "27.0"
+    low, med = load_problems("polymath-en-low", limit=1)[0], load_problems("polymath-en-medium", limit=1)[0]
+    assert (low.id, low.answer, low.answer_type) == ("low-en-0", "18", "number")
+    assert low.question == g.question  # PolyMath-en low is GSM8K test, word for word (noted, not a 2nd benchmark)
+    assert (med.id, med.answer_type) == ("medium-en-0", "latex") and "pi" in med.answer
 
 
 def test_selection_offset_limit_shuffle() -> None:

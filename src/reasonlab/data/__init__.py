@@ -85,6 +85,13 @@ BUNDLED: dict[str, Bundled] = {
                       about="AIME 2025 I+II, integer answers 0-999 (MAA; research use)"),
     "amc23": Bundled("amc23.jsonl", "problem", "number", lambda r, i: f"amc23-{r['id']}",
                      meta=("url",), about="AMC 12 2023, 40 problems (MAA; research use)"),
+    # PolyMath, English (Qwen, arXiv 2504.18428): for models past GSM8K. Its "low" level is GSM8K test 0-124 word
+    # for word — not a second benchmark beside gsm8k (hCoT's notebook reported on it)
+    **{f"polymath-en-{level}": Bundled(f"polymath_en_{level}.jsonl", "question",
+                                       "number" if level == "low" else "latex", lambda r, i: str(r["id"]),
+                                       about=f"PolyMath English, level {level}, 125 problems, Apache-2.0"
+                                             + (" (= GSM8K test 0-124)" if level == "low" else ""))
+       for level in ("low", "medium", "high", "top")},
 }
 
 

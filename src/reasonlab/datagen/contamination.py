@@ -2,7 +2,7 @@
 
 Overlap is word n-gram overlap (lower-cased, punctuation stripped), as the GPT-3 and Llama reports measure it:
 a row is contaminated when its problem shares any n-gram (default 10 words) with a test problem of gsm8k,
-math500, aime24, aime25 or amc23 — or, for a problem shorter than n words, when it equals one. Train on test
+math500, aime24, aime25, amc23 or PolyMath-en — or, for a problem shorter than n words, when it equals one. Train on test
 problems only when you say so.
 
     >>> guard = Guard(n=5, texts={"t": ["Natalia sold clips to 48 of her friends in April."]})
@@ -15,7 +15,8 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
-TEST_SETS = ("gsm8k", "math500", "aime24", "aime25", "amc23")  # the bundled evaluation sets
+TEST_SETS = ("gsm8k", "math500", "aime24", "aime25", "amc23",  # the bundled evaluation sets
+             "polymath-en-low", "polymath-en-medium", "polymath-en-high", "polymath-en-top")
 _WORD = re.compile(r"[a-z0-9]+")
 
 

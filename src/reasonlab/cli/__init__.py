@@ -29,6 +29,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from reasonlab.cli.datagen import datagen_app
+from reasonlab.cli.experiment import experiment_app
 from reasonlab.cli.runs import ScorerKindOpt, ScorerLoraOpt, ScorerOpt, register_run_commands
 from reasonlab.cli.train import train_app
 from reasonlab.cli.tables import say_failures, summary_table, verifier_table
@@ -40,6 +41,7 @@ models_app = typer.Typer(help="Registered models: list, pull, locate.", invoke_w
 app.add_typer(models_app, name="models")
 app.add_typer(datagen_app, name="datagen")
 app.add_typer(train_app, name="train")
+app.add_typer(experiment_app, name="experiment")
 register_run_commands(app)
 out = Console()
 err = Console(stderr=True)

@@ -1,0 +1,159 @@
+"""The Quiet-STaR training loop, nanoGPT-style: one readable loop, AdamW with warmup + cosine, gradient clipping,
+validation in bits per character on fixed held-out windows, checkpoints a killed run resumes from exactly (model,
+optimizer and random-generator state), loss curves as a PNG.
+
+    reasonlab experiment run quietstar use_reasoner=false seed=7 --out runs/qs/nll-7
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from reasonlab.errors import ConfigError
+from reasonlab.experiments.quietstar.config import QuietStarConfig
+from reasonlab.experiments.quietstar.data import CharText
+from reasonlab.experiments.quietstar.gru import ReasonerInterpreterGRU, parameter_count
+from reasonlab.experiments.quietstar.loss import quiet_star_loss
+from reasonlab.experiments.quietstar.transformer import ThinkingGPT
+
+MODELS = {"gru": ReasonerInterpreterGRU, "transformer": ThinkingGPT}
+
+
+def build(cfg: QuietStarConfig, vocab_size: int) -> torch.nn.Module:
+    return MODELS[cfg.model](cfg, vocab_size)
+
+
+def lr_at(step: int, cfg: QuietStarConfig) -> float:
+    """Linear warmup over the first 5 % of steps, then cosine down to 10 % of the peak."""
+    warm = max(1, cfg.steps // 20)
+    if step < warm:
+        return cfg.lr * (step + 1) / warm
+    t = (step - warm) / max(1, cfg.steps - warm)
+    return cfg.lr * (0.1 + 0.45 * (1 + math.cos(math.pi * min(t, 1.0))))
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, windows: torch.Tensor, cfg: QuietStarConfig) -> float:
+    """Validation bits per character over ``windows`` [N, W+1], one thought per position (seeded, so the same
+    thoughts every pass for the same weights)."""
+    was = model.training
+    model.eval()
+    gen = torch.Generator().manual_seed(1234)
+    total, count = 0.0, 0
+    for lo in range(0, len(windows), 16):
+        batch = windows[lo: lo + 16]
+        out = model(batch[:, :-1], generator=gen)
+        nll = torch.nn.functional.cross_entropy(out.logits.transpose(1, 2), batch[:, 1:], reduction="sum")
+        total, count = total + float(nll), count + batch[:, 1:].numel()
+    model.train(was)
+    return total / count / math.log(2)
+
+
+def run(cfg: QuietStarConfig, out: str | Path, until: int | None = None, progress: bool = True) -> dict[str, Any]:
+    """Train as ``cfg`` says in ``out`` (resuming from its checkpoint); stop early, with a checkpoint, once
+    ``until`` steps are done. Returns result.json's content (``finished`` false when stopped early)."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    saved = out / "config.json"
+    if saved.exists() and json.loads(saved.read_text()) != cfg.model_dump(mode="json"):
+        raise ConfigError(f"{out} holds a run with another config: use another --out, or delete it")
+    saved.write_text(json.dumps(cfg.model_dump(mode="json"), indent=2) + "\n")
+    torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    text = CharText.load(cfg.data, cfg.val_fraction)
+    model = build(cfg, text.vocab_size)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99))
+    gen = torch.Generator().manual_seed(cfg.seed)  # windows and thoughts: saved with the checkpoint
+    step, history, seconds = 0, [], 0.0
+    ckpt = out / "checkpoint.pt"
+    if ckpt.exists():
+        state = torch.load(ckpt, weights_only=False)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        gen.set_state(state["gen"])
+        step, history, seconds = state["step"], state["history"], state["seconds"]
+    val = text.val_windows(cfg.eval_windows, cfg.window)
+    stop = min(cfg.steps, until) if until is not None else cfg.steps
+    recent: list[dict[str, float]] = []
+    bar = _progress(progress, cfg, step, stop)
+    start = time.perf_counter()
+    model.train()
+    while step < stop:
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, cfg)
+        model.mixer.ceiling = min(1.0, step / cfg.gate_warmup) if cfg.gate_warmup else 1.0
+        batch = text.train_batch(cfg.batch_size, cfg.window, gen)  # [B, W+1]
+        x = batch[:, :-1].repeat_interleave(cfg.trice_samples, 0)  # [B*K, W]: each window thought K times
+        y = batch[:, 1:].repeat_interleave(cfg.trice_samples, 0)
+        loss, stats = quiet_star_loss(model(x, generator=gen), y, cfg)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+        step += 1
+        recent.append(stats)
+        if step % cfg.eval_every == 0 or step == cfg.steps:
+            row = {"step": step, "val_bpc": evaluate(model, val, cfg),
+                   **{f"train_{k}": sum(r[k] for r in recent) / len(recent) for k in recent[-1]}}
+            history.append(row)
+            recent = []
+            if bar is not None:
+                bar[0].update(bar[1], description=f"val {row['val_bpc']:.3f} bpc")
+        if step % cfg.checkpoint_every == 0 or step == stop:
+            _save(ckpt, model, opt, gen, step, history, seconds + time.perf_counter() - start)
+        if bar is not None:
+            bar[0].advance(bar[1])
+    if bar is not None:
+        bar[0].stop()
+    seconds += time.perf_counter() - start
+    result = {"finished": step >= cfg.steps, "steps": step, "seconds": round(seconds, 1),
+              "parameters": parameter_count(model),
+              "val_bpc": history[-1]["val_bpc"] if history else None,
+              "best_val_bpc": min(h["val_bpc"] for h in history) if history else None, "history": history}
+    (out / "result.json").write_text(json.dumps(result, indent=2) + "\n")
+    if history:
+        plot_curves(history, out / "curves.png", title=out.name)
+    return result
+
+
+def _save(path: Path, model: torch.nn.Module, opt: Any, gen: torch.Generator, step: int, history: list,
+          seconds: float) -> None:
+    tmp = path.with_suffix(".tmp")  # written whole, then renamed: a kill mid-save keeps the last checkpoint
+    torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "gen": gen.get_state(), "step": step,
+                "history": history, "seconds": seconds}, tmp)
+    tmp.replace(path)
+
+
+def _progress(on: bool, cfg: QuietStarConfig, step: int, stop: int) -> Any:
+    if not on:
+        return None
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    bar.start()
+    return bar, bar.add_task("training", total=stop, completed=step)
+
+
+def plot_curves(history: list[dict[str, float]], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = [h["step"] for h in history]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(steps, [h["train_bpc"] for h in history], label="train")
+    ax.plot(steps, [h["val_bpc"] for h in history], label="val")
+    ax.set_xlabel("step")
+    ax.set_ylabel("bits per character")
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -117,6 +117,8 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(tmp_path, tiny_qwen) -> N
     assert (tmp_path / "sft" / "checkpoint-8").exists() and not (tmp_path / "sft" / "summary.json").exists()
     summary = train(cfg)
     assert summary["resumed"] and summary["steps"] == 12
+    assert train(cfg) == summary  # finished: running it again changes nothing (its summary is kept)
+    assert train(cfg.model_copy(update={"max_steps": 14}))["steps"] == 14  # asked for more: it goes on
     with pytest.raises(ConfigError, match="another config .*learning_rate"):
         train(cfg.model_copy(update={"learning_rate": 1e-3}))
 

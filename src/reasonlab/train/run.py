@@ -49,23 +49,35 @@ def identity(cfg: TrainConfig) -> dict[str, Any]:
     return {"config": fields, "base": model_identity(cfg.model), "data_sha256": _file_sha(cfg.data)}
 
 
-def _open(cfg: TrainConfig, out: Path, force_new: bool) -> bool:
-    """Write or check ``train.yaml``; True when there is a checkpoint to resume from."""
+# how long a run trains: a finished run asked for the same is done, asked for more it goes on
+LENGTH = ("epochs", "max_steps")
+
+
+def _open(cfg: TrainConfig, out: Path, force_new: bool) -> tuple[bool, dict[str, Any] | None]:
+    """Write or check ``train.yaml``; (there is a checkpoint to resume from, the stored summary when this run
+    already finished with the same length — nothing to do)."""
     from transformers.trainer_utils import get_last_checkpoint
 
     ident = identity(cfg)
     path = out / CONFIG
     if path.exists() and not force_new:
-        old = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("identity") or {}
+        stored = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        old = stored.get("identity") or {}
         # a field the run's version did not have yet (a new option) cannot differ, as for evaluation runs
         changes = diff(old, known_to(old, ident))
         if changes:
             raise ConfigError(f"{out} holds a training run with another config ({'; '.join(changes[:3])}): use "
                               f"another --out, or --force-new to start over there")
+        summary = out / "summary.json"
+        same_length = all((stored.get("config") or {}).get(k) == getattr(cfg, k) for k in LENGTH)
+        if summary.exists() and same_length:
+            done = json.loads(summary.read_text(encoding="utf-8"))
+            if Path(done.get("result", "")).exists():
+                return True, done
     out.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump({"config": cfg.model_dump(mode="json"), "identity": ident}, sort_keys=False),
                     encoding="utf-8")
-    return not force_new and get_last_checkpoint(str(out)) is not None
+    return not force_new and get_last_checkpoint(str(out)) is not None, None
 
 
 def grpo_dataset(cfg: TrainConfig) -> Any:
@@ -98,7 +110,9 @@ def train(cfg: TrainConfig, collator: Any = None, force_new: bool = False) -> di
         from reasonlab.train.data import form_of, read_rows
 
         form_of(read_rows(cfg.data), cfg.method, str(cfg.data))  # a bad dataset fails before the model loads
-    resume = _open(cfg, out, force_new)
+    resume, finished = _open(cfg, out, force_new)
+    if finished is not None:  # re-running a finished run (a resumable script's next pass): nothing to redo
+        return finished
     model, tok = load_trainable(cfg.model, head="score" if cfg.method == "reward" else "lm")
     rewards, staged = None, None
     if cfg.method == "grpo":

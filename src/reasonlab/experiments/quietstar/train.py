@@ -16,6 +16,8 @@ from typing import Any
 import torch
 
 from reasonlab.errors import ConfigError
+from reasonlab.experiments.loop import cosine_lr, load_checkpoint, plot_curves, save_checkpoint
+from reasonlab.experiments.loop import progress as progress_bar
 from reasonlab.experiments.quietstar.config import QuietStarConfig
 from reasonlab.experiments.quietstar.data import CharText
 from reasonlab.experiments.quietstar.gru import ReasonerInterpreterGRU, parameter_count
@@ -31,11 +33,7 @@ def build(cfg: QuietStarConfig, vocab_size: int) -> torch.nn.Module:
 
 def lr_at(step: int, cfg: QuietStarConfig) -> float:
     """Linear warmup over the first 5 % of steps, then cosine down to 10 % of the peak."""
-    warm = max(1, cfg.steps // 20)
-    if step < warm:
-        return cfg.lr * (step + 1) / warm
-    t = (step - warm) / max(1, cfg.steps - warm)
-    return cfg.lr * (0.1 + 0.45 * (1 + math.cos(math.pi * min(t, 1.0))))
+    return cosine_lr(step, cfg.steps, cfg.lr, warmup=max(1, cfg.steps // 20))
 
 
 @torch.no_grad()
@@ -72,8 +70,8 @@ def run(cfg: QuietStarConfig, out: str | Path, until: int | None = None, progres
     gen = torch.Generator().manual_seed(cfg.seed)  # windows and thoughts: saved with the checkpoint
     step, history, seconds = 0, [], 0.0
     ckpt = out / "checkpoint.pt"
-    if ckpt.exists():
-        state = torch.load(ckpt, weights_only=False)
+    state = load_checkpoint(ckpt)
+    if state is not None:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
         gen.set_state(state["gen"])
@@ -81,7 +79,7 @@ def run(cfg: QuietStarConfig, out: str | Path, until: int | None = None, progres
     val = text.val_windows(cfg.eval_windows, cfg.window)
     stop = min(cfg.steps, until) if until is not None else cfg.steps
     recent: list[dict[str, float]] = []
-    bar = _progress(progress, cfg, step, stop)
+    bar = progress_bar(progress, stop, step)
     start = time.perf_counter()
     model.train()
     while step < stop:
@@ -106,7 +104,8 @@ def run(cfg: QuietStarConfig, out: str | Path, until: int | None = None, progres
             if bar is not None:
                 bar[0].update(bar[1], description=f"val {row['val_bpc']:.3f} bpc")
         if step % cfg.checkpoint_every == 0 or step == stop:
-            _save(ckpt, model, opt, gen, step, history, seconds + time.perf_counter() - start)
+            save_checkpoint(ckpt, model=model.state_dict(), opt=opt.state_dict(), gen=gen.get_state(), step=step,
+                            history=history, seconds=seconds + time.perf_counter() - start)
         if bar is not None:
             bar[0].advance(bar[1])
     if bar is not None:
@@ -118,42 +117,5 @@ def run(cfg: QuietStarConfig, out: str | Path, until: int | None = None, progres
               "best_val_bpc": min(h["val_bpc"] for h in history) if history else None, "history": history}
     (out / "result.json").write_text(json.dumps(result, indent=2) + "\n")
     if history:
-        plot_curves(history, out / "curves.png", title=out.name)
+        plot_curves(history, out / "curves.png", out.name, "train_bpc", "val_bpc", "bits per character")
     return result
-
-
-def _save(path: Path, model: torch.nn.Module, opt: Any, gen: torch.Generator, step: int, history: list,
-          seconds: float) -> None:
-    tmp = path.with_suffix(".tmp")  # written whole, then renamed: a kill mid-save keeps the last checkpoint
-    torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "gen": gen.get_state(), "step": step,
-                "history": history, "seconds": seconds}, tmp)
-    tmp.replace(path)
-
-
-def _progress(on: bool, cfg: QuietStarConfig, step: int, stop: int) -> Any:
-    if not on:
-        return None
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    bar.start()
-    return bar, bar.add_task("training", total=stop, completed=step)
-
-
-def plot_curves(history: list[dict[str, float]], path: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    steps = [h["step"] for h in history]
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot(steps, [h["train_bpc"] for h in history], label="train")
-    ax.plot(steps, [h["val_bpc"] for h in history], label="val")
-    ax.set_xlabel("step")
-    ax.set_ylabel("bits per character")
-    ax.set_title(title)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)

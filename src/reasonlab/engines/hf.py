@@ -68,6 +68,8 @@ class HFEngine(Engine):
                 raise ModelError(f"LoRA {lora} does not load on {model}: {str(err).splitlines()[0]}") from err
             self.lora = str(path)
         self.lm.eval()
+        conf = getattr(self.lm, "config", None)
+        self._context = getattr(conf, "n_positions", None) or getattr(conf, "max_position_embeddings", None)
         self.device = device
         self.batch_size = batch_size
         self._lock = threading.Lock()
@@ -174,8 +176,14 @@ class HFEngine(Engine):
                 enc = self._encode(chunk)
                 if params.n > 1:  # row = prompt * n + sample, expanded here (greedy refuses num_return_sequences)
                     enc = {k: v.repeat_interleave(params.n, dim=0) for k, v in enc.items()}
+                # a model with learned positions (GPT-2) cannot read past its context: generation stops there,
+                # finish reason "length", as llama.cpp's does at n_ctx
+                room = self._context - enc["input_ids"].shape[1] if self._context else params.max_tokens
+                if room <= 0:
+                    raise EngineError(f"a prompt of {enc['input_ids'].shape[1]} tokens does not fit {self.model}'s "
+                                      f"context of {self._context}", retryable=False)
                 kwargs: dict[str, Any] = dict(
-                    max_new_tokens=params.max_tokens,
+                    max_new_tokens=min(params.max_tokens, room),
                     pad_token_id=self.tokenizer.pad_token_id,
                     return_dict_in_generate=True,
                     output_scores=params.logprobs is not None,

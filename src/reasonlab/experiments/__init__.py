@@ -28,3 +28,4 @@ class Experiment:
 
 EXPERIMENTS: Registry[Experiment] = Registry("experiment")
 EXPERIMENTS.register("quietstar", "reasonlab.experiments.quietstar:EXPERIMENT")
+EXPERIMENTS.register("multokens", "reasonlab.experiments.multokens:EXPERIMENT")

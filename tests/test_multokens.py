@@ -124,9 +124,9 @@ def test_the_exported_model_scores_through_the_hf_engine(tmp_path) -> None:
 def _cfg(**kw):
     from reasonlab.experiments.multokens.config import MulTokensConfig
 
-    return MulTokensConfig(budget_tokens=16 * 2 * 32 * 8, n_layer=1, n_head=2, n_embd=32, block_size=32,
-                           batch_size=16, grad_accum=2, vocab_size=400, eval_every=4, checkpoint_every=4,
-                           eval_batches=2, lr=3e-3, **kw)
+    base = dict(budget_tokens=16 * 2 * 32 * 8, n_layer=1, n_head=2, n_embd=32, block_size=32, batch_size=16,
+                grad_accum=2, vocab_size=400, eval_every=4, checkpoint_every=4, eval_batches=2, lr=3e-3)
+    return MulTokensConfig(**{**base, **kw})
 
 
 def test_conditions_share_the_vocabulary_and_differ_only_in_the_facts(tmp_path) -> None:
@@ -171,3 +171,17 @@ def test_shaped_reward_table() -> None:
 
     assert shaped([[{"role": "assistant", "content": "#### 54"}]], answer=["54"]) == [1.2]
     assert shaped(["the answer is 100", "the answer is 101"], answer=["91", "91"]) == [0.4, 0.1]  # 10 %: 9.1
+
+
+def test_the_study_scores_hellaswag_and_runs_sft_after_pretraining(tmp_path) -> None:
+    from reasonlab.experiments import EXPERIMENTS
+    from reasonlab.experiments.multokens.train import run
+
+    hs = tmp_path / "hs.jsonl"
+    hs.write_text(json.dumps({"ctx": "the cat", "endings": ["sat on the mat.", "6 * 9 = 54", "so", "the"],
+                              "label": 0}) + "\n")
+    result = run(_cfg(hellaswag=str(hs), sft_steps=2, sft_eval=4, block_size=128), tmp_path / "r", progress_on=False)
+    assert result["hellaswag"]["n"] == 1 and result["hellaswag"]["acc"] in (0.0, 1.0)
+    assert result["sft"]["steps"] == 2 and result["sft"]["rows"] > 100
+    cols = EXPERIMENTS.get("multokens").columns(result)
+    assert cols["forced_rank"] >= 1 and cols["hellaswag_acc_norm"] in (0.0, 1.0) and "gsm8k_after_sft" in cols

@@ -81,7 +81,7 @@ def table_cmd(out: Path = typer.Argument(..., help="a sweep's directory")) -> No
     if not meta.exists():
         raise ConfigError(f"{out}: not a sweep directory (no grid.json)")
     exp = EXPERIMENTS.get(json.loads(meta.read_text())["experiment"])
-    rows = table(out, exp.metric)
+    rows = table(out, exp.metric, columns=exp.columns)
     text = markdown(rows, exp.metric)
     (out / "table.md").write_text(text + "\n")
     plot(rows, exp.metric, out / "curves.png")

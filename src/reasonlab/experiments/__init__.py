@@ -24,6 +24,7 @@ class Experiment:
     run: Callable[..., dict[str, Any]]  # run(config, out, until=None, progress=True) -> result (result.json)
     metric: str  # the result's headline number, lower is better (the sweep table's column)
     about: str
+    columns: Callable[[dict[str, Any]], dict[str, float]] | None = None  # more numbers for the table, per run
 
 
 EXPERIMENTS: Registry[Experiment] = Registry("experiment")

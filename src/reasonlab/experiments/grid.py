@@ -119,9 +119,10 @@ def sweep(exp: Experiment, grid: dict[str, list[Any]], out: Path, recipe: dict[s
     return rows
 
 
-def table(out: Path, metric: str, seed_key: str = "seed") -> list[dict[str, Any]]:
+def table(out: Path, metric: str, seed_key: str = "seed",
+          columns: Callable[[dict[str, Any]], dict[str, float]] | None = None) -> list[dict[str, Any]]:
     """One row per setting (the cell minus its seed): the metric's mean, standard deviation and values over
-    the finished seeds, from each cell's result.json."""
+    the finished seeds, from each cell's result.json; ``columns`` adds more numbers per run (averaged)."""
     grid = json.loads((out / "grid.json").read_text())["grid"]
     groups: dict[str, dict[str, Any]] = {}
     for cell in cells(grid):
@@ -132,25 +133,34 @@ def table(out: Path, metric: str, seed_key: str = "seed") -> list[dict[str, Any]
         if not result.get("finished") or result.get(metric) is None:
             continue
         setting = {k: v for k, v in varying(cell, grid).items() if k != seed_key}
-        row = groups.setdefault(cell_name(setting), {"setting": setting, "values": [], "seeds": [], "curves": []})
+        row = groups.setdefault(cell_name(setting), {"setting": setting, "values": [], "seeds": [], "curves": [],
+                                                     "extra": []})
         row["values"].append(result[metric])
+        row["extra"].append(columns(result) if columns else {})
         row["seeds"].append(cell.get(seed_key))
         row["curves"].append([(h["step"], h[metric]) for h in result.get("history", []) if metric in h])
     rows = []
     for row in groups.values():
         vals = row["values"]
+        names = [k for k in row["extra"][0]] if row["extra"] else []
+        means = {k: statistics.fmean(e[k] for e in row["extra"] if e.get(k) is not None)
+                 for k in names if any(e.get(k) is not None for e in row["extra"])}
         rows.append({**row, "mean": statistics.fmean(vals), "std": statistics.stdev(vals) if len(vals) > 1 else 0.0,
-                     "n": len(vals)})
+                     "n": len(vals), "columns": means})
     return rows
 
 
 def markdown(rows: list[dict[str, Any]], metric: str) -> str:
     keys = list(rows[0]["setting"]) if rows else []
-    head = "| " + " | ".join(keys + [f"{metric} mean ± std", "seeds"]) + " |"
-    lines = [head, "|" + "---|" * (len(keys) + 2)]
+    extra: list[str] = []  # the extra columns any row has, in the order the experiment gives them
+    for r in rows:
+        extra += [k for k in r.get("columns", {}) if k not in extra]
+    head = "| " + " | ".join(keys + [f"{metric} mean ± std", "seeds"] + [f"{k} (mean)" for k in extra]) + " |"
+    lines = [head, "|" + "---|" * (len(keys) + 2 + len(extra))]
     for r in sorted(rows, key=lambda r: [str(r["setting"][k]) for k in keys]):
+        cols = [f"{r['columns'][k]:.4g}" if k in r.get("columns", {}) else "—" for k in extra]
         lines.append("| " + " | ".join([_show(r["setting"][k]) for k in keys]
-                                       + [f"{r['mean']:.4f} ± {r['std']:.4f}", str(r["n"])]) + " |")
+                                       + [f"{r['mean']:.4f} ± {r['std']:.4f}", str(r["n"])] + cols) + " |")
     return "\n".join(lines)
 
 

@@ -16,5 +16,18 @@ def _run(cfg: MulTokensConfig, out, until=None, progress=True):  # type: ignore[
     return run(cfg, out, until=until, progress_on=progress)
 
 
+def _columns(result: dict) -> dict:  # type: ignore[type-arg]
+    """The study's table beside val loss: probes, HellaSwag where given, GSM8K after SFT where run."""
+    p = result.get("probes") or {}
+    hs = result.get("hellaswag") or {}
+    sft = result.get("sft") or {}
+    return {"table": p.get("table"), "multi_digit": p.get("multi_digit"), "addition": p.get("addition"),
+            "forced_rank": (p.get("forced") or {}).get("mean_rank"), "forced_top1": (p.get("forced") or {}).get("top1"),
+            "emb_operand-all": (p["embedding"]["shared_operand"] - p["embedding"]["all_pairs"]) if p.get("embedding")
+            else None, "usage": p.get("usage_per_answer"), "hellaswag_acc_norm": hs.get("acc_norm"),
+            "gsm8k_after_sft": sft.get("accuracy"), "usage_after_sft": sft.get("usage_per_answer")}
+
+
 EXPERIMENT = Experiment("multokens", MulTokensConfig, _run, metric="val_loss",
-                        about="GPT-2-style pretraining with arithmetic-fact tokens vs without; export, probes")
+                        about="GPT-2-style pretraining with arithmetic-fact tokens vs without; export, probes",
+                        columns=_columns)

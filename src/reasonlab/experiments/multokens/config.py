@@ -50,6 +50,12 @@ class MulTokensConfig(BaseModel):
     eval_every: int = Field(50, ge=1, description="optimizer steps between validation passes")
     eval_batches: int = Field(20, ge=1, description="validation micro-batches per pass (the same ones every time)")
     checkpoint_every: int = Field(50, ge=1)
+    hellaswag: str | None = Field(None, description="HellaSwag data: a JSONL path (ctx, endings, label) or an HF "
+                                                    "dataset id (Rowan/hellaswag); none: skipped")
+    hellaswag_limit: int | None = Field(None, ge=1, description="score at most this many HellaSwag items")
+    sft_steps: int = Field(0, ge=0, description="after pretraining, full SFT on GSM8K train rationales for this many "
+                                                "steps (the mul-token condition's rationales injected; 0: none)")
+    sft_eval: int = Field(100, ge=1, description="GSM8K test problems graded after SFT (greedy)")
     threads: int = Field(2, ge=1)
     seed: int = Field(0)
 

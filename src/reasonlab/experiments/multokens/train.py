@@ -174,4 +174,16 @@ def measure(cfg: MulTokensConfig, model: GPT, tok: Any, out: Path) -> dict[str, 
     diff = verify(model, hf)
     if diff > 1e-3:
         raise RuntimeError(f"export: logits differ by {diff:.2e} after export")
-    return {"export_max_abs_diff": diff, "probes": run_probes(out / "hf", family_of(cfg), seed=cfg.seed)}
+    found: dict[str, Any] = {"export_max_abs_diff": diff,
+                             "probes": run_probes(out / "hf", family_of(cfg), seed=cfg.seed)}
+    if cfg.hellaswag:
+        from reasonlab.engines.hf import HFEngine
+        from reasonlab.experiments.multokens.hellaswag import evaluate, load_items
+
+        with HFEngine(str(out / "hf")) as engine:
+            found["hellaswag"] = evaluate(engine, load_items(cfg.hellaswag, cfg.hellaswag_limit))
+    if cfg.sft_steps:
+        from reasonlab.experiments.multokens.post import gsm8k_after_sft
+
+        found["sft"] = gsm8k_after_sft(cfg, out, family_of(cfg))
+    return found

@@ -1,0 +1,60 @@
+"""Post-training for the study (the notes' A1): full SFT of the exported model on GSM8K train rationales through
+reasonlab's SFT (TRL) — the mul-token condition's rationales injected, the baseline's not — then greedy GSM8K test
+accuracy and mul-tokens per answer. (A2, synthetic drills, is the corpus's ``drills`` share; A3, GRPO with the
+notes' shaped reward, is ``reasonlab train grpo --reward reasonlab.experiments.multokens.reward:shaped``.)
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from reasonlab.experiments.multokens.config import MulTokensConfig
+from reasonlab.experiments.multokens.corpus import CALC, _bundled
+from reasonlab.experiments.multokens.facts import FactFamily, count_tokens, inject
+from reasonlab.experiments.multokens.reward import _number
+
+
+def sft_rows(cfg: MulTokensConfig, family: FactFamily, context: int) -> list[dict[str, str]]:
+    """prompt/completion rows from GSM8K train (question; rationale without calculator annotations, ending in
+    ``#### answer``), short enough for the model's context (about 3 characters per token)."""
+    rows = []
+    with _bundled("gsm8k_train.jsonl").open(encoding="utf-8") as fh:
+        for line in fh:
+            row = json.loads(line)
+            prompt, completion = f"Question: {row['question']}\nAnswer:", " " + CALC.sub("", row["answer"])
+            if cfg.condition == "multokens":
+                completion = inject(completion, family, cfg.inject_mode)
+            if len(prompt) + len(completion) < 3 * context:
+                rows.append({"prompt": prompt, "completion": completion})
+    return rows
+
+
+def gsm8k_after_sft(cfg: MulTokensConfig, out: Path, family: FactFamily) -> dict[str, Any]:
+    from reasonlab.data import load_problems
+    from reasonlab.engines import SamplingParams
+    from reasonlab.engines.hf import HFEngine
+    from reasonlab.train import TrainConfig, train
+
+    data = out / "sft.jsonl"
+    if not data.exists():
+        data.write_text("".join(json.dumps(r) + "\n" for r in sft_rows(cfg, family, cfg.block_size)))
+    summary = train(TrainConfig(method="sft", model=str(out / "hf"), data=str(data), out=str(out / "sft"),
+                                max_steps=cfg.sft_steps, batch_size=8, grad_accum=1, learning_rate=5e-4,
+                                max_length=cfg.block_size, lora=None, save_steps=max(1, cfg.sft_steps // 2),
+                                seed=cfg.seed))
+    right, used, n = 0, 0, 0
+    with HFEngine(summary["result"], batch_size=16) as engine:
+        problems = [p for p in load_problems("gsm8k", limit=cfg.sft_eval)
+                    if len(engine.tokenize(f"Question: {p.question}\nAnswer:")) <= cfg.block_size // 2]
+        gens = engine.generate([f"Question: {p.question}\nAnswer:" for p in problems],
+                               SamplingParams(max_tokens=cfg.block_size // 2))
+        for p, g in zip(problems, gens):
+            text = engine.detokenize(g.token_ids or [], special=True)
+            got = _number(text.split("Question:")[0])
+            right += got is not None and got == float(p.answer)
+            used += count_tokens(text, family)
+            n += 1
+    return {"steps": summary["steps"], "rows": summary["rows"], "graded": n, "accuracy": right / n if n else None,
+            "usage_per_answer": used / n if n else None}

@@ -185,3 +185,13 @@ def test_the_study_scores_hellaswag_and_runs_sft_after_pretraining(tmp_path) -> 
     assert result["sft"]["steps"] == 2 and result["sft"]["rows"] > 100
     cols = EXPERIMENTS.get("multokens").columns(result)
     assert cols["forced_rank"] >= 1 and cols["hellaswag_acc_norm"] in (0.0, 1.0) and "gsm8k_after_sft" in cols
+
+
+def test_drill_sft_rows_are_injected_only_for_the_mul_condition() -> None:
+    from reasonlab.experiments.multokens.post import sft_rows
+
+    mul = sft_rows(_cfg(sft_data="drills", condition="multokens"), MUL, 256)
+    base = sft_rows(_cfg(sft_data="drills", condition="baseline"), MUL, 256)
+    assert len(mul) == len(base) == 5000
+    assert "<MUL_" in "".join(r["completion"] for r in mul) and "<MUL_" not in "".join(r["completion"] for r in base)
+    assert [r["prompt"] for r in mul] == [r["prompt"] for r in base]

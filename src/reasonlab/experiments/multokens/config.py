@@ -55,6 +55,8 @@ class MulTokensConfig(BaseModel):
     hellaswag_limit: int | None = Field(None, ge=1, description="score at most this many HellaSwag items")
     sft_steps: int = Field(0, ge=0, description="after pretraining, full SFT on GSM8K train rationales for this many "
                                                 "steps (the mul-token condition's rationales injected; 0: none)")
+    sft_data: Literal["gsm8k", "drills"] = Field("gsm8k", description="SFT rows: GSM8K train rationales (the "
+                                                                      "notes' A1) or synthetic drills (A2)")
     sft_eval: int = Field(100, ge=1, description="GSM8K test problems graded after SFT (greedy)")
     threads: int = Field(2, ge=1)
     seed: int = Field(0)

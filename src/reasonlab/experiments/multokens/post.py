@@ -1,7 +1,7 @@
-"""Post-training for the study (the notes' A1): full SFT of the exported model on GSM8K train rationales through
-reasonlab's SFT (TRL) — the mul-token condition's rationales injected, the baseline's not — then greedy GSM8K test
-accuracy and mul-tokens per answer. (A2, synthetic drills, is the corpus's ``drills`` share; A3, GRPO with the
-notes' shaped reward, is ``reasonlab train grpo --reward reasonlab.experiments.multokens.reward:shaped``.)
+"""Post-training for the study: full SFT of the exported model through reasonlab's SFT (TRL) on GSM8K train
+rationales (the notes' A1) or multiplication drills (A2) — injected for the mul-token condition, not for the
+baseline — then greedy GSM8K test accuracy and mul-tokens per answer. A3, GRPO with the notes' shaped reward, is
+``reasonlab train grpo --reward reasonlab.experiments.multokens.reward:shaped`` on the exported model.
 """
 
 from __future__ import annotations
@@ -16,18 +16,36 @@ from reasonlab.experiments.multokens.facts import FactFamily, count_tokens, inje
 from reasonlab.experiments.multokens.reward import _number
 
 
+def drill_rows(seed: int, n: int = 5000) -> list[tuple[str, str]]:
+    """(question, answer) drills: "What is a times b?" -> " a × b = c. The answer is c." (the notes' A2)."""
+    import random
+
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        a, b = rng.randint(1, 12), rng.randint(1, 12)
+        out.append((f"Question: What is {a} times {b}?\nAnswer:", f" {a} × {b} = {a * b}. #### {a * b}"))
+    return out
+
+
 def sft_rows(cfg: MulTokensConfig, family: FactFamily, context: int) -> list[dict[str, str]]:
-    """prompt/completion rows from GSM8K train (question; rationale without calculator annotations, ending in
-    ``#### answer``), short enough for the model's context (about 3 characters per token)."""
+    """prompt/completion rows — GSM8K train (question; rationale without calculator annotations, ending in
+    ``#### answer``) or drills — short enough for the model's context (about 3 characters per token), injected
+    for the mul-token condition."""
+    pairs: list[tuple[str, str]] = []
+    if cfg.sft_data == "drills":
+        pairs = drill_rows(cfg.seed)
+    else:
+        with _bundled("gsm8k_train.jsonl").open(encoding="utf-8") as fh:
+            for line in fh:
+                row = json.loads(line)
+                pairs.append((f"Question: {row['question']}\nAnswer:", " " + CALC.sub("", row["answer"])))
     rows = []
-    with _bundled("gsm8k_train.jsonl").open(encoding="utf-8") as fh:
-        for line in fh:
-            row = json.loads(line)
-            prompt, completion = f"Question: {row['question']}\nAnswer:", " " + CALC.sub("", row["answer"])
-            if cfg.condition == "multokens":
-                completion = inject(completion, family, cfg.inject_mode)
-            if len(prompt) + len(completion) < 3 * context:
-                rows.append({"prompt": prompt, "completion": completion})
+    for prompt, completion in pairs:
+        if cfg.condition == "multokens":
+            completion = inject(completion, family, cfg.inject_mode)
+        if len(prompt) + len(completion) < 3 * context:
+            rows.append({"prompt": prompt, "completion": completion})
     return rows
 
 

@@ -217,3 +217,65 @@ def test_sweep_cli_runs_the_grid_resumes_and_tabulates(tmp_path) -> None:
     bad = subprocess.run(cli[:6] + ["weight_groups=[A,A,B,B]", "reasoner_hidden_dim=8", "--out", str(tmp_path / "b")],
                          capture_output=True, text=True)
     assert bad.returncode == 2 and "share weights" in bad.stderr
+
+
+# --- the stretch: the same thinking on a pretrained causal LM through transformers ---------------------------------
+
+def _hf_cfg(tiny_qwen, tmp_path, **kw):
+    text = tmp_path / "text.txt"
+    text.write_text("the answer is 4 ? one plus two . " * 300)
+    return QuietStarConfig(model="hf", hf_model=str(tiny_qwen), data=str(text), window=16, max_reasoning_len=2,
+                           batch_size=2, steps=2, eval_every=2, checkpoint_every=2, eval_windows=2, lr=1e-4, **kw)
+
+
+def test_hf_thoughts_see_their_context_and_own_position_only(tiny_qwen, tmp_path) -> None:
+    from transformers import DynamicCache
+
+    from reasonlab.experiments.quietstar.hf import load
+
+    model, text = load(_hf_cfg(tiny_qwen, tmp_path))
+    model.eval()
+    x = text.train[:12][None]
+    y = x.clone()
+    y[0, 8] = (y[0, 8] + 1) % 50  # change the text at position 8
+    i = torch.arange(12)[None]
+    with torch.no_grad():
+        hs = []
+        for ids in (x, y):
+            cache = DynamicCache()
+            model.step(ids, i, cache, 0)
+            sot = torch.full_like(ids, model.sot)
+            first = model.step(sot, i + 1, cache, 1)
+            other = sot.clone()
+            other[0, 10] = 7  # another position's own thought token differs: nobody else may notice
+            hs.append(model.step(other if ids is y else sot, i + 2, cache, 2))
+            hs.append(first)
+    x2, x1, y2, y1 = hs
+    assert torch.allclose(x1[0, :8], y1[0, :8], atol=1e-5) and not torch.allclose(x1[0, 8:], y1[0, 8:], atol=1e-5)
+    assert torch.allclose(x2[0, :8], y2[0, :8], atol=1e-5)  # position 10's thought is invisible to 0..7
+
+
+def test_hf_quiet_star_trains_and_reports_bits_per_character(tiny_qwen, tmp_path) -> None:
+    from reasonlab.experiments.quietstar.train import run
+
+    out = run(_hf_cfg(tiny_qwen, tmp_path), tmp_path / "r", progress=False)
+    assert out["finished"] and 0 < out["val_bpc"] < 20
+    base = run(_hf_cfg(tiny_qwen, tmp_path, use_reasoner=False), tmp_path / "b", progress=False)
+    assert base["finished"] and base["val_bpc"] > 0
+    with pytest.raises(ConfigError, match="lacks"):
+        from reasonlab.experiments.quietstar.hf import load
+
+        load(_hf_cfg(tiny_qwen, tmp_path, sot_token="<nope>"))
+
+
+def test_a_run_resumes_across_versions_that_add_options(tmp_path) -> None:
+    from reasonlab.experiments.loop import open_run
+
+    open_run(tmp_path, _tiny())
+    stored = json.loads((tmp_path / "config.json").read_text())
+    del stored["temperature"]  # written by a version without the option
+    (tmp_path / "config.json").write_text(json.dumps(stored))
+    open_run(tmp_path, _tiny())  # the option at its default: the same run
+    (tmp_path / "config.json").write_text(json.dumps(stored))
+    with pytest.raises(ConfigError, match="temperature"):
+        open_run(tmp_path, _tiny(temperature=0.5))

@@ -8,8 +8,29 @@ a progress bar, loss curves.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
+
+from reasonlab.errors import ConfigError
+
+
+def open_run(out: Path, cfg: Any) -> None:
+    """Create ``out`` or check it holds this config (``config.json``). A field the stored run did not have yet (a
+    newer version's option) matches when the new config leaves it at its default, so a run resumes across
+    versions."""
+    out.mkdir(parents=True, exist_ok=True)
+    saved = out / "config.json"
+    now = cfg.model_dump(mode="json")
+    if saved.exists():
+        old = json.loads(saved.read_text())
+        defaults = type(cfg)().model_dump(mode="json")
+        differ = [k for k in now if (k in old and old[k] != now[k]) or (k not in old and now[k] != defaults.get(k))]
+        differ += [k for k in old if k not in now]
+        if differ:
+            raise ConfigError(f"{out} holds a run with another config ({', '.join(differ[:3])}): use another --out, "
+                              f"or delete it")
+    saved.write_text(json.dumps(now, indent=2) + "\n")
 
 
 def cosine_lr(step: int, total: int, peak: float, warmup: int, floor: float = 0.1) -> float:

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from reasonlab.errors import ConfigError
-from reasonlab.experiments.loop import cosine_lr, load_checkpoint, plot_curves, progress, save_checkpoint
+from reasonlab.experiments.loop import cosine_lr, load_checkpoint, open_run, plot_curves, progress, save_checkpoint
 from reasonlab.experiments.multokens import corpus
 from reasonlab.experiments.multokens.config import MulTokensConfig
 from reasonlab.experiments.multokens.facts import FAMILIES, FactFamily, inject
@@ -97,11 +97,7 @@ def val_loss(model: GPT, batches: list[tuple[torch.Tensor, torch.Tensor]]) -> fl
 def run(cfg: MulTokensConfig, out: str | Path, until: int | None = None, progress_on: bool = True) -> dict[str, Any]:
     """Pretrain (resuming), export and measure; returns result.json's content."""
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    saved = out / "config.json"
-    if saved.exists() and json.loads(saved.read_text()) != cfg.model_dump(mode="json"):
-        raise ConfigError(f"{out} holds a run with another config: use another --out, or delete it")
-    saved.write_text(json.dumps(cfg.model_dump(mode="json"), indent=2) + "\n")
+    open_run(out, cfg)
     torch.set_num_threads(cfg.threads)
     tok, train_ids, val_ids, stats = prepare(cfg, out)
     torch.manual_seed(cfg.seed)

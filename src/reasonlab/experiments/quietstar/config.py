@@ -26,8 +26,12 @@ class QuietStarConfig(BaseModel):
     window: int = Field(128, ge=8, description="characters per training window (the notebook's 128)")
     val_fraction: float = Field(0.1, gt=0.0, lt=0.5, description="the last share of the text, held out")
     # -- model -------------------------------------------------------------------------------------------------
-    model: Literal["gru", "transformer"] = Field("gru", description="gru: reasoner/interpreter GRUs; transformer: "
-                                                                   "one small GPT thinking at every position at once")
+    model: Literal["gru", "transformer", "hf"] = Field(
+        "gru", description="gru: reasoner/interpreter GRUs; transformer: one small GPT thinking at every position "
+                           "at once; hf: the same parallel thinking on a pretrained causal LM (hf_model)")
+    hf_model: str = Field("smollm2-135m", description="hf: a registered name, HF directory or hub id")
+    sot_token: str = Field("<|im_start|>", description="hf: the vocabulary's token that starts a thought")
+    eot_token: str = Field("<|im_end|>", description="hf: the vocabulary's token that ends one")
     use_reasoner: bool = Field(True, description="off: the same model without thoughts (the NLL baseline)")
     base_lm_hidden_dim: int = Field(32, ge=1, description="gru: base language model width")
     reasoner_hidden_dim: int = Field(32, ge=1, description="gru: base reasoner and reasoner width")
@@ -83,7 +87,7 @@ class QuietStarConfig(BaseModel):
                 if self.weight_groups[i] == self.weight_groups[j] and widths[i] != widths[j]:
                     raise ConfigError(f"weight_groups {''.join(self.weight_groups)}: parts {j} and {i} share "
                                       f"weights but {names[j]}={widths[j]} != {names[i]}={widths[i]}")
-        if self.model == "transformer" and self.variable_len:
+        if self.model != "gru" and self.variable_len:
             raise ConfigError("variable_len: the GRU model only (the parallel transformer thinks in lock step)")
         if self.model == "transformer" and self.model_hidden_dim % self.model_n_head:
             raise ConfigError(f"model_hidden_dim {self.model_hidden_dim} is not a multiple of "

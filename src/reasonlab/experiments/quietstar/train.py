@@ -15,8 +15,7 @@ from typing import Any
 
 import torch
 
-from reasonlab.errors import ConfigError
-from reasonlab.experiments.loop import cosine_lr, load_checkpoint, plot_curves, save_checkpoint
+from reasonlab.experiments.loop import cosine_lr, load_checkpoint, open_run, plot_curves, save_checkpoint
 from reasonlab.experiments.loop import progress as progress_bar
 from reasonlab.experiments.quietstar.config import QuietStarConfig
 from reasonlab.experiments.quietstar.data import CharText
@@ -37,7 +36,7 @@ def lr_at(step: int, cfg: QuietStarConfig) -> float:
 
 
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, windows: torch.Tensor, cfg: QuietStarConfig) -> float:
+def evaluate(model: torch.nn.Module, windows: torch.Tensor, cfg: QuietStarConfig, windows_text: Any = None) -> float:
     """Validation bits per character over ``windows`` [N, W+1], one thought per position (seeded, so the same
     thoughts every pass for the same weights)."""
     was = model.training
@@ -50,22 +49,24 @@ def evaluate(model: torch.nn.Module, windows: torch.Tensor, cfg: QuietStarConfig
         nll = torch.nn.functional.cross_entropy(out.logits.transpose(1, 2), batch[:, 1:], reduction="sum")
         total, count = total + float(nll), count + batch[:, 1:].numel()
     model.train(was)
-    return total / count / math.log(2)
+    # bits per character: a model reading tokens (hf) spreads each token's bits over its characters
+    return total / count / math.log(2) / getattr(windows_text, "chars_per_token", 1.0)
 
 
 def run(cfg: QuietStarConfig, out: str | Path, until: int | None = None, progress: bool = True) -> dict[str, Any]:
     """Train as ``cfg`` says in ``out`` (resuming from its checkpoint); stop early, with a checkpoint, once
     ``until`` steps are done. Returns result.json's content (``finished`` false when stopped early)."""
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    saved = out / "config.json"
-    if saved.exists() and json.loads(saved.read_text()) != cfg.model_dump(mode="json"):
-        raise ConfigError(f"{out} holds a run with another config: use another --out, or delete it")
-    saved.write_text(json.dumps(cfg.model_dump(mode="json"), indent=2) + "\n")
+    open_run(out, cfg)
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
-    text = CharText.load(cfg.data, cfg.val_fraction)
-    model = build(cfg, text.vocab_size)
+    if cfg.model == "hf":  # a pretrained LM thinks in its own tokens
+        from reasonlab.experiments.quietstar.hf import load as load_hf
+
+        model, text = load_hf(cfg)
+    else:
+        text = CharText.load(cfg.data, cfg.val_fraction)
+        model = build(cfg, text.vocab_size)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99))
     gen = torch.Generator().manual_seed(cfg.seed)  # windows and thoughts: saved with the checkpoint
     step, history, seconds = 0, [], 0.0
@@ -97,8 +98,9 @@ def run(cfg: QuietStarConfig, out: str | Path, until: int | None = None, progres
         step += 1
         recent.append(stats)
         if step % cfg.eval_every == 0 or step == cfg.steps:
-            row = {"step": step, "val_bpc": evaluate(model, val, cfg),
+            row = {"step": step, "val_bpc": evaluate(model, val, cfg, text),
                    **{f"train_{k}": sum(r[k] for r in recent) / len(recent) for k in recent[-1]}}
+            row["train_bpc"] /= getattr(text, "chars_per_token", 1.0)  # hf: per token -> per character
             history.append(row)
             recent = []
             if bar is not None:

@@ -109,6 +109,43 @@ def test_agnostic_pruning_keeps_the_original_positions() -> None:
         run(SCRIPT, prune="agnostic")  # the plain scripted engine, as llama.cpp and servers, takes none
 
 
+class ScriptedInPlaceEngine(ScriptedHcotEngine):
+    """The scripted engine, pruning in place as llamacpp does: one generation, the hook asked after every token,
+    the spans it returns recorded (clamped as the engine clamps: the last token read keeps its cell)."""
+
+    prunes_in_place = True
+
+    def generate_pruning(self, prompts, params, prune, cancel=None):
+        self.calls.append(list(prompts[0]))
+        self.spans: list[tuple[int, int]] = []
+        out: list[int] = []
+        for t in self.script:
+            if t == EOS:
+                break
+            out.append(t)
+            self.spans += [(a, min(b, len(out) - 2)) for a, b in prune(0, 0, list(out))]
+            if cancel is not None and cancel(0, 0, len(out), None):
+                return [Generation(text=self.detokenize(out), token_ids=out, completion_tokens=len(out),
+                                   finish_reason="cancelled")]
+        return [Generation(text=self.detokenize(out), token_ids=out, completion_tokens=len(out),
+                           finish_reason="stop")]
+
+
+def test_agnostic_in_place_cuts_the_same_blocks_in_one_generation() -> None:
+    trace, engine = run(SCRIPT, ScriptedInPlaceEngine, prune="agnostic", agnostic_by="cache")
+    assert engine.calls == [PROMPT]  # one generation, nothing read twice
+    assert engine.spans == [(2, 6), (10, 13)]  # b c d [SO], then g h [SO]: in generated-token indices
+    prunes = [e for e in trace.events if e["type"] == "prune"]
+    assert [(e["live_before"], e["live_after"]) for e in prunes] == [(10, 6), (13, 10)]  # as prune=continue
+    assert prunes[0]["removed_text"] == "w11 w12 w13 [SOLUTION]"
+    stats = next(e for e in trace.events if e["type"] == "hcot")
+    assert (stats["prunes"], stats["generated"], stats["retained"], stats["peak_live"]) == (2, 16, 9, 13)
+    capped, _ = run(SCRIPT, ScriptedInPlaceEngine, prune="agnostic", agnostic_by="cache", max_live=16)
+    assert capped.finish_reason == "stop"  # pruned, it fits; unpruned it would not:
+    with pytest.raises(ConfigError, match="prunes in place"):
+        run(SCRIPT, ScriptedPositionsEngine, prune="agnostic", agnostic_by="cache")
+
+
 def test_nested_blocks_prune_inner_then_outer() -> None:
     #         [TH] a  [TH] b  [SO] c  [RE] d  [SO] e  [RE] f
     script = [TH, 10, TH, 11, SO, 12, RE, 13, SO, 14, RE, 15, EOS]
@@ -181,6 +218,32 @@ def test_report_shows_what_was_pruned(tmp_path) -> None:
 def test_min_tokens_counts_over_the_whole_trace() -> None:
     trace, engine = run(SCRIPT, min_tokens=10)
     assert engine.min_tokens == [10, 2, 0]  # the first call wrote 8 tokens ([RETURN] included), the second 7
+
+
+def test_llamacpp_cuts_cells_out_of_a_live_sequence(smol_path) -> None:
+    """generate_pruning on llama.cpp: the hook's span leaves the sequence's KV cells mid-generation (positions kept),
+    decoding goes on, and the prefix cache keeps only what precedes the cut — a later continuation of the same ids
+    is served at most that much and prefills the rest."""
+    from reasonlab.engines.llamacpp import LlamaCppEngine
+
+    asked = []
+
+    def hook(i, s, out):
+        asked.append(len(out))
+        return [(5, 20)] if len(out) == 30 else []
+
+    with LlamaCppEngine(smol_path, n_ctx=1024, name="smol", n_parallel=2) as eng, \
+            LlamaCppEngine(smol_path, n_ctx=1024, name="smol-ref", n_parallel=1) as ref:
+        prompt = eng.tokenize(eng.render_chat([{"role": "user", "content": "Explain how to add fractions with "
+                                                                           "different denominators."}]), prompt=True)
+        g = eng.generate_pruning([prompt], SamplingParams(max_tokens=40, ignore_eos=True), hook)[0]
+        assert g.error is None and g.completion_tokens == 40 and asked[:3] == [1, 2, 3]
+        assert eng._decoder.stats["cut_cells"] == 15
+        assert list(eng._decoder.cache.entries.values()) == [tuple(prompt + g.token_ids[:5])]  # up to the cut
+        again = eng.generate([prompt + g.token_ids], SamplingParams(max_tokens=16))[0]
+        assert again.error is None and again.cached_tokens <= len(prompt) + 5  # never the cut cells
+        with pytest.raises(ConfigError, match="batched path"):
+            ref.generate_pruning([prompt], SamplingParams(max_tokens=4), hook)
 
 
 def test_hcot_on_llamacpp_needs_and_finds_the_markers(tmp_path, smol_path) -> None:

@@ -47,6 +47,10 @@ Prompt = str | list[int] | PositionedIds
 # batched path, hf); DeepConf-style confidence stopping reads it.
 CancelFn = Callable[[int, int, int, "float | None"], bool]
 FinishReason = Literal["stop", "length", "cancelled", "error"]
+# (prompt index, sample, tokens generated so far, the newest last and not yet read by the model) -> [start, end)
+# spans of the generated tokens to forget now: their KV cells are removed in place, the positions of everything
+# else kept (prune-agnostic hCoT on an engine with ``prunes_in_place``). Called once per sampled token.
+PruneFn = Callable[[int, int, list[int]], list[tuple[int, int]]]
 
 # A prompt that is a conversation, not text: what ``render_chat`` returns on an engine that cannot render
 # the model's template (a server without a template endpoint and no tokenizer). ``generate`` sends it to
@@ -196,6 +200,14 @@ class Engine(abc.ABC):
     backend: str = "?"
     max_concurrency: int = 1
     takes_positions = False  # generate accepts PositionedIds (prune-agnostic decoding)
+    prunes_in_place = False  # generate_pruning: spans cut from a live sequence's KV cache while it decodes
+
+    def generate_pruning(self, prompts: list[Prompt], params: SamplingParams, prune: PruneFn,
+                         cancel: CancelFn | None = None) -> list[Generation]:
+        """``generate``, with ``prune`` asked after every sampled token which spans of the generation to forget
+        (in place, positions kept). Only engines with ``prunes_in_place``."""
+        raise ConfigError(f"the {self.backend} engine cannot cut spans out of a live sequence's cache "
+                          f"(prune=agnostic with agnostic_by=cache needs llamacpp with --parallel >= 2)")
 
     def __init__(self, model: str) -> None:
         self.model = model

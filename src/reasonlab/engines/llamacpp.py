@@ -20,8 +20,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from reasonlab.engines.base import (CancelFn, Engine, Generation, Message, Prompt, SamplingParams, pair_tokens,
-                                   refuse_positions, spelled_ids)
+from reasonlab.engines.base import (CancelFn, Engine, Generation, Message, Prompt, PruneFn, SamplingParams,
+                                   pair_tokens, refuse_positions, spelled_ids)
 from reasonlab.engines.llamacpp_common import cut_at_stop, llama_text, llama_tokens
 from reasonlab.errors import ConfigError, EngineError, ModelError
 
@@ -455,7 +455,20 @@ class LlamaCppEngine(Engine):
                     out.append(gen.model_copy(update={"cached_tokens": reused}))
         return out
 
-    def _generate_batched(self, prompts: list[Prompt], params: SamplingParams, cancel: CancelFn | None) -> list[Generation]:
+    @property
+    def prunes_in_place(self) -> bool:  # type: ignore[override]
+        return self._decoder is not None
+
+    def generate_pruning(self, prompts: list[Prompt], params: SamplingParams, prune: PruneFn,
+                         cancel: CancelFn | None = None) -> list[Generation]:
+        refuse_positions(prompts, self.backend)
+        if self._decoder is None:
+            raise ConfigError("cutting spans out of a live sequence needs the batched path: load the llamacpp "
+                              "engine with n_parallel >= 2 (--parallel 2)")
+        return self._generate_batched(prompts, params, cancel, prune)
+
+    def _generate_batched(self, prompts: list[Prompt], params: SamplingParams, cancel: CancelFn | None,
+                          prune: PruneFn | None = None) -> list[Generation]:
         from reasonlab.engines.llamacpp_batch import Job
 
         with self._lock:  # call ids and the engine's seed generator are shared state
@@ -479,7 +492,7 @@ class LlamaCppEngine(Engine):
                                               retryable=failed.retryable))
                     continue
                 job = Job(key=(call, i), index=i, sample=s, tokens=tokens, anchor=len(self._anchor(tokens[:-1])),
-                          params=params, seed=bases[i] + s, cancel=cancel)
+                          params=params, seed=bases[i] + s, cancel=cancel, prune=prune)
                 jobs.append(job)
                 results.append(job)
         self._decoder.submit(jobs)

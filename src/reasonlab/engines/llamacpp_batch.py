@@ -34,7 +34,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from reasonlab.engines.base import CancelFn, Generation, SamplingParams, spelled_ids
+from reasonlab.engines.base import CancelFn, Generation, PruneFn, SamplingParams, spelled_ids
 from reasonlab.engines.llamacpp_common import apply_lora, cut_at_stop, llama_text
 from reasonlab.engines.prefix_cache import RadixCache, common_prefix
 
@@ -57,6 +57,7 @@ class Job:
     cancel: CancelFn | None
     future: Future[Generation] = field(default_factory=Future)
     pinned: int | None = None  # the prefix-cache slot this waiting job will continue (kept until admitted)
+    prune: PruneFn | None = None  # spans of the generation to forget in place (see _cut_in_place)
 
 
 @dataclass
@@ -73,6 +74,7 @@ class _Seq:
     top: list[list[tuple[int, str, float]]] | None = None  # top-k alternatives per generated token
     start: float = field(default_factory=time.perf_counter)
     cached: int = 0  # prompt tokens not prefilled: copied from the prefix cache or a sibling sample
+    intact: int = 1 << 62  # cells [0, intact) hold job.tokens + out at their indices (a cut in place ends that)
 
 
 class BatchedDecoder:
@@ -129,7 +131,7 @@ class BatchedDecoder:
         self._prefilling: Job | None = None
         # where the decode thread's time goes: decode steps (and how full they are), prompt prefill, idle
         self.stats: dict[str, float] = {"steps": 0, "slot_steps": 0, "decode_s": 0.0, "prefill_tokens": 0,
-                                        "prefill_s": 0.0, "idle_s": 0.0, "shifted_cuts": 0, "shifted_tokens": 0}
+                                        "prefill_s": 0.0, "idle_s": 0.0, "shifted_cuts": 0, "shifted_tokens": 0, "cut_cells": 0}
         # a prompt that is a cached sequence with one span cut out (hcot's prune) reuses the cells after the cut,
         # moved down by a position shift (llama.cpp seq_rm + seq_add), instead of prefilling them again
         self.kv_shift = kv_shift
@@ -432,6 +434,11 @@ class BatchedDecoder:
                 self._end(seq, "stop", active, free, holders)
                 continue
             seq.out.append(tok)
+            if seq.job.prune is not None:
+                failed = self._cut_in_place(seq)
+                if failed:  # the caller's hook failed: this sequence ends, the others decode on
+                    self._end(seq, "error", active, free, holders, error=failed)
+                    continue
             seq.text += self.model.detokenize([tok], special=False)  # token_to_piece pads to 32 bytes
             if params.stop and self._hit_stop(seq):
                 self._end(seq, "stop", active, free, holders)
@@ -442,6 +449,29 @@ class BatchedDecoder:
                 self._end(seq, "cancelled", active, free, holders)
             else:
                 seq.feed = tok
+
+    def _cut_in_place(self, seq: _Seq) -> str | None:
+        """Ask the job's prune hook which spans of the generation to forget, before the newest token is read:
+        their cells leave this sequence (seq_rm, no shift: every other position is kept — prune-agnostic). The
+        last cell read stays whatever the span says, because llama.cpp wants the next position right after the
+        sequence's highest (an empty result keeps its [SOLUTION] cell). Cells shared with other sequences or the
+        prefix cache are untouched (seq_rm drops only this sequence's hold), and from the first cut on the
+        sequence is no longer offered as a prefix to others or kept in the prefix cache past that point."""
+        job = seq.job
+        prompt = len(job.tokens)
+        read = len(seq.out) - 1  # generated tokens whose cells exist (the newest is fed next)
+        try:
+            spans = job.prune(job.index, job.sample, list(seq.out))  # type: ignore[misc]
+        except Exception as err:  # noqa: BLE001 - reported on this sequence's Generation
+            return f"prune hook: {type(err).__name__}: {err}"
+        for start, end in spans:
+            start, end = max(0, start), min(end, read - 1)
+            if end <= start:
+                continue
+            self.ctx.kv_cache_seq_rm(seq.sid, prompt + start, prompt + end)
+            seq.intact = min(seq.intact, prompt + start)
+            self.stats["cut_cells"] += end - start
+        return None
 
     def _piece(self, token: int) -> str:
         return self.model.detokenize([token], special=True).decode("utf-8", errors="replace")
@@ -465,12 +495,13 @@ class BatchedDecoder:
                 holders[job.key] = sibling
         if self.cache is not None and reason != "error":
             # keep its cells (prompt and generated tokens alike) under a cache slot for later continuations
-            kept = self.cache.store((job.tokens + seq.out)[: seq.pos])
+            held = min(seq.pos, seq.intact)  # a sequence cut in place holds its ids only up to the first cut
+            kept = self.cache.store((job.tokens + seq.out)[:held]) if held > 0 else None
             if kept is not None:
                 slot, evicted = kept
                 for old in [*evicted, slot]:
                     self.ctx.kv_cache_seq_rm(old, -1, -1)
-                self.ctx.kv_cache_seq_cp(seq.sid, slot, 0, seq.pos)
+                self.ctx.kv_cache_seq_cp(seq.sid, slot, 0, held)
         self.ctx.kv_cache_seq_rm(seq.sid, -1, -1)  # this sequence's hold on its cells ends now
         free.append(seq.sid)
         free.sort()
@@ -493,7 +524,7 @@ def _longest_live(head: list[int], active: dict[int, _Seq]) -> tuple[int, int | 
     """The longest prefix of ``head`` that a live sequence's KV cells already hold: (length, its sid)."""
     best, best_sid = 0, None
     for seq in active.values():
-        k = common_prefix((seq.job.tokens + seq.out)[: seq.pos], head)  # cells [0, pos) hold these tokens
+        k = common_prefix((seq.job.tokens + seq.out)[: min(seq.pos, seq.intact)], head)  # cells hold these
         if k > best:
             best, best_sid = k, seq.sid
     return best, best_sid

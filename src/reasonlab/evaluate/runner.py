@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterable
 from reasonlab.answers import Verifier, VerifierConfig
 from reasonlab.data import Problem, load_problems
 from reasonlab.engines import Engine, load_engine
-from reasonlab.engines.base import CancelFn, Generation, Message, Prompt, SamplingParams, chat_messages
+from reasonlab.engines.base import CancelFn, Generation, Message, Prompt, PruneFn, SamplingParams, chat_messages
 from reasonlab.errors import ConfigError, EngineError, Interrupted
 from reasonlab.evaluate.config import EvalConfig
 from reasonlab.evaluate.metrics import summarize
@@ -176,6 +176,7 @@ class StoppableEngine(Engine):
         self.inner, self.stop = inner, stop
         self.backend, self.max_concurrency = inner.backend, inner.max_concurrency
         self.takes_positions = inner.takes_positions
+        self.prunes_in_place = inner.prunes_in_place
 
     def _check(self) -> None:
         if self.stop.is_set():
@@ -188,6 +189,17 @@ class StoppableEngine(Engine):
             return self.stop.is_set() or (cancel is not None and cancel(i, s, n, lp))
 
         out = self.inner.generate(prompts, params, hook)
+        self._check()
+        return out
+
+    def generate_pruning(self, prompts: list[Prompt], params: SamplingParams, prune: PruneFn,
+                         cancel: CancelFn | None = None) -> list[Generation]:
+        self._check()
+
+        def hook(i: int, s: int, n: int, lp: float | None) -> bool:
+            return self.stop.is_set() or (cancel is not None and cancel(i, s, n, lp))
+
+        out = self.inner.generate_pruning(prompts, params, prune, hook)
         self._check()
         return out
 

@@ -55,6 +55,11 @@ class HcotConfig(BaseModel):
     max_live: int | None = Field(None, ge=16, description="most tokens in the live context (prompt + kept)")
     min_tokens: int = Field(0, ge=0, description="end-of-sequence is not allowed before this many generated tokens, "
                                                  "counted over the whole trace (the notebook's min tokens)")
+    agnostic_by: Literal["prefill", "cache"] = Field(
+        "prefill", description="agnostic: prefill the kept ids again at their positions (engines that take "
+                               "positions: hf), or cut the body's cells out of the live sequence's KV cache as "
+                               "[RETURN] is sampled, in one generation (engines that prune in place: llamacpp "
+                               "batched) — the semantics sft.hcot: mask trains")
     keep_thought: bool = Field(True, description="a prune keeps the [THOUGHT] marker")
     keep_return: bool = Field(True, description="a prune keeps the [RETURN] marker")
 
@@ -84,6 +89,8 @@ class HCoT(TracePolicy):
         cfg: HcotConfig = self.config  # type: ignore[assignment]
         rule = PruneRule(keep_thought=cfg.keep_thought, keep_return=cfg.keep_return)
         th, so, re_ = self.marker_ids(engine)
+        if cfg.prune == "agnostic" and cfg.agnostic_by == "cache":
+            return self._trace_in_place(problem, engine, prompt, params, sample, cancel, (th, so, re_))
         if cfg.prune == "agnostic" and not engine.takes_positions:
             raise ConfigError(f"strategy 'hcot' with prune=agnostic needs an engine that takes token positions (hf); "
                               f"the {engine.backend} engine does not: use prune=continue")
@@ -153,6 +160,75 @@ class HCoT(TracePolicy):
                      events=events, sample=sample, prompt=prompt, prompt_token_ids=list(prompt_ids),
                      token_ids=generated, prefilled_tokens=prefilled, cached_tokens=cached,
                      token_logprobs=logprobs if params.logprobs is not None else None)
+
+    def _trace_in_place(self, problem: Problem, engine: Engine, prompt: str, params: SamplingParams, sample: int,
+                        cancel: TraceCancel | None, marks: tuple[int, int, int]) -> Trace:
+        """Prune-agnostic in place: one generation; as each [RETURN] is sampled, the engine removes the block's
+        cells from the live sequence before reading it (positions kept — the 4-D-mask semantics)."""
+        cfg: HcotConfig = self.config  # type: ignore[assignment]
+        if not engine.prunes_in_place:
+            raise ConfigError(f"strategy 'hcot' with agnostic_by=cache needs an engine that prunes in place "
+                              f"(llamacpp with --parallel >= 2); the {engine.backend} engine does not")
+        if not cfg.keep_return:
+            raise ConfigError("hcot agnostic_by=cache keeps [RETURN]: the model reads it after the cut")
+        th, so, re_ = marks
+        start = time.perf_counter()
+        prompt_ids = engine.tokenize(prompt, prompt=True)
+        stack: list[list[int]] = []
+        gone: set[int] = set()  # generated indices whose cells were cut
+        events: list[dict[str, Any]] = []
+        state = {"seen": 0, "peak": len(prompt_ids), "capped": False}
+
+        def prune(_i: int, _s: int, out: list[int]) -> list[tuple[int, int]]:
+            spans = []
+            for k in range(state["seen"], len(out)):
+                state["peak"] = max(state["peak"], len(prompt_ids) + k + 1 - len(gone))
+                if out[k] == th:
+                    stack.append([k, -1])
+                elif out[k] == so and stack and stack[-1][1] < 0:
+                    stack[-1][1] = k
+                elif out[k] == re_ and stack:
+                    t, s = stack.pop()
+                    if s < 0:
+                        continue
+                    span = (t + 1 if cfg.keep_thought else t, s + 1)
+                    # the engine keeps the last cell it read (llama.cpp wants the next position after the highest)
+                    cut = sorted(set(range(*span)) - gone - {len(out) - 2})
+                    live = len(prompt_ids) + len(out) - len(gone)
+                    gone.update(cut)
+                    events.append({"type": "prune", "at_generated": k + 1, "removed_tokens": len(cut),
+                                   "removed_text": engine.detokenize([out[j] for j in cut], special=True),
+                                   "live_before": live, "live_after": live - len(cut)})
+                    spans.append(span)
+            state["seen"] = len(out)
+            return spans
+
+        base = engine_cancel(cancel, sample, 0)
+
+        def stop(i: int, s: int, n: int, lp: float | None) -> bool:
+            if cfg.max_live is not None and len(prompt_ids) + n - len(gone) >= cfg.max_live:
+                state["capped"] = True
+                return True
+            return bool(base(i, s, n, lp)) if base is not None else False
+
+        hold = max(params.min_tokens, cfg.min_tokens)
+        g = engine.generate_pruning([list(prompt_ids)], params.model_copy(update={"n": 1, "min_tokens": hold}),
+                                    prune, stop)[0]
+        finish = "length" if state["capped"] else g.finish_reason
+        if g.error:
+            events.append(error_event(g))
+        ids = list(g.token_ids or [])
+        form = validate(g.text)
+        events.append({"type": "hcot", "prunes": sum(1 for e in events if e["type"] == "prune"),
+                       "generated": len(ids), "retained": len(ids) - len(gone), "peak_live": state["peak"],
+                       "prompt_tokens": len(prompt_ids), "open_thoughts": len(stack),
+                       "well_formed": form.well_formed, "problems": list(form.problems[:3]),
+                       "runaway": finish == "length"})
+        return Trace(text=g.text, answer=self.verifier.extract(g.text), completion_tokens=g.completion_tokens,
+                     prompt_tokens=len(prompt_ids), finish_reason=finish, seconds=time.perf_counter() - start,
+                     events=events, sample=sample, prompt=prompt, prompt_token_ids=list(prompt_ids), token_ids=ids,
+                     prefilled_tokens=g.prefilled_tokens, cached_tokens=g.cached_tokens,
+                     token_logprobs=g.token_logprobs if params.logprobs is not None else None)
 
     @staticmethod
     def _prune(live: list[int], t: int, s: int, rule: PruneRule, engine: Engine, events: list[dict[str, Any]],

@@ -1,5 +1,7 @@
 """Pruning a live context by continuation vs in place (issue 14): the same prune cycles on llama.cpp, with the
-prefix cache re-reading the kept tail (continuation) or with the cells after the cut shifted down (kv_shift).
+prefix cache re-reading the kept tail (continuation), with the cells after the cut shifted down (kv_shift,
+positions renumbered), or cut out of the live sequence as it decodes (generate_pruning, positions kept: one
+generation per trace, nothing read twice).
 
 Each of `--traces` concurrent traces repeats `--cycles` times: write `--body` tokens, cut all but the last
 `--keep` of them out of the live ids (a finished block: its body goes, its result stays), continue from the cut
@@ -38,17 +40,33 @@ def one_trace(engine, i: int, a) -> dict[str, int]:
     return {"prefilled": prefilled, "generated": generated}
 
 
-def run(kv_shift: bool, a) -> dict[str, float]:
-    engine = load_engine(EngineConfig(model=a.model, n_parallel=a.traces, kv_shift=kv_shift, n_ctx=4096))
+def one_trace_in_place(engine, i: int, a) -> dict[str, int]:
+    live = engine.tokenize(engine.render_chat([{"role": "user", "content": PROMPTS[i % len(PROMPTS)]}]), prompt=True)
+
+    def cut(_i: int, _s: int, out: list[int]) -> list[tuple[int, int]]:  # each finished body, its last keep stay
+        n = len(out)
+        return [(n - a.body, n - a.keep)] if n % a.body == 0 else []
+
+    g = engine.generate_pruning([live], SamplingParams(max_tokens=a.body * a.cycles, ignore_eos=True, temperature=0.7,
+                                                       seed=i), cut)[0]
+    return {"prefilled": g.prefilled_tokens, "generated": g.completion_tokens}
+
+
+def run(mode: str, a) -> dict[str, float]:
+    # room for every trace's whole generation at once: admission never serializes one mode more than another
+    engine = load_engine(EngineConfig(model=a.model, n_parallel=a.traces, kv_shift=mode == "shift in place",
+                                      n_ctx=a.traces * (a.body * a.cycles + 128)))
+    trace = one_trace_in_place if mode == "cut in place" else one_trace
     try:
-        one_trace(engine, 0, argparse.Namespace(**{**vars(a), "cycles": 1}))  # warm-up
+        trace(engine, 0, argparse.Namespace(**{**vars(a), "cycles": 1}))  # warm-up
         start = time.perf_counter()
         with ThreadPoolExecutor(a.traces) as pool:
-            rows = list(pool.map(lambda i: one_trace(engine, i, a), range(a.traces)))
+            rows = list(pool.map(lambda i: trace(engine, i, a), range(a.traces)))
         seconds = time.perf_counter() - start
         stats = engine._decoder.stats  # type: ignore[attr-defined]
         return {"seconds": seconds, "prefilled": sum(r["prefilled"] for r in rows),
-                "generated": sum(r["generated"] for r in rows), "in_place": stats["shifted_cuts"],
+                "generated": sum(r["generated"] for r in rows),
+                "in_place": stats["shifted_cuts"] + stats["cut_cells"] / max(1, a.body - a.keep),
                 "prefill_s": stats["prefill_s"]}
     finally:
         engine.close()
@@ -62,12 +80,13 @@ def main() -> None:
     ap.add_argument("--body", type=int, default=96)
     ap.add_argument("--keep", type=int, default=16)
     a = ap.parse_args()
-    results = {mode: run(mode == "in place", a) for mode in ("continuation", "in place")}
+    results = {mode: run(mode, a) for mode in ("continuation", "shift in place", "cut in place")}
     for mode, r in results.items():
-        print(f"{mode:13s} {r['seconds']:7.1f} s  {r['generated'] / r['seconds']:6.1f} tok/s  prefilled "
+        print(f"{mode:14s} {r['seconds']:7.1f} s  {r['generated'] / r['seconds']:6.1f} tok/s  prefilled "
               f"{r['prefilled']:6d} tokens ({r['prefill_s']:.1f} s of prefill)  cuts in place {r['in_place']:.0f}")
-    c, p = results["continuation"], results["in place"]
-    print(f"in place / continuation wall time: {p['seconds'] / c['seconds']:.3f}")
+    c = results["continuation"]
+    for mode in ("shift in place", "cut in place"):
+        print(f"{mode} / continuation wall time: {results[mode]['seconds'] / c['seconds']:.3f}")
     print("command: python " + " ".join(sys.argv))
 
 

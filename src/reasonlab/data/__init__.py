@@ -2,7 +2,7 @@
 
     >>> probs = load_problems(DatasetConfig(name="gsm8k", limit=2))
     >>> probs[0].id, probs[0].answer, len(list_datasets())
-    ('gsm8k-0', '18', 6)
+    ('gsm8k-0', '18', 10)
 """
 
 from __future__ import annotations

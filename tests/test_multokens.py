@@ -195,3 +195,23 @@ def test_drill_sft_rows_are_injected_only_for_the_mul_condition() -> None:
     assert len(mul) == len(base) == 5000
     assert "<MUL_" in "".join(r["completion"] for r in mul) and "<MUL_" not in "".join(r["completion"] for r in base)
     assert [r["prompt"] for r in mul] == [r["prompt"] for r in base]
+
+
+def test_grpo_with_the_shaped_reward_on_the_exported_model(tmp_path) -> None:
+    """A3: any GRPO run takes the notes' shaped reward by import path; here on the study's exported GPT-2 (no chat
+    template: plain-text prompts), fully fine-tuned, rolled out by transformers."""
+    from reasonlab.experiments.multokens import export
+    from reasonlab.train import TrainConfig, train
+
+    model, _, hf_tok = _tiny_gpt()
+    export.to_hf(model, hf_tok, tmp_path / "hf")
+    problems = tmp_path / "p.jsonl"
+    problems.write_text("".join(json.dumps({"question": f"What is 6 times {b}?", "answer": str(6 * b)}) + "\n"
+                                for b in range(1, 5)))
+    summary = train(TrainConfig(method="grpo", model=str(tmp_path / "hf"), out=str(tmp_path / "g"), max_steps=2,
+                                batch_size=2, lora=None, logging_steps=1, save_steps=2, max_length=32,
+                                grpo={"dataset": str(problems), "prompt": "plain", "num_generations": 2,
+                                      "max_completion_length": 8, "rollout": "transformers",
+                                      "rewards": ["reasonlab.experiments.multokens.reward:shaped"]}))
+    history = [json.loads(x) for x in (tmp_path / "g" / "log_history.jsonl").read_text().splitlines()]
+    assert summary["steps"] == 2 and any("reward" in h for h in history)

@@ -80,9 +80,10 @@ def _open(cfg: TrainConfig, out: Path, force_new: bool) -> tuple[bool, dict[str,
     return not force_new and get_last_checkpoint(str(out)) is not None, None
 
 
-def grpo_dataset(cfg: TrainConfig) -> Any:
+def grpo_dataset(cfg: TrainConfig, tok: Any = None) -> Any:
     """GRPO's prompts: problems rendered as conversations with the evaluation's prompt template (TRL applies
-    the model's chat template), with the gold answer and its type as columns the rewards read."""
+    the model's chat template), with the gold answer and its type as columns the rewards read. A model without a
+    chat template (a base model, the mul-tokens study's GPT-2) gets the same text as a plain prompt."""
     from datasets import Dataset
 
     from reasonlab.data import DatasetConfig, load_problems
@@ -96,7 +97,11 @@ def grpo_dataset(cfg: TrainConfig) -> Any:
         user = template.user.replace("{question}", p.question)
         messages = ([{"role": "system", "content": template.system}] if template.system else []) + [
             {"role": "user", "content": user}]
-        rows.append({"prompt": messages, "answer": p.answer, "answer_type": p.answer_type})
+        if tok is not None and not getattr(tok, "chat_template", None):
+            prompt: Any = "\n\n".join(m["content"] for m in messages)
+        else:
+            prompt = messages
+        rows.append({"prompt": prompt, "answer": p.answer, "answer_type": p.answer_type})
     return Dataset.from_list(rows)
 
 
@@ -119,7 +124,7 @@ def train(cfg: TrainConfig, collator: Any = None, force_new: bool = False) -> di
         from reasonlab.answers import Verifier
         from reasonlab.train.rewards import load_reward
 
-        data = grpo_dataset(cfg)
+        data = grpo_dataset(cfg, tok)
         rewards = [load_reward(r, Verifier()) for r in cfg.grpo.rewards]
     elif cfg.method == "sft" and cfg.sft.hcot != "off":
         from reasonlab.train.hcot import hcot_dataset

@@ -207,7 +207,8 @@ def test_sweep_cli_runs_the_grid_resumes_and_tabulates(tmp_path) -> None:
     assert cells == ["use_reasoner=false,seed=1", "use_reasoner=false,seed=2", "use_reasoner=true,seed=1",
                      "use_reasoner=true,seed=2"]
     table = (tmp_path / "s" / "table.md").read_text()
-    assert "| use_reasoner | val_bpc mean ± std | seeds |" in table and table.count("| 2 |") == 2
+    assert "| use_reasoner | val_bpc mean ± std | seeds | best_val_bpc (mean) |" in table
+    assert table.count("| 2 |") == 2
     stamp = (tmp_path / "s" / cells[0] / "result.json").stat().st_mtime_ns
     again = subprocess.run(cli, capture_output=True, text=True)
     assert again.returncode == 0 and "[1/4]" not in again.stderr  # finished cells are not run again

@@ -258,10 +258,12 @@ def test_hcot_on_llamacpp_needs_and_finds_the_markers(tmp_path, smol_path) -> No
     bad = subprocess.run(cli + base + ["-m", "smollm2-135m", "--out", str(tmp_path / "bad")], capture_output=True,
                          text=True)
     assert bad.returncode == 2 and "[THOUGHT] is" in bad.stderr and "add-tokens" in bad.stderr
+    gguf = tmp_path / "models" / "smol-hcot.gguf"  # a directory that does not exist yet
     made = subprocess.run(cli + ["train", "add-tokens", "--base", "smollm2-135m", "--slots", "3,4,5", "--out",
-                                 str(tmp_path / "smol-hcot.gguf")], capture_output=True, text=True)
+                                 str(gguf)], capture_output=True, text=True)
     assert made.returncode == 0, made.stderr
-    ok = subprocess.run(cli + base + ["-m", str(tmp_path / "smol-hcot.gguf"), "--out", str(tmp_path / "ok")],
+    assert [p.name for p in gguf.parent.iterdir()] == ["smol-hcot.gguf"]  # written whole, then renamed: no .part
+    ok = subprocess.run(cli + base + ["-m", str(gguf), "--out", str(tmp_path / "ok")],
                         capture_output=True, text=True)
     assert ok.returncode == 0, ok.stderr
     summary = json.loads((tmp_path / "ok" / "summary.json").read_text())

@@ -22,6 +22,24 @@ import numpy as np
 
 from reasonlab.errors import ModelError
 
+
+def gguf_writer(out: Path, arch: str) -> Any:
+    """A ``gguf.GGUFWriter`` on ``out``'s ``.part`` sibling (parent directories made). ``close_gguf`` renames it into
+    place once whole, so a killed write never leaves a file that looks finished to a resumable script."""
+    import gguf
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    writer = gguf.GGUFWriter(str(out.with_name(out.name + ".part")), arch)
+    writer.final_path = out  # type: ignore[attr-defined]
+    return writer
+
+
+def close_gguf(writer: Any) -> Path:
+    writer.close()
+    out: Path = writer.final_path
+    out.with_name(out.name + ".part").replace(out)
+    return out
+
 # peft module name -> llama.cpp tensor name (Llama/Qwen2/Mistral families)
 _NAMES = {"self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k", "self_attn.v_proj": "attn_v",
           "self_attn.o_proj": "attn_output", "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up",
@@ -80,7 +98,7 @@ def adapter_to_gguf(adapter_dir: str | Path, base_gguf: str | Path, out: str | P
             raise ModelError(f"{adapter_dir}: tensor {key} is not a LoRA A/B matrix (trained embeddings or heads "
                              f"cannot go to llama.cpp)")
         pairs.setdefault(m.group(1), {})[m.group(2)] = w.astype(np.float32)
-    writer = gguf.GGUFWriter(str(out), arch)
+    writer = gguf_writer(Path(out), arch)
     writer.add_type(gguf.GGUFType.ADAPTER)
     writer.add_string(gguf.Keys.Adapter.TYPE, "lora")
     writer.add_float32(gguf.Keys.Adapter.LORA_ALPHA, float(config["lora_alpha"]))
@@ -99,8 +117,7 @@ def adapter_to_gguf(adapter_dir: str | Path, base_gguf: str | Path, out: str | P
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
-    writer.close()
-    return out
+    return close_gguf(writer)
 
 
 def gguf_adapter(spec: str | Path, base_gguf: str | Path) -> Path:

@@ -32,7 +32,8 @@ from typing import Any, Literal, get_args
 import numpy as np
 from rich.progress import track
 
-from reasonlab.engines.lora import PERMUTED_ARCHS, gguf_adapter, gguf_name, permute_rows
+from reasonlab.engines.lora import (PERMUTED_ARCHS, close_gguf, gguf_adapter, gguf_name, gguf_writer,
+                                    permute_rows)
 from reasonlab.errors import ConfigError, ModelError
 
 Quant = Literal["f16", "q8_0", "q6_k", "q5_k_m", "q4_k_m", "q4_0"]
@@ -196,7 +197,7 @@ def write_merged(base_gguf: Path, update: Update, out: Path) -> Path:
     arch = _field(reader, gguf.Keys.General.ARCHITECTURE)
     n_head = _field(reader, f"{arch}.attention.head_count")
     n_kv = _field(reader, f"{arch}.attention.head_count_kv") or n_head
-    writer = gguf.GGUFWriter(str(out), arch)
+    writer = gguf_writer(Path(out), arch)
     for field in reader.fields.values():  # as gguf_new_metadata.py copies them, the file type excepted
         if field.name == gguf.Keys.General.ARCHITECTURE or field.name.startswith("GGUF."):
             continue
@@ -217,7 +218,7 @@ def write_merged(base_gguf: Path, update: Update, out: Path) -> Path:
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
-    writer.close()
+    close_gguf(writer)
     return out
 
 
@@ -233,7 +234,11 @@ def quantize(src: Path, out: Path, quant: str, threads: int = 0) -> Path:
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = getattr(llama_cpp, _FTYPES[quant])
     params.nthread = threads
-    rc = llama_cpp.llama_model_quantize(str(src).encode(), str(out).encode(), ctypes.byref(params))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    part = out.with_name(out.name + ".part")  # renamed once whole: a killed run leaves nothing that looks done
+    rc = llama_cpp.llama_model_quantize(str(src).encode(), str(part).encode(), ctypes.byref(params))
     if rc != 0:
+        part.unlink(missing_ok=True)
         raise ModelError(f"llama.cpp could not quantize {src.name} to {quant} (code {rc})")
+    part.replace(out)
     return out

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from reasonlab.engines.lora import close_gguf, gguf_writer
 from reasonlab.errors import ModelError
 from reasonlab.train.tokens import spare_slots
 
@@ -57,7 +58,7 @@ def add_gguf_tokens(base: str | Path, out: str | Path, seeds: dict[str, str],
     if any(not v for v in phrase.values()):
         raise ModelError("a seed phrase tokenizes to nothing")
     arch = reader.fields[gguf.Keys.General.ARCHITECTURE].contents()
-    writer = gguf.GGUFWriter(str(out), arch)
+    writer = gguf_writer(Path(out), arch)
     for field in reader.fields.values():
         if field.name == gguf.Keys.General.ARCHITECTURE or field.name.startswith("GGUF."):
             continue
@@ -86,5 +87,5 @@ def add_gguf_tokens(base: str | Path, out: str | Path, seeds: dict[str, str],
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
-    writer.close()
+    close_gguf(writer)
     return ids

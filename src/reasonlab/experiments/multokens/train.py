@@ -38,7 +38,7 @@ def family_of(cfg: MulTokensConfig) -> FactFamily:
 def prepare(cfg: MulTokensConfig, out: Path) -> tuple[Any, torch.Tensor, torch.Tensor, dict[str, Any]]:
     """(tokenizer, train ids, val ids, data stats), built once and cached in ``out/data``."""
     data = out / "data"
-    if (data / "train.pt").exists():
+    if (data / "stats.json").exists():  # written last: a build killed halfway is built again
         return (load(data / "tokenizer.json"), torch.load(data / "train.pt"), torch.load(data / "val.pt"),
                 json.loads((data / "stats.json").read_text()))
     data.mkdir(parents=True, exist_ok=True)

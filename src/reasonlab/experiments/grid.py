@@ -21,6 +21,7 @@ import yaml
 
 from reasonlab.errors import ConfigError
 from reasonlab.experiments import Experiment
+from reasonlab.experiments.loop import write_json
 from reasonlab.recipes import from_layers
 
 
@@ -115,7 +116,7 @@ def sweep(exp: Experiment, grid: dict[str, list[Any]], out: Path, recipe: dict[s
             result = exp.run(cfg, where, progress=progress)
         rows.append({"cell": cell, "dir": where.name, exp.metric: result.get(exp.metric),
                      "seconds": result.get("seconds"), "parameters": result.get("parameters")})
-        (out / "sweep.json").write_text(json.dumps(rows, indent=2) + "\n")
+        write_json(out / "sweep.json", rows)
     return rows
 
 

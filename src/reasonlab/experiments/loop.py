@@ -33,6 +33,13 @@ def open_run(out: Path, cfg: Any) -> None:
     saved.write_text(json.dumps(now, indent=2) + "\n")
 
 
+def write_json(path: Path, obj: Any) -> None:
+    """Written whole, then renamed: a kill mid-write never leaves half a result a sweep would read."""
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(obj, indent=2) + "\n")
+    tmp.replace(path)
+
+
 def cosine_lr(step: int, total: int, peak: float, warmup: int, floor: float = 0.1) -> float:
     """Linear warmup over ``warmup`` steps, then cosine from ``peak`` down to ``floor * peak`` at ``total``."""
     import math

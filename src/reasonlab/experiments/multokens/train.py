@@ -21,7 +21,8 @@ from typing import Any
 import torch
 
 from reasonlab.errors import ConfigError
-from reasonlab.experiments.loop import cosine_lr, load_checkpoint, open_run, plot_curves, progress, save_checkpoint
+from reasonlab.experiments.loop import (cosine_lr, load_checkpoint, open_run, plot_curves, progress,
+                                        save_checkpoint, write_json)
 from reasonlab.experiments.multokens import corpus
 from reasonlab.experiments.multokens.config import MulTokensConfig
 from reasonlab.experiments.multokens.facts import FAMILIES, FactFamily, inject
@@ -155,7 +156,7 @@ def run(cfg: MulTokensConfig, out: str | Path, until: int | None = None, progres
                               "val_loss": history[-1]["val_loss"] if history else None}
     if result["finished"]:
         result.update(measure(cfg, model, tok, out))
-    (out / "result.json").write_text(json.dumps(result, indent=2) + "\n")
+    write_json(out / "result.json", result)
     if history:
         plot_curves(history, out / "curves.png", out.name, "train_loss", "val_loss", "loss (nats/token)")
     return result

@@ -7,7 +7,6 @@ optimizer and random-generator state), loss curves as a PNG.
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from pathlib import Path
@@ -15,7 +14,7 @@ from typing import Any
 
 import torch
 
-from reasonlab.experiments.loop import cosine_lr, load_checkpoint, open_run, plot_curves, save_checkpoint
+from reasonlab.experiments.loop import cosine_lr, load_checkpoint, open_run, plot_curves, save_checkpoint, write_json
 from reasonlab.experiments.loop import progress as progress_bar
 from reasonlab.experiments.quietstar.config import QuietStarConfig
 from reasonlab.experiments.quietstar.data import CharText
@@ -117,7 +116,7 @@ def run(cfg: QuietStarConfig, out: str | Path, until: int | None = None, progres
               "parameters": parameter_count(model),
               "val_bpc": history[-1]["val_bpc"] if history else None,
               "best_val_bpc": min(h["val_bpc"] for h in history) if history else None, "history": history}
-    (out / "result.json").write_text(json.dumps(result, indent=2) + "\n")
+    write_json(out / "result.json", result)
     if history:
         plot_curves(history, out / "curves.png", out.name, "train_bpc", "val_bpc", "bits per character")
     return result

@@ -280,3 +280,17 @@ def test_a_run_resumes_across_versions_that_add_options(tmp_path) -> None:
     (tmp_path / "config.json").write_text(json.dumps(stored))
     with pytest.raises(ConfigError, match="temperature"):
         open_run(tmp_path, _tiny(temperature=0.5))
+
+
+def test_cells_run_side_by_side_give_what_they_give_alone(tmp_path) -> None:
+    from reasonlab.experiments import EXPERIMENTS
+    from reasonlab.experiments.grid import sweep
+
+    exp = EXPERIMENTS.get("quietstar")
+    grid = {"use_reasoner": [True, False], "seed": [1]}
+    recipe = {"window": 16, "steps": 2, "eval_every": 2, "eval_windows": 2, "batch_size": 2, "max_reasoning_len": 1,
+              "base_lm_hidden_dim": 8, "reasoner_hidden_dim": 8, "interpreter_hidden_dim": 8}
+    alone = sweep(exp, grid, tmp_path / "one", recipe, say=lambda _: None, progress=False)
+    together = sweep(exp, grid, tmp_path / "two", recipe, say=lambda _: None, progress=False, jobs=2)
+    assert [r["val_bpc"] for r in alone] == [r["val_bpc"] for r in together]
+    assert [r["dir"] for r in together] == ["use_reasoner=true", "use_reasoner=false"]  # cell order kept

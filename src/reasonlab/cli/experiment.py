@@ -56,6 +56,8 @@ def sweep_cmd(
     overrides: List[str] = typer.Argument(..., help="key=v1,v2 ... (the grid is their product; seed=7,8,9 too)"),
     out: Path = typer.Option(..., "--out", "-o", help="directory: one run per cell, sweep.json, table.md, curves"),
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML recipe under every cell"),
+    jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="cells at once, each its own process (cells use "
+                                                            "'threads' cores each: jobs x threads <= cores)"),
 ) -> None:
     """Run a grid of configurations, each resumable (a finished cell is skipped), then print the table."""
     from reasonlab.experiments import EXPERIMENTS
@@ -64,7 +66,7 @@ def sweep_cmd(
     exp = EXPERIMENTS.get(name)
     err = Console(stderr=True)
     sweep(exp, parse_overrides(overrides), out, _layers(config),
-          say=lambda line: err.print(line, markup=False, highlight=False))
+          say=lambda line: err.print(line, markup=False, highlight=False), jobs=jobs)
     table_cmd(out)
 
 

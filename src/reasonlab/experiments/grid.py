@@ -98,26 +98,60 @@ def config_of(exp: Experiment, recipe: dict[str, Any], cell: dict[str, Any]) -> 
     return from_layers(exp.config, recipe, _nest(cell))
 
 
+def _run_cell(name: str, config: dict[str, Any], where: str) -> dict[str, Any]:
+    """One cell in a worker process (sweep with jobs > 1): the experiment looked up again by name."""
+    from reasonlab.experiments import EXPERIMENTS
+
+    exp = EXPERIMENTS.get(name)
+    return exp.run(exp.config.model_validate(config), Path(where), progress=False)
+
+
 def sweep(exp: Experiment, grid: dict[str, list[Any]], out: Path, recipe: dict[str, Any] | None = None,
-          say: Callable[[str], None] = print, progress: bool = True) -> list[dict[str, Any]]:
-    """Run every cell not yet finished (each in ``out/<cell name>``); write ``out/sweep.json``; return its rows."""
+          say: Callable[[str], None] = print, progress: bool = True, jobs: int = 1) -> list[dict[str, Any]]:
+    """Run every cell not yet finished (each in ``out/<cell name>``), ``jobs`` at a time (each in its own
+    process: cells are single-threaded by default, so a machine with N cores runs N); write ``out/sweep.json``;
+    return its rows, in cell order. A cell's result does not depend on what ran beside it."""
     recipe = recipe or {}
     todo = cells(grid)
     configs = [config_of(exp, recipe, c) for c in todo]  # every cell validated before the first one runs
     out.mkdir(parents=True, exist_ok=True)
-    (out / "grid.json").write_text(json.dumps({"experiment": exp.name, "grid": grid, "recipe": recipe}, indent=2))
-    rows = []
-    for n, (cell, cfg) in enumerate(zip(todo, configs), 1):
-        where = out / cell_name(varying(cell, grid))
-        done = where / "result.json"
+    write_json(out / "grid.json", {"experiment": exp.name, "grid": grid, "recipe": recipe})
+    results: dict[int, dict[str, Any]] = {}
+    pending = []
+    for n, cell in enumerate(todo):
+        done = out / cell_name(varying(cell, grid)) / "result.json"
         result = json.loads(done.read_text()) if done.exists() else None
-        if result is None or not result.get("finished"):
-            say(f"[{n}/{len(todo)}] {cell_name(cell)}")
-            result = exp.run(cfg, where, progress=progress)
-        rows.append({"cell": cell, "dir": where.name, exp.metric: result.get(exp.metric),
-                     "seconds": result.get("seconds"), "parameters": result.get("parameters")})
+        if result is not None and result.get("finished"):
+            results[n] = result
+        else:
+            pending.append(n)
+
+    def record() -> list[dict[str, Any]]:
+        rows = [{"cell": todo[n], "dir": cell_name(varying(todo[n], grid)), exp.metric: r.get(exp.metric),
+                 "seconds": r.get("seconds"), "parameters": r.get("parameters")} for n, r in sorted(results.items())]
         write_json(out / "sweep.json", rows)
-    return rows
+        return rows
+
+    if jobs <= 1:
+        for n in pending:
+            say(f"[{n + 1}/{len(todo)}] {cell_name(todo[n])}")
+            results[n] = exp.run(configs[n], out / cell_name(varying(todo[n], grid)), progress=progress)
+            record()
+        return record()
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {pool.submit(_run_cell, exp.name, configs[n].model_dump(mode="json"),
+                               str(out / cell_name(varying(todo[n], grid)))): n for n in pending}
+        for n in pending:
+            say(f"[{n + 1}/{len(todo)}] {cell_name(todo[n])} (queued, {jobs} at a time)")
+        for fut in as_completed(futures):
+            n = futures[fut]
+            results[n] = fut.result()
+            say(f"[{n + 1}/{len(todo)}] done: {exp.metric} {results[n].get(exp.metric)}")
+            record()
+    return record()
 
 
 def table(out: Path, metric: str, seed_key: str = "seed",

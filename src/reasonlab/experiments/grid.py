@@ -192,7 +192,11 @@ def markdown(rows: list[dict[str, Any]], metric: str) -> str:
         extra += [k for k in r.get("columns", {}) if k not in extra]
     head = "| " + " | ".join(keys + [f"{metric} mean ± std", "seeds"] + [f"{k} (mean)" for k in extra]) + " |"
     lines = [head, "|" + "---|" * (len(keys) + 2 + len(extra))]
-    for r in sorted(rows, key=lambda r: [str(r["setting"][k]) for k in keys]):
+    def order(r: dict[str, Any]) -> list[tuple[int, Any]]:  # numbers by value (8 before 32), the rest as text
+        return [(0, v) if isinstance(v, (int, float)) and not isinstance(v, bool) else (1, _show(v))
+                for v in (r["setting"][k] for k in keys)]
+
+    for r in sorted(rows, key=order):
         cols = [f"{r['columns'][k]:.4g}" if k in r.get("columns", {}) else "—" for k in extra]
         lines.append("| " + " | ".join([_show(r["setting"][k]) for k in keys]
                                        + [f"{r['mean']:.4f} ± {r['std']:.4f}", str(r["n"])] + cols) + " |")

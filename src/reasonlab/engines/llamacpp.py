@@ -15,14 +15,13 @@ import hashlib
 import os
 import random
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from reasonlab.engines.base import (CancelFn, Engine, Generation, Message, Prompt, PruneFn, SamplingParams,
-                                   pair_tokens, refuse_positions, spelled_ids)
-from reasonlab.engines.llamacpp_common import cut_at_stop, llama_text, llama_tokens
+                                   pair_tokens, refuse_positions)
+from reasonlab.engines.llamacpp_common import llama_text, llama_tokens
 from reasonlab.errors import ConfigError, EngineError, ModelError
 
 GGUF_MAGIC = b"GGUF"
@@ -204,7 +203,10 @@ class LlamaCppEngine(Engine):
                                            self.n_threads, flash_attn=flash_attn, cache_slots=slots,
                                            kv_shift=kv_shift)
         else:
+            from reasonlab.engines.llamacpp_seq import SequentialDecoder
+
             self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llamacpp")
+            self._seq = SequentialDecoder(self.llm, self.n_ctx, self._anchor, self._no_eog, self.detokenize)
 
     @property
     def n_ctx(self) -> int:
@@ -284,102 +286,29 @@ class LlamaCppEngine(Engine):
 
     def _prompt_ids(self, prompt: Prompt) -> list[int]:
         """Text is tokenised as a prompt; ids are taken as given, after a range check (llama.cpp aborts the
-        process on an id outside the vocabulary)."""
+        process on an id outside the vocabulary). Either must leave room in the context to generate."""
         if isinstance(prompt, str):
-            return self._tokens(prompt)
-        ids = [int(t) for t in prompt]
-        n_vocab = self.llm.n_vocab()
-        bad = next((t for t in ids if not 0 <= t < n_vocab), None)
-        if not ids:
-            raise EngineError("a token-id prompt is empty", retryable=False)
-        if bad is not None:
-            raise EngineError(f"token-id prompt holds {bad}, outside the vocabulary of {n_vocab}", retryable=False)
+            ids = self._tokens(prompt)
+        else:
+            ids = [int(t) for t in prompt]
+            n_vocab = self.llm.n_vocab()
+            bad = next((t for t in ids if not 0 <= t < n_vocab), None)
+            if not ids:
+                raise EngineError("a token-id prompt is empty", retryable=False)
+            if bad is not None:
+                raise EngineError(f"token-id prompt holds {bad}, outside the vocabulary of {n_vocab}",
+                                  retryable=False)
+        if len(ids) >= self.n_ctx:
+            raise EngineError(f"prompt of {len(ids)} tokens exceeds the context window of {self.n_ctx}",
+                              retryable=False)
         return ids
 
     def _tokens(self, prompt: str) -> list[int]:
         return llama_tokens(self.llm, prompt, prompt=True)
 
-    def _cached(self, tokens: list[int]) -> bool:
-        llm = self.llm
-        return llm.n_tokens >= len(tokens) and llm._input_ids[: len(tokens)].tolist() == tokens
-
     def _anchor(self, head: list[int]) -> list[int]:
         with self._anchors_lock:  # written by render_chat on other threads
             return next((a for a in self._anchors if len(a) < len(head) and head[: len(a)] == a), [])
-
-    def _prime(self, tokens: list[int]) -> int:
-        """Put ``tokens[:-1]`` in the KV cache, always split the same way: anchor | rest.
-
-        llama-cpp-python then decodes the last prompt token alone before sampling, for the first
-        sample as for every later one. Batched and one-token passes sum in another order, so without
-        a fixed split the same seed gave a different first sample depending on what the cache held
-        before. A registered anchor (the chat template's shared prefix) is evaluated as its own batch
-        from position 0, so reusing its cached KV across problems is exact, not approximate.
-        Returns how many prompt tokens were already in the KV cache (not evaluated again).
-        """
-        llm, head = self.llm, tokens[:-1]
-        if self._cached(head):
-            return len(head)  # the same prompt: generate() trims the cache to head and decodes the last token
-        anchor = self._anchor(head)
-        reused = 0
-        if anchor and self._cached(anchor):
-            llm.n_tokens = reused = len(anchor)  # eval() drops the cache past this point
-        else:
-            llm.reset()
-            if anchor:
-                llm.eval(anchor)
-        llm.eval(head[len(anchor):])
-        return reused
-
-    def _one(self, tokens: list[int], params: SamplingParams, seed: int, index: int, sample: int,
-             cancel: CancelFn | None) -> Generation:
-        """One sample on the sequential path: llama-cpp-python's ``generate`` (its sampler chain and prefix
-        reuse, as ``create_completion`` drives it), with our own loop around it so the sampled ids are
-        kept and stop strings, cancellation and the token limit are checked after every token."""
-        import llama_cpp
-
-        start = time.perf_counter()
-        self.llm.set_seed(seed)
-        limit = min(params.max_tokens, self.n_ctx - len(tokens))  # llama-cpp-python truncates the same way
-        processor = None
-        out: list[int] = []
-        if params.ignore_eos or params.min_tokens:
-            import numpy as np
-
-            banned = np.fromiter(self._no_eog(), dtype=np.int64)
-
-            def no_eog(_ids: Any, scores: Any) -> Any:
-                if params.ignore_eos or len(out) < params.min_tokens:
-                    scores[banned] = -np.inf
-                return scores
-
-            processor = llama_cpp.LogitsProcessorList([no_eog])
-        vocab = self.llm._model.vocab
-        window = 4 * max(map(len, params.stop), default=0) + 16  # bytes: the tail a new stop string can end in
-        text = bytearray()
-        reason = "length"
-        for tok in self.llm.generate(tokens, top_k=max(params.top_k, 0), top_p=params.top_p, min_p=params.min_p,
-                                     temp=params.temperature, repeat_penalty=1.0, logits_processor=processor):
-            if not params.ignore_eos and llama_cpp.llama_vocab_is_eog(vocab, tok):
-                reason = "stop"
-                break
-            out.append(tok)
-            text += self.llm.detokenize([tok], special=False)
-            tail = bytes(text[-window:]).decode("utf-8", errors="ignore")
-            if params.stop and any(x in tail for x in params.stop):
-                reason = "stop"
-                break
-            if len(out) >= limit:
-                break
-            if cancel is not None and cancel(index, sample, len(out), None):
-                reason = "cancelled"
-                break
-        full = self.detokenize(out)
-        cut, stop = cut_at_stop(full, params.stop) if reason == "stop" else (full, None)
-        return Generation(text=cut, stop_reason=stop, index=index, sample=sample, prompt_tokens=len(tokens),
-                          completion_tokens=len(out), finish_reason=reason,  # type: ignore[arg-type]
-                          seconds=time.perf_counter() - start, prompt_token_ids=tokens,
-                          token_ids=spelled_ids(self.detokenize, out, cut))
 
     def _no_eog(self) -> dict[int, float]:
         """A logit bias that forbids every end-of-generation token (for ignore_eos and min_tokens)."""
@@ -443,15 +372,12 @@ class LlamaCppEngine(Engine):
                 for s in range(params.n):
                     try:
                         tokens = self._prompt_ids(prompt)
-                        if len(tokens) >= self.n_ctx:
-                            raise EngineError(f"prompt of {len(tokens)} tokens exceeds the context window of "
-                                              f"{self.n_ctx}", retryable=False)
                     except EngineError as err:
                         out.append(Generation(text="", index=i, sample=s, finish_reason="error", error=str(err),
                                               retryable=err.retryable))
                         continue
-                    reused = self._prime(tokens)
-                    gen = self._one(tokens, params, base + s, i, s, cancel)
+                    reused = self._seq.prime(tokens)
+                    gen = self._seq.sample(tokens, params, base + s, i, s, cancel)
                     out.append(gen.model_copy(update={"cached_tokens": reused}))
         return out
 
@@ -481,9 +407,6 @@ class LlamaCppEngine(Engine):
             failed: EngineError | None = None
             try:
                 tokens = self._prompt_ids(prompt)
-                if len(tokens) >= self.n_ctx:
-                    raise EngineError(f"prompt of {len(tokens)} tokens exceeds the context window of {self.n_ctx}",
-                                      retryable=False)
             except EngineError as err:
                 failed = err
             for s in range(params.n):

@@ -13,6 +13,7 @@ from typing import Any
 from reasonlab.experiments.multokens.config import MulTokensConfig
 from reasonlab.experiments.multokens.corpus import CALC, _bundled
 from reasonlab.experiments.multokens.facts import FactFamily, count_tokens, inject
+from reasonlab.experiments.multokens.probes import generate_texts
 from reasonlab.experiments.multokens.reward import _number
 
 
@@ -51,7 +52,6 @@ def sft_rows(cfg: MulTokensConfig, family: FactFamily, context: int) -> list[dic
 
 def gsm8k_after_sft(cfg: MulTokensConfig, out: Path, family: FactFamily) -> dict[str, Any]:
     from reasonlab.data import load_problems
-    from reasonlab.engines import SamplingParams
     from reasonlab.engines.hf import HFEngine
     from reasonlab.train import TrainConfig, train
 
@@ -66,10 +66,9 @@ def gsm8k_after_sft(cfg: MulTokensConfig, out: Path, family: FactFamily) -> dict
     with HFEngine(summary["result"], batch_size=16) as engine:
         problems = [p for p in load_problems("gsm8k", limit=cfg.sft_eval)
                     if len(engine.tokenize(f"Question: {p.question}\nAnswer:")) <= cfg.block_size // 2]
-        gens = engine.generate([f"Question: {p.question}\nAnswer:" for p in problems],
-                               SamplingParams(max_tokens=cfg.block_size // 2))
-        for p, g in zip(problems, gens):
-            text = engine.detokenize(g.token_ids or [], special=True)
+        texts = generate_texts(engine, [f"Question: {p.question}\nAnswer:" for p in problems],
+                               cfg.block_size // 2)
+        for p, text in zip(problems, texts):
             got = _number(text.split("Question:")[0])
             right += got is not None and got == float(p.answer)
             used += count_tokens(text, family)

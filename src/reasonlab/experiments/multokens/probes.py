@@ -36,7 +36,8 @@ def first_answer(text: str, family: FactFamily) -> int | None:
     return best[1] if best else None
 
 
-def _generate(engine: Any, prompts: list[str], max_tokens: int) -> list[str]:
+def generate_texts(engine: Any, prompts: list[str], max_tokens: int) -> list[str]:
+    """Greedy completions as text with special tokens kept (a fact token must stay visible to be counted)."""
     from reasonlab.engines import SamplingParams
 
     gens = engine.generate(prompts, SamplingParams(max_tokens=max_tokens))
@@ -53,13 +54,13 @@ def run_probes(hf_dir: str | Path, family: FactFamily, seed: int = 0, n_usage: i
     out: dict[str, Any] = {}
     with HFEngine(str(hf_dir), batch_size=16) as engine:
         facts = list(family.facts)
-        texts = _generate(engine, [f"What is {f.a} times {f.b}?" for f in facts], 8)
+        texts = generate_texts(engine, [f"What is {f.a} times {f.b}?" for f in facts], 8)
         out["table"] = sum(first_answer(t, family) == f.c for t, f in zip(texts, facts)) / len(facts)
         pairs = [(rng.randint(10, 99), rng.randint(10, 99)) for _ in range(20)]
-        texts = _generate(engine, [f"What is {a} times {b}?" for a, b in pairs], 8)
+        texts = generate_texts(engine, [f"What is {a} times {b}?" for a, b in pairs], 8)
         out["multi_digit"] = sum(first_answer(t, family) == a * b for t, (a, b) in zip(texts, pairs)) / len(pairs)
         sums = [(rng.randint(1, 50), rng.randint(1, 50)) for _ in range(20)]
-        texts = _generate(engine, [f"{a} + {b} =" for a, b in sums], 6)
+        texts = generate_texts(engine, [f"{a} + {b} =" for a, b in sums], 6)
         out["addition"] = sum(first_answer(t, family) == a + b for t, (a, b) in zip(texts, sums)) / len(sums)
 
         ranks, probs = [], []
@@ -92,7 +93,7 @@ def run_probes(hf_dir: str | Path, family: FactFamily, seed: int = 0, n_usage: i
         context = engine.lm.config.n_positions
         prompts = [f"Question: {p.question}\nAnswer:" for p in load_problems("gsm8k", limit=n_usage)]
         prompts = [q for q in prompts if len(engine.tokenize(q)) <= context // 2]  # room to answer
-        texts = _generate(engine, prompts, context // 2) if prompts else []
+        texts = generate_texts(engine, prompts, context // 2) if prompts else []
         out["usage_per_answer"] = (statistics.fmean(sum(t.count(tok) for tok in tokens) for t in texts)
                                    if texts else None)
         out["usage_answers"] = len(texts)

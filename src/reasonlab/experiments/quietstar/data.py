@@ -75,20 +75,30 @@ class CharText:
 
     def train_batch(self, batch: int, window: int, gen: Any) -> Any:
         """[batch, window + 1] random windows of the training text (inputs are [:, :-1], targets [:, 1:])."""
-        import torch
-
-        if len(self.train) <= window + 1:
-            raise DataError(f"the training text ({len(self.train)} characters) is shorter than a window")
-        starts = torch.randint(0, len(self.train) - window - 1, (batch,), generator=gen)
-        return torch.stack([self.train[s: s + window + 1] for s in starts.tolist()])
+        return random_windows(self.train, batch, window, gen, "training text")
 
     def val_windows(self, n: int, window: int) -> Any:
         """[n', window + 1] validation windows spread evenly over the held-out text (the same every call)."""
-        import torch
+        return spread_windows(self.val, n, window, "validation text")
 
-        span = len(self.val) - window - 1
-        if span <= 0:
-            raise DataError(f"the validation text ({len(self.val)} characters) is shorter than a window")
-        n = min(n, span)
-        starts = [round(i * span / max(n - 1, 1)) for i in range(n)]
-        return torch.stack([self.val[s: s + window + 1] for s in starts])
+
+def random_windows(ids: Any, batch: int, window: int, gen: Any, what: str) -> Any:
+    """[batch, window + 1] windows of ``ids`` at random starts drawn from ``gen``."""
+    import torch
+
+    if len(ids) <= window + 1:
+        raise DataError(f"the {what} ({len(ids)} tokens) is shorter than a window")
+    starts = torch.randint(0, len(ids) - window - 1, (batch,), generator=gen)
+    return torch.stack([ids[s: s + window + 1] for s in starts.tolist()])
+
+
+def spread_windows(ids: Any, n: int, window: int, what: str) -> Any:
+    """[min(n, span), window + 1] windows of ``ids`` at evenly spread starts (deterministic)."""
+    import torch
+
+    span = len(ids) - window - 1
+    if span <= 0:
+        raise DataError(f"the {what} ({len(ids)} tokens) is shorter than a window")
+    n = min(n, span)
+    starts = [round(i * span / max(n - 1, 1)) for i in range(n)]
+    return torch.stack([ids[s: s + window + 1] for s in starts])

@@ -15,12 +15,12 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from reasonlab.errors import ConfigError
 from reasonlab.experiments.quietstar.config import QuietStarConfig
-from reasonlab.experiments.quietstar.gru import Mixer, Thinking, empty_thinking
-from reasonlab.experiments.quietstar.transformer import thought_mask
+from reasonlab.experiments.quietstar.data import random_windows, spread_windows
+from reasonlab.experiments.quietstar.gru import Mixer, Thinking
+from reasonlab.experiments.quietstar.transformer import lockstep_thoughts, thought_mask
 
 
 class TokenText:
@@ -32,14 +32,10 @@ class TokenText:
         self.train, self.val, self.chars_per_token = ids[:cut], ids[cut:], chars_per_token
 
     def train_batch(self, batch: int, window: int, gen: torch.Generator) -> torch.Tensor:
-        starts = torch.randint(0, len(self.train) - window - 1, (batch,), generator=gen)
-        return torch.stack([self.train[s: s + window + 1] for s in starts.tolist()])
+        return random_windows(self.train, batch, window, gen, "training text")
 
     def val_windows(self, n: int, window: int) -> torch.Tensor:
-        span = len(self.val) - window - 1
-        n = min(n, span)
-        starts = [round(i * span / max(n - 1, 1)) for i in range(n)]
-        return torch.stack([self.val[s: s + window + 1] for s in starts])
+        return spread_windows(self.val, n, window, "validation text")
 
 
 def load(cfg: QuietStarConfig) -> tuple[nn.Module, TokenText]:
@@ -84,33 +80,13 @@ class ThinkingHF(nn.Module):
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> Thinking:
         from transformers import DynamicCache
 
-        cfg = self.cfg
-        b, l_ = x.shape
-        i = torch.arange(l_, device=x.device)[None]
-        head = self.lm.get_output_embeddings()
+        i = torch.arange(x.shape[1], device=x.device)[None]
         cache = DynamicCache()
-        hb = self.step(x, i, cache, 0)  # the text, read once
-        if not cfg.use_reasoner:
-            return empty_thinking(head(hb))
-        tok = x.new_full((b, l_), self.sot)
-        toks, logp, ent = [], hb.new_zeros(b, l_), hb.new_zeros(b, l_)
-        for s in range(1, cfg.max_reasoning_len + 2):  # feed <sot>, t1 .. tT; sample from all but the last
-            h = self.step(tok, i + s, cache, s)
-            if s == cfg.max_reasoning_len + 1:
-                break
-            lp = F.log_softmax(head(h) / cfg.temperature + self.banned, -1)  # [B, L, V]
-            with torch.no_grad():  # an integer sample: no gradient through the sampler
-                tok = torch.multinomial(lp.exp().reshape(b * l_, -1), 1, generator=generator).reshape(b, l_)
-            logp = logp + lp.gather(-1, tok[..., None])[..., 0]
-            p = lp.exp()
-            ent = ent - (p * lp.masked_fill(p == 0, 0)).sum(-1)
-            toks.append(tok)
-        end = cfg.max_reasoning_len + 2
-        ht = self.step(x.new_full((b, l_), self.eot), i + end, cache, end)
-        if cfg.add_last_context_token:
-            ht = self.step(x, i, cache, end + 1)
-        logits, gate = self.mixer(hb, ht)
-        thoughts = torch.stack(toks, -1) if toks else x.new_zeros(b, l_, 0)
-        return Thinking(logits, thoughts, logp, ent / max(cfg.max_reasoning_len, 1),
-                        hb.new_full((b, l_), float(cfg.max_reasoning_len)),
-                        torch.ones(b, l_, dtype=torch.bool, device=x.device), gate)
+        last = self.cfg.max_reasoning_len + 3  # the block index of a last context token
+
+        def step(ids: torch.Tensor, s: int) -> torch.Tensor:
+            # a thought continues from its position (i + s); a last context token re-reads position i
+            return self.step(ids, i if s == last else i + s, cache, s)
+
+        return lockstep_thoughts(self.cfg, x, step, self.lm.get_output_embeddings(), self.mixer, self.banned,
+                                 self.sot, self.eot, generator)

@@ -26,6 +26,7 @@ token keeps its text position i.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -123,32 +124,47 @@ class ThinkingGPT(nn.Module):
 
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> Thinking:
         """x: [B, L] character ids, L <= window."""
-        cfg = self.cfg
-        b, l_ = x.shape
-        i = torch.arange(l_, device=x.device)
+        i = torch.arange(x.shape[1], device=x.device)
         cache: list[dict] = [{} for _ in self.blocks]
-        hb = self.step(x, i, cache)  # [B, L, D] the text, read once
-        if not cfg.use_reasoner:
-            return empty_thinking(self.head(hb))
-        tok = x.new_full((b, l_), self.sot)
-        toks, logp, ent = [], hb.new_zeros(b, l_), hb.new_zeros(b, l_)
-        for s in range(1, cfg.max_reasoning_len + 2):  # feed <sot>, t1 .. tT; sample from all but the last
-            h = self.step(tok, cfg.window + i + s, cache)
-            if s == cfg.max_reasoning_len + 1:
-                break
-            lp = F.log_softmax(self.head(h) / cfg.temperature + self.banned, -1)  # [B, L, V]
-            with torch.no_grad():  # an integer sample: no gradient through the sampler
-                tok = torch.multinomial(lp.exp().reshape(b * l_, -1), 1, generator=generator).reshape(b, l_)
-            logp = logp + lp.gather(-1, tok[..., None])[..., 0]
-            p = lp.exp()
-            ent = ent - (p * lp.masked_fill(p == 0, 0)).sum(-1)
-            toks.append(tok)
-        end = cfg.max_reasoning_len + 2
-        ht = self.step(x.new_full((b, l_), self.eot), cfg.window + i + end, cache)  # <eot>: [B, L, D]
-        if cfg.add_last_context_token:
-            ht = self.step(x, i, cache)  # the position's own character again, at its own position
-        logits, gate = self.mixer(hb, ht)
-        thoughts = torch.stack(toks, -1) if toks else x.new_zeros(b, l_, 0)
-        return Thinking(logits, thoughts, logp, ent / max(cfg.max_reasoning_len, 1),
-                        hb.new_full((b, l_), float(cfg.max_reasoning_len)),
-                        torch.ones(b, l_, dtype=torch.bool, device=x.device), gate)
+        last = self.cfg.max_reasoning_len + 3  # the block index of a last context token
+
+        def step(ids: torch.Tensor, s: int) -> torch.Tensor:
+            # text and a last context token at the text's positions; thought steps offset past the window
+            return self.step(ids, i if s in (0, last) else self.cfg.window + i + s, cache)
+
+        return lockstep_thoughts(self.cfg, x, step, self.head, self.mixer, self.banned, self.sot, self.eot,
+                                 generator)
+
+
+def lockstep_thoughts(cfg: QuietStarConfig, x: torch.Tensor, step: Callable[[torch.Tensor, int], torch.Tensor],
+                      head: nn.Module, mixer: Mixer, banned: torch.Tensor, sot: int,
+                      eot: int, generator: torch.Generator | None) -> Thinking:
+    """Every position thinks at once. ``step(ids [B, L], s)`` feeds block s into the model's cache and returns its
+    final states [B, L, D]: s = 0 the text (causal), 1 <sot>, 2..T+1 the sampled thought tokens, T+2 <eot>, and
+    T+3 the position's own token again (``add_last_context_token``). The model owns positions and masks."""
+    b, l_ = x.shape
+    hb = step(x, 0)  # [B, L, D] the text, read once
+    if not cfg.use_reasoner:
+        return empty_thinking(head(hb))
+    tok = x.new_full((b, l_), sot)
+    toks, logp, ent = [], hb.new_zeros(b, l_), hb.new_zeros(b, l_)
+    for s in range(1, cfg.max_reasoning_len + 2):  # feed <sot>, t1 .. tT; sample from all but the last
+        h = step(tok, s)
+        if s == cfg.max_reasoning_len + 1:
+            break
+        lp = F.log_softmax(head(h) / cfg.temperature + banned, -1)  # [B, L, V]
+        with torch.no_grad():  # an integer sample: no gradient through the sampler
+            tok = torch.multinomial(lp.exp().reshape(b * l_, -1), 1, generator=generator).reshape(b, l_)
+        logp = logp + lp.gather(-1, tok[..., None])[..., 0]
+        p = lp.exp()
+        ent = ent - (p * lp.masked_fill(p == 0, 0)).sum(-1)
+        toks.append(tok)
+    end = cfg.max_reasoning_len + 2
+    ht = step(x.new_full((b, l_), eot), end)  # <eot>: [B, L, D]
+    if cfg.add_last_context_token:
+        ht = step(x, end + 1)
+    logits, gate = mixer(hb, ht)
+    thoughts = torch.stack(toks, -1) if toks else x.new_zeros(b, l_, 0)
+    return Thinking(logits, thoughts, logp, ent / max(cfg.max_reasoning_len, 1),
+                    hb.new_full((b, l_), float(cfg.max_reasoning_len)),
+                    torch.ones(b, l_, dtype=torch.bool, device=x.device), gate)

@@ -81,6 +81,20 @@ def test_kto_runs(tmp_path, tiny_qwen) -> None:
     assert summary["steps"] == 4 and summary["last_loss"] is not None
 
 
+@pytest.mark.parametrize("n_d, n_u, dw, uw, balance, want_dw, warns", [
+    (131, 281, 1.0, 1.0, False, 1.0, True),     # the STaR loop's KTO data: ratio 0.47, outside [1, 4/3]
+    (131, 281, 1.0, 1.0, True, 2.145, False),   # balanced: 2.145 * 131 / 281 = 1.0
+    (100, 100, 1.0, 1.0, True, 1.0, False),     # already balanced: untouched
+    (300, 100, 1.0, 1.0, True, 1.0, True),      # desirable the commoner class: balance leaves it, the ratio warns
+    (100, 120, 1.2, 1.0, False, 1.2, False),    # weights set by hand inside the range
+])
+def test_kto_class_weights(n_d, n_u, dw, uw, balance, want_dw, warns) -> None:
+    from reasonlab.train.methods import kto_weights
+
+    got_dw, got_uw, warning = kto_weights(n_d, n_u, dw, uw, balance)
+    assert got_dw == want_dw and got_uw == uw and (warning is not None) == warns
+
+
 def test_datagen_output_loads_in_each_trainer(tmp_path, tiny_qwen) -> None:
     """The files `reasonlab datagen` writes go into TRL as they are (a run made here, read through runs/)."""
     from reasonlab.datagen import DatagenConfig, datagen

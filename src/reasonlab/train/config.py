@@ -61,6 +61,9 @@ class KTOOptions(BaseModel):
     beta: float = Field(0.1, gt=0.0)
     desirable_weight: float = Field(1.0, gt=0.0, description="loss weight of desirable rows (balance the classes)")
     undesirable_weight: float = Field(1.0, gt=0.0)
+    balance: bool = Field(False, description="set desirable_weight to n_undesirable / n_desirable when desirable rows "
+                                              "are the rarer class (TRL's advice: weighted desirable : undesirable "
+                                              "in [1, 4/3]); the weights used are logged")
 
 
 class GRPOOptions(BaseModel):

@@ -90,11 +90,38 @@ def _ids_dpo_trainer() -> Any:
     return IdsDPOTrainer
 
 
+def kto_weights(n_desirable: int, n_undesirable: int, desirable: float, undesirable: float,
+                balance: bool) -> tuple[float, float, str | None]:
+    """(desirable_weight, undesirable_weight, a warning or None). TRL's KTO advises the weighted class ratio
+    desirable_weight * n_desirable / (undesirable_weight * n_undesirable) in [1, 4/3]; ``balance`` raises the
+    desirable weight to n_undesirable / n_desirable when desirable rows are rarer.
+
+        >>> kto_weights(131, 281, 1.0, 1.0, balance=True)[:2]
+        (2.145, 1.0)
+    """
+    if balance and n_desirable < n_undesirable:
+        desirable = round(n_undesirable / n_desirable * undesirable, 3)
+    ratio = desirable * n_desirable / (undesirable * n_undesirable)
+    warning = None
+    if not 1.0 - 1e-3 <= ratio <= 4 / 3 + 1e-3:  # the rounded balance weight may land a hair under 1
+        warning = (f"kto: {n_desirable} desirable and {n_undesirable} undesirable rows at weights {desirable} / "
+                   f"{undesirable} give a weighted ratio of {ratio:.2f}, outside TRL's advised [1, 1.33] "
+                   f"(set kto.balance: true, or the weights)")
+    return desirable, undesirable, warning
+
+
 def kto(cfg: TrainConfig, model: Any, tok: Any, data: Any, out: str, **_: Any) -> Any:
+    import logging
+
     from trl import KTOConfig, KTOTrainer
 
+    n_desirable = sum(bool(x) for x in data["label"])
+    dw, uw, warning = kto_weights(n_desirable, len(data) - n_desirable, cfg.kto.desirable_weight,
+                                  cfg.kto.undesirable_weight, cfg.kto.balance)
+    if warning:
+        logging.getLogger("reasonlab.train").warning(warning)
     args = KTOConfig(**common_args(cfg, out), max_length=cfg.max_length, beta=cfg.kto.beta,
-                     desirable_weight=cfg.kto.desirable_weight, undesirable_weight=cfg.kto.undesirable_weight)
+                     desirable_weight=dw, undesirable_weight=uw)
     return KTOTrainer(model=model, args=args, train_dataset=data, processing_class=tok,
                       peft_config=lora_config(cfg.lora))
 

@@ -20,7 +20,7 @@ from reasonlab.errors import ConfigError
 from reasonlab.experiments.quietstar.config import QuietStarConfig
 from reasonlab.experiments.quietstar.data import random_windows, spread_windows
 from reasonlab.experiments.quietstar.gru import Mixer, Thinking
-from reasonlab.experiments.quietstar.transformer import lockstep_thoughts, thought_mask
+from reasonlab.experiments.quietstar.transformer import last_context_block, lockstep_thoughts, thought_mask
 
 
 class TokenText:
@@ -82,7 +82,7 @@ class ThinkingHF(nn.Module):
 
         i = torch.arange(x.shape[1], device=x.device)[None]
         cache = DynamicCache()
-        last = self.cfg.max_reasoning_len + 3  # the block index of a last context token
+        last = last_context_block(self.cfg)
 
         def step(ids: torch.Tensor, s: int) -> torch.Tensor:
             # a thought continues from its position (i + s); a last context token re-reads position i

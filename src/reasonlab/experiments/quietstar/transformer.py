@@ -126,7 +126,7 @@ class ThinkingGPT(nn.Module):
         """x: [B, L] character ids, L <= window."""
         i = torch.arange(x.shape[1], device=x.device)
         cache: list[dict] = [{} for _ in self.blocks]
-        last = self.cfg.max_reasoning_len + 3  # the block index of a last context token
+        last = last_context_block(self.cfg)
 
         def step(ids: torch.Tensor, s: int) -> torch.Tensor:
             # text and a last context token at the text's positions; thought steps offset past the window
@@ -134,6 +134,11 @@ class ThinkingGPT(nn.Module):
 
         return lockstep_thoughts(self.cfg, x, step, self.head, self.mixer, self.banned, self.sot, self.eot,
                                  generator)
+
+
+def last_context_block(cfg: QuietStarConfig) -> int:
+    """The block index ``lockstep_thoughts`` feeds a last context token at (after <sot>, T thought tokens, <eot>)."""
+    return cfg.max_reasoning_len + 3
 
 
 def lockstep_thoughts(cfg: QuietStarConfig, x: torch.Tensor, step: Callable[[torch.Tensor, int], torch.Tensor],
@@ -162,7 +167,7 @@ def lockstep_thoughts(cfg: QuietStarConfig, x: torch.Tensor, step: Callable[[tor
     end = cfg.max_reasoning_len + 2
     ht = step(x.new_full((b, l_), eot), end)  # <eot>: [B, L, D]
     if cfg.add_last_context_token:
-        ht = step(x, end + 1)
+        ht = step(x, last_context_block(cfg))
     logits, gate = mixer(hb, ht)
     thoughts = torch.stack(toks, -1) if toks else x.new_zeros(b, l_, 0)
     return Thinking(logits, thoughts, logp, ent / max(cfg.max_reasoning_len, 1),

@@ -6,6 +6,16 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip --disable-pip-version-check
 
+# llama.cpp built with -march=native compiles its AMX kernels on Xeons that have AMX, and on the Xeon machines
+# here every decode through them segfaults (2026-11-23, llama-cpp-python 0.3.36, Q4_K_M and Q4_1 alike; with the
+# extra buffer types off it runs). Build llama.cpp without AMX (the AVX-512/AVX2 kernels remain): CMake takes
+# CFLAGS/CXXFLAGS from the environment, for the pip build of llama-cpp-python and for llama-server alike.
+ifeq ($(shell uname -m),x86_64)
+NO_AMX := -mno-amx-tile -mno-amx-int8 -mno-amx-bf16
+export CFLAGS := $(strip $(CFLAGS) $(NO_AMX))
+export CXXFLAGS := $(strip $(CXXFLAGS) $(NO_AMX))
+endif
+
 .PHONY: demo test setup setup-dev browser llama-server bench bench-overhead bench-early-stop clean
 
 $(BIN)/python:

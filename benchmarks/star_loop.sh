@@ -8,28 +8,33 @@
 #
 # Every step resumes where it stopped (eval re-runs only unfinished problems, train restarts from its last
 # checkpoint) or is skipped once its output exists, so a killed session loses at most one checkpoint interval.
+# METHODS picks the methods and their order (default: all four); the samples are drawn only when a method needs them:
+#     METHODS="grpo kto" bash benchmarks/star_loop.sh >> runs/star/loop.log 2>&1
 set -euo pipefail
 R=${REASONLAB:-reasonlab}
 O=${OUT:-runs/star}
 P="--parallel 16 --no-progress"
+METHODS=${METHODS:-sft dpo kto grpo}
 HELD="-d gsm8k-train --offset 7000 -n 100"   # held-out slice for choosing checkpoints: never sampled from
 TEST="-d gsm8k -n 200"                       # GSM8K test problems 0-199
 mkdir -p "$O"
 step() { echo "== $(date -u +%H:%M:%S) $*"; }
 
-step "1. sample: 300 train problems x 4 traces"
-$R eval -d gsm8k-train -n 300 -s vote -k 4 -t 0.7 --top-p 0.8 --seed 0 $P --out "$O/sample"
-
-step "2. the base model, greedy: held-out slice and test"
-$R eval $HELD $P --out "$O/heldout-base"
+step "1. the base model, greedy: test (every method is compared with it) and the held-out slice"
 $R eval $TEST $P --out "$O/test-base"
+$R eval $HELD $P --out "$O/heldout-base"
 
-step "3. datasets from the samples (contamination guard on)"
-[ -s "$O/sft.jsonl" ] || $R datagen sft "$O/sample" -o "$O/sft.jsonl"
-# one pair (DPO) / one trace per label (KTO) per problem: each method sees every problem once, and trains in about
-# an hour here (all pairs would be ~3x the rows and the hours)
-[ -s "$O/dpo.jsonl" ] || $R datagen dpo "$O/sample" -o "$O/dpo.jsonl" --max-pairs 1
-[ -s "$O/kto.jsonl" ] || $R datagen kto "$O/sample" -o "$O/kto.jsonl" --per-problem 1
+# sample + datasets: only for the methods that learn from the model's own samples
+samples() {
+  step "2. sample: 300 train problems x 4 traces"
+  $R eval -d gsm8k-train -n 300 -s vote -k 4 -t 0.7 --top-p 0.8 --seed 0 $P --out "$O/sample"
+  step "3. datasets from the samples (contamination guard on)"
+  [ -s "$O/sft.jsonl" ] || $R datagen sft "$O/sample" -o "$O/sft.jsonl"
+  # one pair (DPO) / one trace per label (KTO) per problem: each method sees every problem once, and trains in about
+  # an hour here (all pairs would be ~3x the rows and the hours)
+  [ -s "$O/dpo.jsonl" ] || $R datagen dpo "$O/sample" -o "$O/dpo.jsonl" --max-pairs 1
+  [ -s "$O/kto.jsonl" ] || $R datagen kto "$O/sample" -o "$O/kto.jsonl" --per-problem 1
+}
 
 # train METHOD: train, evaluate every checkpoint on the held-out slice, the best one on test
 train_and_eval() {
@@ -58,12 +63,20 @@ PY
   $R eval $TEST $P --lora "$best" --out "$O/test-$m"
   $R compare "$O/test-base" "$O/test-$m"
 }
-train_and_eval sft sft-star
-train_and_eval dpo dpo
-train_and_eval kto kto
+grpo() {
+  step "5. grpo: 30 steps with the verifier's reward, rollouts in llama.cpp"
+  $R train grpo -c recipes/train/grpo-gsm8k.yaml --out "$O/train-grpo"
+  $R eval $TEST $P --lora "$O/train-grpo" --out "$O/test-grpo"
+  $R compare "$O/test-base" "$O/test-grpo"
+}
 
-step "5. grpo: 30 steps with the verifier's reward, rollouts in llama.cpp"
-$R train grpo -c recipes/train/grpo-gsm8k.yaml --out "$O/train-grpo"
-$R eval $TEST $P --lora "$O/train-grpo" --out "$O/test-grpo"
-$R compare "$O/test-base" "$O/test-grpo"
+sampled=
+for m in $METHODS; do
+  case $m in
+    sft|dpo|kto) [ -n "$sampled" ] || { samples; sampled=1; }
+                 train_and_eval "$m" "$([ "$m" = sft ] && echo sft-star || echo "$m")" ;;
+    grpo) grpo ;;
+    *) echo "star_loop.sh: unknown method '$m' in METHODS (expected sft, dpo, kto, grpo)" >&2; exit 2 ;;
+  esac
+done
 step "done"

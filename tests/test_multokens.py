@@ -139,6 +139,32 @@ def test_conditions_share_the_vocabulary_and_differ_only_in_the_facts(tmp_path) 
     assert mul["documents"] == base["documents"]  # the same documents, injected or not
 
 
+def test_bits_per_char_charges_the_same_characters_in_both_conditions(tmp_path) -> None:
+    """A model that predicts uniformly pays log2(V) bits per token: bits/char = log2(V) * tokens / characters.
+    The mul-token stream is shorter over the same characters, so it pays fewer bits for them."""
+    import math
+
+    from reasonlab.experiments.multokens import corpus
+    from reasonlab.experiments.multokens.model import GPT, GPTConfig
+    from reasonlab.experiments.multokens.train import bits_per_char, ids_of, prepare
+
+    got = {}
+    for cond in ("baseline", "multokens"):
+        cfg = _cfg(condition=cond, corpus={"shakespeare": 0.0, "gsm8k": 0.0, "drills": 1.0})
+        tok, *_ = prepare(cfg, tmp_path / cond)
+        model = GPT(GPTConfig(vocab_size=tok.get_vocab_size(), block_size=32, n_layer=1, n_head=2, n_embd=32))
+        for w in model.parameters():
+            torch.nn.init.zeros_(w)  # logits all zero: uniform over the padded vocabulary
+        _, val = corpus.build(cfg.corpus, total_chars=0, seed=cfg.seed)
+        ids = ids_of(tok, val["drills"], cfg)
+        chars = sum(len(d) + 1 for d in val["drills"])
+        bpc = bits_per_char(model, tok, cfg)
+        assert set(bpc) == {"drills", "all"}
+        assert bpc["drills"] == pytest.approx(math.log2(model.cfg.padded_vocab) * (len(ids) - 1) / chars, rel=1e-5)
+        got[cond] = bpc["all"]
+    assert got["multokens"] < got["baseline"]  # fewer tokens for the same text
+
+
 def test_training_lowers_the_loss_and_a_killed_run_resumes_exactly(tmp_path) -> None:
     from reasonlab.experiments.multokens.train import run
 

@@ -17,11 +17,13 @@ def _run(cfg: MulTokensConfig, out, until=None, progress=True):  # type: ignore[
 
 
 def _columns(result: dict) -> dict:  # type: ignore[type-arg]
-    """The study's table beside val loss: probes, HellaSwag where given, GSM8K after SFT where run."""
+    """The study's table beside val loss (per token: not comparable across conditions): bits per character,
+    probes, HellaSwag where given, GSM8K after SFT where run."""
     p = result.get("probes") or {}
     hs = result.get("hellaswag") or {}
     sft = result.get("sft") or {}
-    return {"table": p.get("table"), "multi_digit": p.get("multi_digit"), "addition": p.get("addition"),
+    bpc = {f"bpc_{k}": v for k, v in (result.get("val_bpc") or {}).items()}  # comparable across conditions
+    return {**bpc, "table": p.get("table"), "multi_digit": p.get("multi_digit"), "addition": p.get("addition"),
             "forced_rank": (p.get("forced") or {}).get("mean_rank"), "forced_top1": (p.get("forced") or {}).get("top1"),
             "emb_operand-all": (p["embedding"]["shared_operand"] - p["embedding"]["all_pairs"]) if p.get("embedding")
             else None, "usage": p.get("usage_per_answer"), "hellaswag_acc_norm": hs.get("acc_norm"),

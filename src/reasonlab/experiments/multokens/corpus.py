@@ -81,9 +81,10 @@ def extra(source: str) -> list[str]:
         raise DataError(f"corpus {source!r}: not a file, and not loadable as an HF dataset ({err})") from None
 
 
-def build(cfg: CorpusConfig, total_chars: int, seed: int) -> tuple[list[str], list[str]]:
-    """(train documents, validation documents), about ``total_chars`` characters in the configured shares.
-    Validation documents come from their own slice of each source, so no text is in both."""
+def build(cfg: CorpusConfig, total_chars: int, seed: int) -> tuple[list[str], dict[str, list[str]]]:
+    """(train documents, validation documents by source), about ``total_chars`` training characters in the
+    configured shares. Validation documents are each source's own tail, so no text is in both; they are kept by
+    source because their mixture is not the training one (every held-out drill, say, however small its share)."""
     rng = random.Random(seed)
     sources = {"shakespeare": (cfg.shakespeare, shakespeare), "gsm8k": (cfg.gsm8k, gsm8k),
                "drills": (cfg.drills, lambda: drills(random.Random(seed + 1), 20000))}
@@ -92,19 +93,19 @@ def build(cfg: CorpusConfig, total_chars: int, seed: int) -> tuple[list[str], li
     weight = sum(w for w, _ in sources.values())
     if weight <= 0:
         raise DataError("corpus: every share is 0")
-    train, val = [], []
+    train: list[str] = []
+    val: dict[str, list[str]] = {}
     for name, (share, load) in sources.items():
         if share <= 0:
             continue
         docs = load()
         cut = max(1, int(len(docs) * (1 - cfg.val_fraction)))
-        head, tail = docs[:cut], docs[cut:]
+        head, val[name] = docs[:cut], docs[cut:]
         want = total_chars * share / weight
         got = 0
         while got < want:  # sample with replacement once a source runs out: shares hold at any budget
             d = head[rng.randrange(len(head))]
             train.append(d)
             got += len(d)
-        val += tail
     rng.shuffle(train)
     return train, val

@@ -45,20 +45,10 @@ def prepare(cfg: MulTokensConfig, out: Path) -> tuple[Any, torch.Tensor, torch.T
     data.mkdir(parents=True, exist_ok=True)
     family = family_of(cfg)
     # about 4 characters per token: enough text that the budget is about one pass
-    train_docs, val_docs = corpus.build(cfg.corpus, total_chars=4 * cfg.budget_tokens, seed=cfg.seed)
+    train_docs, val_by_source = corpus.build(cfg.corpus, total_chars=4 * cfg.budget_tokens, seed=cfg.seed)
     tok = train_tokenizer(train_docs[:20000], cfg.vocab_size, family.tokens)  # the un-injected text: shared
-    if cfg.condition == "multokens":
-        train_docs = [inject(d, family, cfg.inject_mode) for d in train_docs]
-        val_docs = [inject(d, family, cfg.inject_mode) for d in val_docs]
-    eot = tok.token_to_id(EOT)
-
-    def ids_of(docs: list[str]) -> torch.Tensor:
-        flat: list[int] = []
-        for enc in tok.encode_batch(docs):
-            flat += enc.ids + [eot]
-        return torch.tensor(flat, dtype=torch.int32)
-
-    train_ids, val_ids = ids_of(train_docs), ids_of(val_docs)
+    val_docs = [d for docs in val_by_source.values() for d in docs]
+    train_ids, val_ids = ids_of(tok, train_docs, cfg), ids_of(tok, val_docs, cfg)
     fact_ids = {tok.token_to_id(t) for t in family.tokens}
     stats = {"train_tokens": len(train_ids), "val_tokens": len(val_ids), "vocab": tok.get_vocab_size(),
              "fact_tokens_in_train": int(sum(int(t) in fact_ids for t in train_ids.tolist())),
@@ -68,6 +58,52 @@ def prepare(cfg: MulTokensConfig, out: Path) -> tuple[Any, torch.Tensor, torch.T
     torch.save(val_ids, data / "val.pt")
     (data / "stats.json").write_text(json.dumps(stats, indent=2) + "\n")
     return tok, train_ids, val_ids, stats
+
+
+def ids_of(tok: Any, docs: list[str], cfg: MulTokensConfig) -> torch.Tensor:
+    """One token stream: each document (its facts injected in the mul-token condition) and an end-of-text."""
+    if cfg.condition == "multokens":
+        family = family_of(cfg)
+        docs = [inject(d, family, cfg.inject_mode) for d in docs]
+    eot = tok.token_to_id(EOT)
+    flat: list[int] = []
+    for enc in tok.encode_batch(docs):
+        flat += enc.ids + [eot]
+    return torch.tensor(flat, dtype=torch.int32)
+
+
+@torch.no_grad()
+def bits_per_char(model: GPT, tok: Any, cfg: MulTokensConfig) -> dict[str, float]:
+    """Validation bits per character of the original text, per source and over all of it.
+
+    Loss per token cannot compare the conditions: a fact token stands for the ~7 tokens of ``6 * 9 = 54``, so the
+    two streams have different lengths. Bits per character of the same un-injected documents can. The whole
+    held-out stream is read in consecutive ``block_size`` windows (each starts with an empty context, in both
+    conditions alike); the end-of-text after each document is charged to it.
+    """
+    import math
+
+    import torch.nn.functional as F
+
+    model.eval()
+    _, val = corpus.build(cfg.corpus, total_chars=0, seed=cfg.seed)  # the held-out tails do not depend on the budget
+    out: dict[str, float] = {}
+    nats_all = chars_all = 0.0
+    for name, docs in val.items():
+        ids = ids_of(tok, docs, cfg).long()
+        nats = 0.0
+        for lo in range(0, len(ids) - 1, cfg.block_size):
+            x = ids[lo: lo + cfg.block_size][None]  # [1, <=T]
+            y = ids[lo + 1: lo + cfg.block_size + 1][None]
+            x = x[:, : y.shape[1]]
+            logits, _ = model(x)  # [1, T, padded vocab]
+            nats += float(F.cross_entropy(logits[0], y[0], reduction="sum"))
+        chars = sum(len(d) + 1 for d in docs)  # + the document break the end-of-text stands for
+        out[name] = nats / chars / math.log(2)
+        nats_all, chars_all = nats_all + nats, chars_all + chars
+    out["all"] = nats_all / chars_all / math.log(2)
+    model.train()
+    return out
 
 
 def windows(ids: torch.Tensor, n: int, block: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -171,7 +207,7 @@ def measure(cfg: MulTokensConfig, model: GPT, tok: Any, out: Path) -> dict[str, 
     diff = verify(model, hf)
     if diff > 1e-3:
         raise RuntimeError(f"export: logits differ by {diff:.2e} after export")
-    found: dict[str, Any] = {"export_max_abs_diff": diff,
+    found: dict[str, Any] = {"export_max_abs_diff": diff, "val_bpc": bits_per_char(model, tok, cfg),
                              "probes": run_probes(out / "hf", family_of(cfg), seed=cfg.seed)}
     if cfg.hellaswag:
         from reasonlab.engines.hf import HFEngine

@@ -14,15 +14,24 @@
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 
 from reasonlab.errors import ConfigError
-from reasonlab.experiments.loop import (cosine_lr, load_checkpoint, open_run, plot_curves, progress,
-                                        save_checkpoint, write_json)
+from reasonlab.experiments.loop import (
+    cosine_lr,
+    load_checkpoint,
+    open_run,
+    plot_curves,
+    progress,
+    save_checkpoint,
+    write_json,
+)
 from reasonlab.experiments.multokens import corpus
 from reasonlab.experiments.multokens.config import MulTokensConfig
 from reasonlab.experiments.multokens.facts import FAMILIES, FactFamily, inject
@@ -81,10 +90,6 @@ def bits_per_char(model: GPT, tok: Any, cfg: MulTokensConfig) -> dict[str, float
     held-out stream is read in consecutive ``block_size`` windows (each starts with an empty context, in both
     conditions alike); the end-of-text after each document is charged to it.
     """
-    import math
-
-    import torch.nn.functional as F
-
     model.eval()
     _, val = corpus.build(cfg.corpus, total_chars=0, seed=cfg.seed)  # the held-out tails do not depend on the budget
     out: dict[str, float] = {}

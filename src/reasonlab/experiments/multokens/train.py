@@ -23,15 +23,8 @@ import torch
 import torch.nn.functional as F
 
 from reasonlab.errors import ConfigError
-from reasonlab.experiments.loop import (
-    cosine_lr,
-    load_checkpoint,
-    open_run,
-    plot_curves,
-    progress,
-    save_checkpoint,
-    write_json,
-)
+from reasonlab.experiments.loop import (cosine_lr, load_checkpoint, open_run, plot_curves, progress,
+                                        save_checkpoint, write_json)
 from reasonlab.experiments.multokens import corpus
 from reasonlab.experiments.multokens.config import MulTokensConfig
 from reasonlab.experiments.multokens.facts import FAMILIES, FactFamily, inject

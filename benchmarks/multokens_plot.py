@@ -45,8 +45,14 @@ def load_runs(study: Path) -> list[dict[str, Any]]:
         runs.append({"condition": cfg.condition, "seed": cfg.seed, "result": result,
                      "steps": [h["step"] for h in result["history"]],
                      "train": [h["train_loss"] * to_bpc_train for h in result["history"]],
-                     "val": [h["val_loss"] * to_bpc_val for h in result["history"]]})
+                     "val": [h["val_loss"] * to_bpc_val for h in result["history"]],
+                     "val_per_token": [h["val_loss"] for h in result["history"]]})  # as logged
     return runs
+
+
+def seed_mean(rs: list[dict[str, Any]], key: str) -> list[float]:
+    """The seeds' mean of a curve at each logged step."""
+    return [statistics.mean(vals) for vals in zip(*(r[key] for r in rs))]
 
 
 def plot(runs: list[dict[str, Any]], out: Path) -> None:
@@ -61,16 +67,11 @@ def plot(runs: list[dict[str, Any]], out: Path) -> None:
         by[r["condition"]].append(r)
     for (name, rs), color in zip(sorted(by.items()), ("tab:blue", "tab:orange")):
         steps = rs[0]["steps"]
-        for ax, key, scale in ((axes[0], "val_loss", None), (axes[1], "val", "bpc")):
-            if scale is None:  # the logged per-token loss, as the sweep plots it
-                ys = [statistics.mean(r["result"]["history"][i]["val_loss"] for r in rs) for i in range(len(steps))]
-            else:
-                ys = [statistics.mean(r[key][i] for r in rs) for i in range(len(steps))]
-                tr = [statistics.mean(r["train"][i] for r in rs) for i in range(len(steps))]
-                ax.plot(steps, tr, color=color, linestyle=":", label=f"{name} train")
-                ax.scatter([steps[-1]] * len(rs), [r["result"]["val_bpc"]["all"] for r in rs], color=color,
-                           marker="o", s=18, zorder=3)
-            ax.plot(steps, ys, color=color, label=f"{name} val (mean of {len(rs)} seeds)")
+        axes[0].plot(steps, seed_mean(rs, "val_per_token"), color=color, label=f"{name} val (mean of {len(rs)} seeds)")
+        axes[1].plot(steps, seed_mean(rs, "val"), color=color, label=f"{name} val (mean of {len(rs)} seeds)")
+        axes[1].plot(steps, seed_mean(rs, "train"), color=color, linestyle=":", label=f"{name} train")
+        axes[1].scatter([steps[-1]] * len(rs), [r["result"]["val_bpc"]["all"] for r in rs], color=color,
+                        marker="o", s=18, zorder=3)
     axes[0].set(title="as logged: loss per token (not comparable)", xlabel="step", ylabel="nats / token")
     axes[1].set(title="bits per character (dots: exact, whole held-out stream)", xlabel="step",
                 ylabel="bits / character")

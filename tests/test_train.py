@@ -184,6 +184,27 @@ def test_grpo_raises_mean_reward_on_a_toy_task(tmp_path, tiny_qwen) -> None:
     assert late > early + 0.1, rewards
 
 
+def test_grpo_computes_a_step_in_micro_batches_of_whole_groups(tmp_path, tiny_qwen) -> None:
+    """One optimizer step is one generation batch (batch_size x grad_accum prompts, num_generations each), its loss
+    taken micro_batch completions at a time: 8 completions of 612 tokens in one pass took the default model past
+    24 GiB."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from datasets import Dataset
+
+    from reasonlab.train.methods import grpo
+
+    grpo_opts = {"num_generations": 4, "micro_batch": 2}
+    cfg = fast(tmp_path, "grpo", None, tiny_qwen, batch_size=2, grad_accum=2, grpo=grpo_opts)
+    model, tok = AutoModelForCausalLM.from_pretrained(tiny_qwen), AutoTokenizer.from_pretrained(tiny_qwen)
+    data = Dataset.from_list([{"prompt": f"say a number {w}"} for w in WORDS[:4]])
+    args = grpo(cfg, model, tok, data, str(tmp_path / "g"), rewards=[digit_reward]).args
+    assert (args.per_device_train_batch_size, args.gradient_accumulation_steps) == (2, 8)
+    assert args.generation_batch_size == 16 and args.steps_per_generation == 8  # 2 x 2 prompts x 4 rollouts
+    with pytest.raises(ConfigError, match="micro_batch 3 does not divide the step's 16 rollouts"):
+        grpo(fast(tmp_path, "grpo", None, tiny_qwen, batch_size=2, grad_accum=2,
+                  grpo={**grpo_opts, "micro_batch": 3}), model, tok, data, str(tmp_path / "h"), rewards=[digit_reward])
+
+
 @pytest.mark.parametrize("name", ["sft-star", "dpo", "kto", "grpo-gsm8k"])
 def test_train_recipes_validate(name: str) -> None:
     from reasonlab.recipes import from_layers, read_yaml

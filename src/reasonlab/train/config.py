@@ -75,6 +75,10 @@ class GRPOOptions(BaseModel):
     prompt: str = Field("boxed", description="prompt template: the same rendering evaluation uses")
     num_generations: int = Field(4, ge=2, description="rollouts per prompt (the group whose rewards are compared)")
     max_completion_length: int = Field(256, ge=8)
+    micro_batch: int = Field(2, ge=1, description="completions per forward/backward pass; gradients accumulate over "
+                             "the step's batch_size x num_generations x grad_accum. Memory grows with it: one pass "
+                             "holds [micro_batch, prompt + completion, vocab] logits and their gradient (the default "
+                             "model at 8 x 612 tokens went past 24 GiB)")
     temperature: float = Field(0.7, gt=0.0)
     beta: float = Field(0.0, ge=0.0, description="KL penalty to the reference (TRL's default 0: no reference pass)")
     rewards: tuple[str, ...] = Field(("correct", "format"), description="correct | format | module.path:function")

@@ -130,9 +130,21 @@ def grpo(cfg: TrainConfig, model: Any, tok: Any, data: Any, out: str, rewards: l
          **_: Any) -> Any:
     from trl import GRPOConfig, GRPOTrainer
 
+    from reasonlab.errors import ConfigError
+
     g = cfg.grpo
-    # a step's batch must hold whole groups: batch_size prompts' worth of num_generations completions each
-    args = GRPOConfig(**{**common_args(cfg, out), "per_device_train_batch_size": cfg.batch_size * g.num_generations},
+    # One optimizer step = one generation batch: batch_size x grad_accum prompts, num_generations completions each
+    # (whole groups, so the advantages compare a prompt's own rollouts). Its loss is computed micro_batch
+    # completions at a time and the gradients accumulate (TRL splits the generation batch into
+    # steps_per_generation = gradient_accumulation_steps passes).
+    rollouts = cfg.batch_size * g.num_generations * cfg.grad_accum
+    micro = min(g.micro_batch, rollouts)
+    if rollouts % micro:
+        raise ConfigError(f"grpo.micro_batch {g.micro_batch} does not divide the step's {rollouts} rollouts "
+                          f"(batch_size {cfg.batch_size} x num_generations {g.num_generations} x grad_accum "
+                          f"{cfg.grad_accum})")
+    args = GRPOConfig(**{**common_args(cfg, out), "per_device_train_batch_size": micro,
+                         "gradient_accumulation_steps": rollouts // micro},
                       num_generations=g.num_generations, max_completion_length=g.max_completion_length,
                       temperature=g.temperature, beta=g.beta, reward_weights=list(g.reward_weights)
                       if g.reward_weights else None, log_completions=False)
@@ -160,7 +172,7 @@ def rollout_func(cfg: TrainConfig, tok: Any) -> Any:
         raise ConfigError(f"grpo.rollout: llamacpp needs a GGUF model; {cfg.model} is not one")
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # rollout_func is marked experimental in TRL 1.16
     return LlamaCppRollout(gguf, tok, max_tokens=g.max_completion_length, temperature=g.temperature,
-                           n_parallel=min(cfg.batch_size * g.num_generations, 64), seed=cfg.seed)
+                           n_parallel=min(cfg.batch_size * g.num_generations * cfg.grad_accum, 64), seed=cfg.seed)
 
 
 def reward(cfg: TrainConfig, model: Any, tok: Any, data: Any, out: str, **_: Any) -> Any:

@@ -15,6 +15,9 @@ R=${REASONLAB:-reasonlab}
 O=${OUT:-runs/datagen}
 P="--parallel 16 --no-progress"
 mkdir -p "$O"
+. "$(dirname "$0")/kept.sh"   # star_loop's samples and base test run are kept in git
+restore runs/star/sample
+restore runs/star/test-base
 step() { echo "== $(date -u +%H:%M:%S) $*"; }
 
 step "1. variants of GSM8K test 0-49"

@@ -13,6 +13,8 @@ O=${OUT:-runs/hcot}
 N=${N:-300}
 P="--parallel 16 --no-progress"
 mkdir -p "$O"
+. "$(dirname "$0")/kept.sh"   # the untrained model's evaluations are kept in git (the adapter is not)
+restore_all "$O"
 step() { echo "== $(date -u +%H:%M:%S) $*"; }
 
 step "1. hcot data from $N GSM8K train rationales"
@@ -25,6 +27,7 @@ for set in gsm8k math; do
   if [ $set = gsm8k ]; then D="-d gsm8k --offset 100 -n 100"; else D="-d math500 --where level=1,2 -n 100"; fi
   step "4. $set: untrained, plain"
   $R eval $D $P --max-tokens 1024 --out "$O/$set-base"
+  keep "$O/$set-base"
   step "   $set: trained, plain decoding"
   $R eval $D $P --max-tokens 1024 -m "$O/qwen-hcot.gguf" --lora "$O/train" --out "$O/$set-trained-plain"
   step "   $set: trained, hcot pruning"

@@ -3,10 +3,13 @@
 # read (the sampled traces, the evaluations a comparison pairs against) are kept in git, compressed, as their
 # record alone: config.yaml, results.jsonl, summary.json (no adapters: a LoRA of the default model is ~35 MB).
 #
-#   keep RUN_DIR      pack a finished run into benchmarks/kept/ (the same name, slashes as "__")
+#   keep RUN_DIR      pack a run into benchmarks/kept/ (the same name, slashes as "__"); an unfinished one too,
+#                     at a session's end: `reasonlab eval` resumes it where it stopped
 #   restore RUN_DIR   unpack it when RUN_DIR has no results yet; nothing when there is no kept copy
+#   restore_all DIR   restore every kept run under DIR
 #
-# A restored run is a finished run to `reasonlab eval` (it re-runs nothing) and to every reader of runs.
+# A restored finished run is finished to `reasonlab eval` (it re-runs nothing) and to every reader of runs. Its
+# config.yaml says which CPU it ran on (versions.cpu): a later step may run on another machine kind.
 KEPT=${KEPT:-$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/kept}
 
 _kept_file() { echo "$KEPT/$(echo "${1%/}" | sed 's|^\./||; s|/|__|g').tar.gz"; }
@@ -14,12 +17,12 @@ _kept_file() { echo "$KEPT/$(echo "${1%/}" | sed 's|^\./||; s|/|__|g').tar.gz"; 
 keep() {
   local run=${1%/} file
   file=$(_kept_file "$run")
-  [ -s "$run/summary.json" ] || { echo "keep: $run is not a finished run (no summary.json)" >&2; return 1; }
+  [ -s "$run/results.jsonl" ] || { echo "keep: $run has no results.jsonl" >&2; return 1; }
   mkdir -p "$KEPT"
   # fixed times and owners, gzip -n: keeping the same run twice gives the same bytes (git sees no change)
   tar --mtime=@0 --owner=0 --group=0 --numeric-owner --sort=name -cf - -C "$(dirname "$run")" $(cd "$run" && ls config.yaml results.jsonl summary.json 2>/dev/null \
       | sed "s|^|$(basename "$run")/|") | gzip -n -9 > "$file"
-  echo "keep: $run -> $file ($(du -h "$file" | cut -f1))"
+  echo "keep: $run -> $file ($(du -h "$file" | cut -f1)$([ -s "$run/summary.json" ] || echo ", unfinished"))"
 }
 
 restore() {
@@ -30,4 +33,14 @@ restore() {
   mkdir -p "$(dirname "$run")"
   tar -xzf "$file" -C "$(dirname "$run")"
   echo "restore: $run <- $file"
+}
+
+restore_all() {
+  local prefix f
+  prefix=$(echo "${1%/}" | sed 's|^\./||; s|/|__|g')__
+  for f in "$KEPT/$prefix"*.tar.gz; do
+    [ -e "$f" ] || continue
+    f=$(basename "$f" .tar.gz)
+    restore "${f//__//}"
+  done
 }

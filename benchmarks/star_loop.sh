@@ -18,16 +18,23 @@ METHODS=${METHODS:-sft dpo kto grpo}
 HELD="-d gsm8k-train --offset 7000 -n 100"   # held-out slice for choosing checkpoints: never sampled from
 TEST="-d gsm8k -n 200"                       # GSM8K test problems 0-199
 mkdir -p "$O"
+# the base evaluations and the samples live in git too (benchmarks/kept.sh): a new machine starts from them. Runs
+# of a trained adapter are not kept: the adapter is not, and a retrained one is another model to `reasonlab eval`
+. "$(dirname "$0")/kept.sh"
+restore_all "$O"
 step() { echo "== $(date -u +%H:%M:%S) $*"; }
 
 step "1. the base model, greedy: test (every method is compared with it) and the held-out slice"
 $R eval $TEST $P --out "$O/test-base"
+keep "$O/test-base"
 $R eval $HELD $P --out "$O/heldout-base"
+keep "$O/heldout-base"
 
 # sample + datasets: only for the methods that learn from the model's own samples
 samples() {
   step "2. sample: 300 train problems x 4 traces"
   $R eval -d gsm8k-train -n 300 -s vote -k 4 -t 0.7 --top-p 0.8 --seed 0 $P --out "$O/sample"
+  keep "$O/sample"
   step "3. datasets from the samples (contamination guard on)"
   [ -s "$O/sft.jsonl" ] || $R datagen sft "$O/sample" -o "$O/sft.jsonl"
   # one pair (DPO) / one trace per label (KTO) per problem: each method sees every problem once, and trains in about

@@ -12,6 +12,9 @@ R=${REASONLAB:-reasonlab}
 O=${OUT:-runs/verifier}
 SAMPLES=${SAMPLES:-runs/star/sample}
 mkdir -p "$O"
+. "$(dirname "$0")/kept.sh"   # star_loop's samples, the 8 test samples per problem and the judge's scores are kept in git
+restore "$SAMPLES"
+restore_all "$O"
 step() { echo "== $(date -u +%H:%M:%S) $*"; }
 
 step "1. verifier data from the train-split samples (balanced per problem, test overlaps dropped)"
@@ -22,9 +25,11 @@ $R train sft -c recipes/train/verifier.yaml --data "$O/verifier.jsonl" --out "$O
 
 step "3. 8 samples per GSM8K test problem 0-199 (the traces every verifier is judged on)"
 $R eval -d gsm8k -n 200 -s vote -k 8 -t 0.7 --top-p 0.8 --seed 0 --parallel 16 --no-progress --out "$O/test-k8"
+keep "$O/test-k8"
 
 step "4. score them: zero-shot judge, then the trained verifier"
 $R score "$O/test-k8" --scorer self --out "$O/test-k8-judge" --no-progress
+keep "$O/test-k8-judge"   # the untrained model's scores: no adapter behind them
 $R score "$O/test-k8" --scorer-lora "$O/train" --out "$O/test-k8-genrm" --no-progress
 
 step "5. the discriminative kind on the same data: right/wrong pairs, a scalar head (TRL RewardTrainer)"

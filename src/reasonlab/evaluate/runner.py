@@ -27,8 +27,20 @@ from reasonlab.strategies import Attempt, Budget, Strategy, get_template, make_s
 from reasonlab.strategies.scoring import load_scorer
 
 
+def cpu_name() -> str:
+    """The CPU's model name: speeds compare only within one machine kind (an AMD EPYC here decodes ~1.8x an
+    Intel Xeon), and batched greedy decoding differs a little between them, so a run records which it ran on."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def versions() -> dict[str, str]:
-    out = {"python": platform.python_version(), "platform": platform.platform()}
+    out = {"python": platform.python_version(), "platform": platform.platform(), "cpu": cpu_name()}
     for pkg in ("reasonlab", "llama-cpp-python", "math-verify", "transformers", "torch", "httpx", "pydantic"):
         try:
             out[pkg] = metadata.version(pkg)

@@ -1,0 +1,39 @@
+"""benchmarks/kept.sh: the loops keep the runs later steps read in git, and a new machine restores them."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+KEPT_SH = Path(__file__).parents[1] / "benchmarks" / "kept.sh"
+
+
+def sh(cwd: Path, kept: Path, script: str) -> str:
+    out = subprocess.run(["bash", "-c", f'set -euo pipefail; . "{KEPT_SH}"; {script}'], cwd=cwd, check=True,
+                         capture_output=True, text=True, env={"KEPT": str(kept), "PATH": "/usr/bin:/bin"})
+    return out.stdout + out.stderr
+
+
+def test_keep_then_restore_on_a_new_machine(tmp_path) -> None:
+    old, new, kept = tmp_path / "old", tmp_path / "new", tmp_path / "kept"
+    run = old / "runs" / "star" / "sample"
+    run.mkdir(parents=True)
+    (run / "config.yaml").write_text("config: {}\n")
+    (run / "results.jsonl").write_text('{"id": "a"}\n')
+    (run / "engine.log").write_text("not kept\n")
+    assert "unfinished" in sh(old, kept, "keep runs/star/sample")  # no summary.json yet: kept to resume
+    (run / "summary.json").write_text("{}\n")
+    sh(old, kept, "keep runs/star/sample")
+    first = (kept / "runs__star__sample.tar.gz").read_bytes()
+    sh(old, kept, "keep runs/star/sample")
+    assert (kept / "runs__star__sample.tar.gz").read_bytes() == first  # same run, same bytes: no git change
+
+    new.mkdir()
+    assert "restore: runs/star/sample" in sh(new, kept, "restore_all runs/star")
+    got = new / "runs" / "star" / "sample"
+    assert sorted(p.name for p in got.iterdir()) == ["config.yaml", "results.jsonl", "summary.json"]
+    assert (got / "results.jsonl").read_text() == '{"id": "a"}\n'
+    (got / "results.jsonl").write_text('{"id": "a"}\n{"id": "b"}\n')  # the run went on here
+    assert sh(new, kept, "restore runs/star/sample") == ""  # a run with results is never overwritten
+    assert (got / "results.jsonl").read_text().count("\n") == 2
+    assert sh(new, kept, "restore runs/star/other; restore_all runs/none") == ""  # nothing kept: nothing done

@@ -20,8 +20,12 @@ keep() {
   [ -s "$run/results.jsonl" ] || { echo "keep: $run has no results.jsonl" >&2; return 1; }
   mkdir -p "$KEPT"
   # fixed times and owners, gzip -n: keeping the same run twice gives the same bytes (git sees no change)
-  tar --mtime=@0 --owner=0 --group=0 --numeric-owner --sort=name -cf - -C "$(dirname "$run")" $(cd "$run" && ls config.yaml results.jsonl summary.json 2>/dev/null \
-      | sed "s|^|$(basename "$run")/|") | gzip -n -9 > "$file"
+  local files="" f
+  for f in config.yaml results.jsonl summary.json; do
+    [ -e "$run/$f" ] && files="$files $(basename "$run")/$f"
+  done
+  tar --mtime=@0 --owner=0 --group=0 --numeric-owner --sort=name -cf - -C "$(dirname "$run")" $files \
+      | gzip -n -9 > "$file"
   echo "keep: $run -> $file ($(du -h "$file" | cut -f1)$([ -s "$run/summary.json" ] || echo ", unfinished"))"
 }
 

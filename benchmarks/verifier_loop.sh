@@ -20,16 +20,17 @@ step() { echo "== $(date -u +%H:%M:%S) $*"; }
 step "1. verifier data from the train-split samples (balanced per problem, test overlaps dropped)"
 [ -s "$O/verifier.jsonl" ] || $R datagen verifier "$SAMPLES" -o "$O/verifier.jsonl"
 
-step "2. train the verifier (LoRA SFT on Yes/No)"
-$R train sft -c recipes/train/verifier.yaml --data "$O/verifier.jsonl" --out "$O/train"
-
-step "3. 8 samples per GSM8K test problem 0-199 (the traces every verifier is judged on)"
+step "2. 8 samples per GSM8K test problem 0-199 (the traces every verifier is judged on)"
 $R eval -d gsm8k -n 200 -s vote -k 8 -t 0.7 --top-p 0.8 --seed 0 --parallel 16 --no-progress --out "$O/test-k8"
 keep "$O/test-k8"
 
-step "4. score them: zero-shot judge, then the trained verifier"
+step "3. score them with the zero-shot judge"
 $R score "$O/test-k8" --scorer self --out "$O/test-k8-judge" --no-progress
 keep "$O/test-k8-judge"   # the untrained model's scores: no adapter behind them
+
+# the steps above are kept in git as they finish; training is not (its adapter is ~35 MB), so it comes after them
+step "4. train the verifier (LoRA SFT on Yes/No), score the test samples with it"
+$R train sft -c recipes/train/verifier.yaml --data "$O/verifier.jsonl" --out "$O/train"
 $R score "$O/test-k8" --scorer-lora "$O/train" --out "$O/test-k8-genrm" --no-progress
 
 step "5. the discriminative kind on the same data: right/wrong pairs, a scalar head (TRL RewardTrainer)"

@@ -15,27 +15,37 @@ R=${REASONLAB:-reasonlab}
 O=${OUT:-runs/datagen}
 P="--parallel 16 --no-progress"
 mkdir -p "$O"
-. "$(dirname "$0")/kept.sh"   # star_loop's samples and base test run are kept in git
+# star_loop's samples and base test run, and every output here that no adapter stands behind, are kept in git
+. "$(dirname "$0")/kept.sh"
 restore runs/star/sample
 restore runs/star/test-base
+restore_all "$O"
 step() { echo "== $(date -u +%H:%M:%S) $*"; }
 
 step "1. variants of GSM8K test 0-49"
 [ -s "$O/variants.jsonl" ] || $R datagen variants -d gsm8k -n 50 --per-problem 5 --parallel 8 --no-progress \
     -o "$O/variants.jsonl"
+keep "$O/variants.jsonl"
+keep "$O/variants.originals.jsonl"
 $R eval -d "$O/variants.originals.jsonl" $P --out "$O/variants-originals"
+keep "$O/variants-originals"
 $R eval -d "$O/variants.jsonl" $P --out "$O/variants-eval"
+keep "$O/variants-eval"
 
 step "2. conversations on GSM8K test 0-49"
 C="-d gsm8k -n 50 -s conversation $P"
 $R eval $C -O rounds=2 --out "$O/critic-self"
+keep "$O/critic-self"
 $R models pull qwen2.5-coder-1.5b
 $R eval $C -O rounds=2 -O critic.model=qwen2.5-coder-1.5b -O critic.engine.n_parallel=16 --out "$O/critic-1.5b"
+keep "$O/critic-1.5b"
 $R eval $C -t 0.7 --top-p 0.8 --seed 0 -O mode=debate -O agents=3 -O rounds=2 --out "$O/debate-3x2"
+keep "$O/debate-3x2"
 
 step "3. 100 proposed problems, solved back"
 [ -s "$O/problems.jsonl" ] || $R datagen problems -n 100 --style gsm8k --k 4 --m 3 --parallel 8 --no-progress \
     -o "$O/problems.jsonl"
+keep "$O/problems.jsonl"
 
 step "4. pivotal tokens: sequential, then fixed n = 10 on the same problems"
 $R datagen pivotal runs/star/sample -o "$O/pivotal-seq" -n 30 $P

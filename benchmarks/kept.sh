@@ -4,8 +4,9 @@
 # record alone: config.yaml, results.jsonl, summary.json (no adapters: a LoRA of the default model is ~35 MB).
 #
 #   keep RUN_DIR      pack a run into benchmarks/kept/ (the same name, slashes as "__"); an unfinished one too,
-#                     at a session's end: `reasonlab eval` resumes it where it stopped
-#   restore RUN_DIR   unpack it when RUN_DIR has no results yet; nothing when there is no kept copy
+#                     at a session's end: `reasonlab eval` resumes it where it stopped. A file (a datagen output)
+#                     is kept whole.
+#   restore RUN_DIR   unpack it when RUN_DIR has no results yet (a file: is missing); nothing when none is kept
 #   restore_all DIR   restore every kept run under DIR
 #
 # A restored finished run is finished to `reasonlab eval` (it re-runs nothing) and to every reader of runs. Its
@@ -17,22 +18,27 @@ _kept_file() { echo "$KEPT/$(echo "${1%/}" | sed 's|^\./||; s|/|__|g').tar.gz"; 
 keep() {
   local run=${1%/} file
   file=$(_kept_file "$run")
-  [ -s "$run/results.jsonl" ] || { echo "keep: $run has no results.jsonl" >&2; return 1; }
+  local files="" f
+  if [ -f "$run" ]; then  # a data file (a datagen output)
+    files=$(basename "$run")
+  else
+    [ -s "$run/results.jsonl" ] || { echo "keep: $run has no results.jsonl" >&2; return 1; }
+    for f in config.yaml results.jsonl summary.json; do
+      [ -e "$run/$f" ] && files="$files $(basename "$run")/$f"
+    done
+  fi
   mkdir -p "$KEPT"
   # fixed times and owners, gzip -n: keeping the same run twice gives the same bytes (git sees no change)
-  local files="" f
-  for f in config.yaml results.jsonl summary.json; do
-    [ -e "$run/$f" ] && files="$files $(basename "$run")/$f"
-  done
   tar --mtime=@0 --owner=0 --group=0 --numeric-owner --sort=name -cf - -C "$(dirname "$run")" $files \
       | gzip -n -9 > "$file"
-  echo "keep: $run -> $file ($(du -h "$file" | cut -f1)$([ -s "$run/summary.json" ] || echo ", unfinished"))"
+  echo "keep: $run -> $file ($(du -h "$file" | cut -f1)$([ -f "$run" ] || [ -s "$run/summary.json" ] \
+      || echo ", unfinished"))"
 }
 
 restore() {
   local run=${1%/} file
   file=$(_kept_file "$run")
-  [ -s "$run/results.jsonl" ] && return 0
+  { [ -s "$run/results.jsonl" ] || [ -f "$run" ]; } && return 0
   [ -s "$file" ] || return 0
   mkdir -p "$(dirname "$run")"
   tar -xzf "$file" -C "$(dirname "$run")"

@@ -37,3 +37,13 @@ def test_keep_then_restore_on_a_new_machine(tmp_path) -> None:
     assert sh(new, kept, "restore runs/star/sample") == ""  # a run with results is never overwritten
     assert (got / "results.jsonl").read_text().count("\n") == 2
     assert sh(new, kept, "restore runs/star/other; restore_all runs/none") == ""  # nothing kept: nothing done
+
+
+def test_a_data_file_is_kept_whole(tmp_path) -> None:
+    old, new, kept = tmp_path / "old", tmp_path / "new", tmp_path / "kept"
+    (old / "runs" / "datagen").mkdir(parents=True)
+    (old / "runs" / "datagen" / "variants.jsonl").write_text('{"question": "q"}\n')
+    sh(old, kept, "keep runs/datagen/variants.jsonl")
+    new.mkdir()
+    sh(new, kept, "restore_all runs/datagen")
+    assert (new / "runs" / "datagen" / "variants.jsonl").read_text() == '{"question": "q"}\n'

@@ -49,8 +49,10 @@ keep "$O/problems.jsonl"
 
 step "4. pivotal tokens: sequential, then fixed n = 10 on the same problems"
 $R datagen pivotal runs/star/sample -o "$O/pivotal-seq" -n 30 $P
+keep "$O/pivotal-seq"
 $R datagen pivotal runs/star/sample -o "$O/pivotal-fixed" --estimator fixed --samples 10 \
     --problems-from "$O/pivotal-seq" $P
+keep "$O/pivotal-fixed"
 $R train dpo -c recipes/train/dpo-pivotal.yaml --data "$O/pivotal-seq/dpo.jsonl" --out "$O/train-pivotal"
 $R eval -d gsm8k -n 200 $P --lora "$O/train-pivotal" --out "$O/test-pivotal"
 $R compare runs/star/test-base "$O/test-pivotal"

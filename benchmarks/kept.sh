@@ -5,8 +5,8 @@
 #
 #   keep RUN_DIR      pack a run into benchmarks/kept/ (the same name, slashes as "__"); an unfinished one too,
 #                     at a session's end: `reasonlab eval` resumes it where it stopped. A file (a datagen output)
-#                     is kept whole.
-#   restore RUN_DIR   unpack it when RUN_DIR has no results yet (a file: is missing); nothing when none is kept
+#                     is kept whole, another directory (datagen pivotal's, resumable too) as its top-level files.
+#   restore RUN_DIR   unpack it when RUN_DIR is missing or empty; nothing when none is kept
 #   restore_all DIR   restore every kept run under DIR
 #
 # A restored finished run is finished to `reasonlab eval` (it re-runs nothing) and to every reader of runs. Its
@@ -21,24 +21,27 @@ keep() {
   local files="" f
   if [ -f "$run" ]; then  # a data file (a datagen output)
     files=$(basename "$run")
-  else
+  elif [ -e "$run/config.yaml" ]; then  # a run: its record
     [ -s "$run/results.jsonl" ] || { echo "keep: $run has no results.jsonl" >&2; return 1; }
     for f in config.yaml results.jsonl summary.json; do
       [ -e "$run/$f" ] && files="$files $(basename "$run")/$f"
     done
+  elif [ -d "$run" ]; then  # another resumable output directory (datagen pivotal's): its top-level files
+    files=$(cd "$(dirname "$run")" && find "$(basename "$run")" -maxdepth 1 -type f | sort)
   fi
+  [ -n "$files" ] || { echo "keep: nothing to keep at $run" >&2; return 1; }
   mkdir -p "$KEPT"
   # fixed times and owners, gzip -n: keeping the same run twice gives the same bytes (git sees no change)
   tar --mtime=@0 --owner=0 --group=0 --numeric-owner --sort=name -cf - -C "$(dirname "$run")" $files \
       | gzip -n -9 > "$file"
   echo "keep: $run -> $file ($(du -h "$file" | cut -f1)$([ -f "$run" ] || [ -s "$run/summary.json" ] \
-      || echo ", unfinished"))"
+      || echo ", unfinished: it resumes"))"
 }
 
 restore() {
   local run=${1%/} file
   file=$(_kept_file "$run")
-  { [ -s "$run/results.jsonl" ] || [ -f "$run" ]; } && return 0
+  { [ -f "$run" ] || [ -n "$(ls -A "$run" 2>/dev/null)" ]; } && return 0
   [ -s "$file" ] || return 0
   mkdir -p "$(dirname "$run")"
   tar -xzf "$file" -C "$(dirname "$run")"

@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+import pytest
+
 KEPT_SH = Path(__file__).parents[1] / "benchmarks" / "kept.sh"
 
 
@@ -21,7 +23,7 @@ def test_keep_then_restore_on_a_new_machine(tmp_path) -> None:
     (run / "config.yaml").write_text("config: {}\n")
     (run / "results.jsonl").write_text('{"id": "a"}\n')
     (run / "engine.log").write_text("not kept\n")
-    assert "unfinished" in sh(old, kept, "keep runs/star/sample")  # no summary.json yet: kept to resume
+    assert "unfinished: it resumes" in sh(old, kept, "keep runs/star/sample")  # no summary.json yet: kept to resume
     (run / "summary.json").write_text("{}\n")
     sh(old, kept, "keep runs/star/sample")
     first = (kept / "runs__star__sample.tar.gz").read_bytes()
@@ -39,11 +41,18 @@ def test_keep_then_restore_on_a_new_machine(tmp_path) -> None:
     assert sh(new, kept, "restore runs/star/other; restore_all runs/none") == ""  # nothing kept: nothing done
 
 
-def test_a_data_file_is_kept_whole(tmp_path) -> None:
+def test_a_data_file_and_an_output_directory_are_kept(tmp_path) -> None:
     old, new, kept = tmp_path / "old", tmp_path / "new", tmp_path / "kept"
-    (old / "runs" / "datagen").mkdir(parents=True)
+    piv = old / "runs" / "datagen" / "pivotal-seq"
+    piv.mkdir(parents=True)
     (old / "runs" / "datagen" / "variants.jsonl").write_text('{"question": "q"}\n')
-    sh(old, kept, "keep runs/datagen/variants.jsonl")
+    for name in ("config.json", "roots.jsonl", "searched.jsonl"):
+        (piv / name).write_text(name)
+    sh(old, kept, "keep runs/datagen/variants.jsonl; keep runs/datagen/pivotal-seq")
     new.mkdir()
     sh(new, kept, "restore_all runs/datagen")
     assert (new / "runs" / "datagen" / "variants.jsonl").read_text() == '{"question": "q"}\n'
+    assert sorted(p.read_text() for p in (new / "runs" / "datagen" / "pivotal-seq").iterdir()) == \
+        ["config.json", "roots.jsonl", "searched.jsonl"]
+    with pytest.raises(subprocess.CalledProcessError):  # nothing there: one line, an error
+        sh(new, kept, "keep runs/datagen/none")

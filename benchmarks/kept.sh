@@ -23,6 +23,13 @@ keep() {
     files=$(basename "$run")
   elif [ -e "$run/config.yaml" ]; then  # a run: its record
     [ -s "$run/results.jsonl" ] || { echo "keep: $run has no results.jsonl" >&2; return 1; }
+    # a finished run kept before, run again with nothing new (a restored run: eval reuses every problem), has only
+    # rewritten its summary's "this time" figures: the kept record, whose figures say what the run cost, stays
+    if [ -s "$file" ] && tar -tzf "$file" | grep -qx "$(basename "$run")/summary.json" \
+        && tar -xzOf "$file" "$(basename "$run")/results.jsonl" | cmp -s - "$run/results.jsonl"; then
+      echo "keep: $run is kept already ($file)"
+      return 0
+    fi
     for f in config.yaml results.jsonl summary.json; do
       [ -e "$run/$f" ] && files="$files $(basename "$run")/$f"
     done

@@ -29,6 +29,9 @@ def test_keep_then_restore_on_a_new_machine(tmp_path) -> None:
     first = (kept / "runs__star__sample.tar.gz").read_bytes()
     sh(old, kept, "keep runs/star/sample")
     assert (kept / "runs__star__sample.tar.gz").read_bytes() == first  # same run, same bytes: no git change
+    (run / "summary.json").write_text('{"new_this_time": 0}\n')  # run again, all reused: only its summary changed
+    assert "kept already" in sh(old, kept, "keep runs/star/sample")
+    assert (kept / "runs__star__sample.tar.gz").read_bytes() == first  # the first summary (what it cost) stays
 
     new.mkdir()
     assert "restore: runs/star/sample" in sh(new, kept, "restore_all runs/star")

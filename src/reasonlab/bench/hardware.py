@@ -5,7 +5,7 @@ by the bytes read per token bounds single-sequence tokens/s. Batched decoding re
 for many sequences, which moves the bound to compute: FLOPs per token x tokens/s against the cores'
 peak. Both are measured here, not taken from a datasheet (these virtual machines are noisy).
 
-    >>> from reasonlab.bench.hardware import cpu_info
+    >>> from reasonlab.bench.hardware import cpu_info   # the CPU itself: reasonlab.runs.machine
     >>> cpu_info()["cores"] >= 1
     True
 """
@@ -22,23 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from reasonlab.runs.machine import cpu_info  # noqa: F401  (re-exported: bench figures name their CPU)
 
-def cpu_info() -> dict[str, Any]:
-    """Cores this process may use, the CPU model and its SIMD flags (from /proc/cpuinfo where present)."""
-    info: dict[str, Any] = {"cores": len(os.sched_getaffinity(0)), "machine": platform.machine(), "model": "?"}
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return info
-    for line in text.splitlines():
-        if line.startswith("model name") and info["model"] == "?":
-            info["model"] = line.split(":", 1)[1].strip()
-        if line.startswith("flags"):
-            flags = set(line.split(":", 1)[1].split())
-            info["simd"] = sorted(f for f in flags if f in {"avx", "avx2", "fma", "f16c", "avx512f", "avx512bw",
-                                                           "avx512_vnni", "avx_vnni", "amx_int8", "amx_bf16"})
-            break
-    return info
 
 
 def memory_bandwidth(mb: int = 256, repeats: int = 7, threads: int | None = None) -> dict[str, float]:

@@ -23,24 +23,13 @@ from reasonlab.errors import ConfigError, EngineError, Interrupted
 from reasonlab.evaluate.config import EvalConfig
 from reasonlab.evaluate.metrics import summarize
 from reasonlab.runs import ErrorRecord, ProblemRecord, RunStore, TraceRecord
+from reasonlab.runs.machine import cpu_info
 from reasonlab.strategies import Attempt, Budget, Strategy, get_template, make_strategy
 from reasonlab.strategies.scoring import load_scorer
 
 
-def cpu_name() -> str:
-    """The CPU's model name: speeds compare only within one machine kind (an AMD EPYC here decodes ~1.8x an
-    Intel Xeon), and batched greedy decoding differs a little between them, so a run records which it ran on."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def versions() -> dict[str, str]:
-    out = {"python": platform.python_version(), "platform": platform.platform(), "cpu": cpu_name()}
+    out = {"python": platform.python_version(), "platform": platform.platform(), "cpu": cpu_info()["model"]}
     for pkg in ("reasonlab", "llama-cpp-python", "math-verify", "transformers", "torch", "httpx", "pydantic"):
         try:
             out[pkg] = metadata.version(pkg)

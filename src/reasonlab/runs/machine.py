@@ -1,0 +1,36 @@
+"""Which machine a run or a benchmark ran on: speeds compare only within one machine kind (an AMD EPYC here decodes
+~1.8x an Intel Xeon), and batched greedy decoding differs a little between them, so run records and benchmark
+figures both say which CPU they came from. The one reader of /proc/cpuinfo.
+
+    >>> from reasonlab.runs.machine import cpu_info
+    >>> cpu_info()["cores"] >= 1
+    True
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+# SIMD extensions that decide which llama.cpp kernels run (AMX: Intel Xeon 4th gen and later)
+_SIMD = {"avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "amx_int8", "amx_bf16"}
+
+
+def cpu_info() -> dict[str, Any]:
+    """Cores this process may use, the CPU model and its SIMD flags (from /proc/cpuinfo where present)."""
+    info: dict[str, Any] = {"cores": len(os.sched_getaffinity(0)), "machine": platform.machine(),
+                            "model": platform.processor() or platform.machine()}
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return info
+    found_model = False
+    for line in text.splitlines():
+        if line.startswith("model name") and not found_model:
+            info["model"], found_model = line.split(":", 1)[1].strip(), True
+        if line.startswith("flags"):
+            info["simd"] = sorted(f for f in line.split(":", 1)[1].split() if f in _SIMD)
+            break
+    return info

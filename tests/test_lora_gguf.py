@@ -176,3 +176,23 @@ def test_train_export_command(smol_path, adapter, tmp_path) -> None:
     assert "a LoRA for --lora" in res.output and (tmp_path / "a.gguf").stat().st_size > 0
     res = CliRunner().invoke(app, ["train", "export", str(path), "--out", str(tmp_path / "b.gguf")])
     assert "train.yaml" in str(res.exception) and not (tmp_path / "b.gguf").exists()  # no run record: --base
+
+
+def test_bench_measures_the_adapter_at_run_time_beside_the_base_and_merged(smol_path, adapter, tmp_path) -> None:
+    """`reasonlab bench --only lora`: the same batches on the base, with the adapter at run time and merged; the
+    greedy text must part from the base's, or the adapter was not applied and the speeds compare nothing."""
+    from pydantic import ValidationError
+
+    from reasonlab.bench import BenchConfig, run_bench
+    from reasonlab.train.export import export
+
+    merged = export(adapter[0], tmp_path / "merged.gguf", merge=True, quant="q8_0", base=smol_path)
+    cfg = BenchConfig(model="smollm2-135m", parts=("lora",), lora=str(adapter[0]), merged=str(merged),
+                      batch_sizes=(1, 2), tokens=16)
+    rows = run_bench(cfg, tmp_path / "bench", say=lambda line: None)["lora"]["rows"]
+    assert [(r["weights"], r["batch"]) for r in rows] == [(w, b) for w in ("base", "lora", "merged") for b in (1, 2)]
+    assert all(r["tok_s"] > 0 for r in rows) and all(r["of_base"] == 1.0 for r in rows if r["weights"] == "base")
+    differs = {r["weights"]: r["first_token_differing_from_base"] for r in rows}
+    assert differs["base"] is None and differs["lora"] is not None and differs["merged"] is not None
+    with pytest.raises(ValidationError, match="lora part and an adapter"):
+        BenchConfig(parts=("lora",))

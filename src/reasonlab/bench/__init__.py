@@ -1,5 +1,6 @@
 """``reasonlab bench``: tokens/s against model size, batch size, trace length and server concurrency,
-each next to this machine's measured limit. Writes bench.json and PNG plots.
+each next to this machine's measured limit; and what a LoRA applied at run time costs against the base and a merged
+file (the ``lora`` part). Writes bench.json and PNG plots.
 
     >>> BenchConfig().batch_sizes
     (1, 2, 4, 8, 16)
@@ -14,11 +15,11 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from reasonlab.engines.models import DEFAULT_MODEL
 
-Part = Literal["hardware", "models", "batch", "length", "server", "prefix"]
+Part = Literal["hardware", "models", "batch", "length", "server", "prefix", "lora"]
 
 
 class BenchConfig(BaseModel):
@@ -39,8 +40,20 @@ class BenchConfig(BaseModel):
         ("llama-server", "llama-cpp-python"), description="local servers for the server curve (127.0.0.1)")
     concurrency: tuple[int, ...] = Field((1, 2, 4, 8), description="requests in flight for the server curve")
     server_tokens: int = Field(64, ge=8, description="generated tokens per server request")
+    lora: str | None = Field(None, description="lora part: the adapter (a .gguf LoRA, or a peft adapter / training "
+                                               "run directory) applied at run time on `model`")
+    merged: str | None = Field(None, description="lora part: the same adapter merged into one GGUF "
+                                                 "(`reasonlab train export --merge`), measured beside it")
     parts: tuple[Part, ...] = Field(("hardware", "models", "batch", "length", "server", "prefix"),
-                                    description="what to run")
+                                    description="what to run (lora only when asked: it needs an adapter)")
+
+    @model_validator(mode="after")
+    def _lora_part_has_an_adapter(self) -> "BenchConfig":
+        if ("lora" in self.parts) != (self.lora is not None):
+            raise ValueError("the lora part and an adapter go together: --only ...,lora --lora PATH")
+        if self.merged is not None and self.lora is None:
+            raise ValueError("a merged file is measured beside its adapter: give --lora too")
+        return self
 
 
 def run_bench(cfg: BenchConfig, out: str | Path, say: Callable[[str], None] = print) -> dict[str, Any]:
@@ -125,6 +138,31 @@ def run_bench(cfg: BenchConfig, out: str | Path, say: Callable[[str], None] = pr
                 r["of_gemm_peak"] = round(r["gflops"] / res["compute"]["fp32_gemm_gflops"], 3)
         res["batch"] = {"model": cfg.model, "sequential_tok_s": round(seq_tps, 2), "rows": rows}
         say("batch: " + ", ".join(f"{r['batch']}: {r['tok_s']} tok/s ({r['speedup']}x)" for r in rows))
+
+    if "lora" in cfg.parts:  # the same batches with the adapter applied at run time, and merged into the weights
+        rows, texts = [], {}
+        variants = [("base", main_path, None), ("lora", main_path, cfg.lora)]
+        if cfg.merged:
+            variants.append(("merged", Path(cfg.merged), None))
+        for kind, path, lora in variants:
+            with LlamaCppEngine(path, n_threads=threads, n_ctx=4096, n_parallel=max(cfg.batch_sizes),
+                                n_ctx_batch=max(cfg.batch_sizes) * (cfg.tokens + 256), lora=lora,
+                                name=cfg.model if kind != "merged" else path.stem) as eng:
+                for b in cfg.batch_sizes:
+                    tps, text = measure.batch_run(eng, b, cfg.tokens)
+                    texts.setdefault(kind, text)  # the smallest batch's greedy text: is the adapter applied?
+                    rows.append({"weights": kind, "batch": b, "tok_s": round(tps, 2)})
+                differs = None if kind == "base" else measure.first_difference(eng, texts["base"], texts[kind])
+            for r in rows:
+                if r["weights"] == kind:
+                    r["first_token_differing_from_base"] = differs
+        base_tps = {r["batch"]: r["tok_s"] for r in rows if r["weights"] == "base"}
+        for r in rows:
+            r["of_base"] = round(r["tok_s"] / max(1e-9, base_tps[r["batch"]]), 3)
+        res["lora"] = {"model": cfg.model, "adapter": cfg.lora, "merged": cfg.merged, "rows": rows}
+        for kind, _, _ in variants:
+            say(f"lora, {kind}: " + ", ".join(f"{r['batch']}: {r['tok_s']} tok/s ({r['of_base']}x base)"
+                                             for r in rows if r["weights"] == kind))
 
     if "server" in cfg.parts:
         res["server"] = {}

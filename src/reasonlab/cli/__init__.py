@@ -394,10 +394,14 @@ def bench(
     threads: Optional[int] = ThreadsOpt,
     server: Optional[str] = typer.Option(None, "--server", help="OpenAI-compatible URL (default: start one locally)"),
     concurrency: Optional[str] = typer.Option(None, "--concurrency", help="requests in flight, e.g. 1,2,4,8"),
-    only: Optional[str] = typer.Option(None, "--only", help="parts: hardware,models,batch,length,server"),
+    only: Optional[str] = typer.Option(None, "--only",
+                                       help="parts: hardware,models,batch,length,server,prefix; lora when asked"),
+    lora: Optional[str] = typer.Option(None, "--lora", help="lora part: adapter applied at run time on --model"),
+    merged: Optional[str] = typer.Option(None, "--merged", help="lora part: the adapter merged into one GGUF"),
     out_dir: Path = typer.Option(Path("runs/bench"), "--out", "-o", help="where bench.json and the PNGs go"),
 ) -> None:
-    """Measure tokens/s vs model size, batch size, trace length and server concurrency, against the hardware limit."""
+    """Measure tokens/s vs model size, batch size, trace length and server concurrency, against the hardware limit;
+    with --only lora --lora PATH, what an adapter applied at run time costs (and a --merged file)."""
     from pydantic import ValidationError
 
     from reasonlab.bench import BenchConfig, run_bench
@@ -405,12 +409,15 @@ def bench(
 
     given = {"model": model, "models": tuple(models.split(",")) if models else None, "batch_sizes": _ints(batch),
              "tokens": tokens, "length": length, "threads": threads, "server": server,
-             "concurrency": _ints(concurrency), "parts": tuple(only.split(",")) if only else None}
+             "concurrency": _ints(concurrency), "parts": tuple(only.split(",")) if only else None, "lora": lora,
+             "merged": merged}
     try:
         cfg = BenchConfig(**{k: v for k, v in given.items() if v is not None})
     except ValidationError as e:
         first = e.errors()[0]
-        raise ConfigError(f"bench option {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+        where = ".".join(map(str, first["loc"]))  # empty for a rule across options
+        msg = first["msg"].removeprefix("Value error, ")
+        raise ConfigError(f"bench option {where}: {msg}" if where else f"bench: {msg}") from None
     res = run_bench(cfg, out_dir, say=lambda line: out.print(line, markup=False, highlight=False))
     out.print(f"wrote {out_dir}/bench.json and {', '.join(res['plots']) or 'no plots'}", soft_wrap=True)
 

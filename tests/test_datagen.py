@@ -95,6 +95,8 @@ def test_kto_labels_desirable_and_undesirable(tmp_path) -> None:
     rows, _ = build_rows([run], DatagenConfig(kind="kto"), NO_GUARD)
     assert sorted(r["label"] for r in rows) == [False, False, True]
     assert {(r["correct"], r["well_formed"]) for r in rows if not r["label"]} == {(True, False), (False, True)}
+    rows, stats = build_rows([run], DatagenConfig(kind="kto", balance=True), NO_GUARD)
+    assert sorted(r["label"] for r in rows) == [False, True] and stats["dropped"]["over class balance"] == 1
 
 
 def test_conversational_form_rebuilds_the_run_template(tmp_path) -> None:

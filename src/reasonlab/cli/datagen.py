@@ -28,6 +28,8 @@ def traces_cmd(
     per_problem: Optional[int] = typer.Option(None, "--per-problem",
                                               help="SFT: correct traces per problem (default 1); KTO, verifier: per label"),
     max_pairs: int = typer.Option(4, "--max-pairs", help="DPO, reward: pairs per problem"),
+    balance: bool = typer.Option(False, "--balance", help="KTO: as many desirable as undesirable rows (the larger "
+                                                          "class sampled down)"),
     max_tokens: Optional[int] = typer.Option(None, "--max-tokens", help="drop traces longer than this"),
     any_format: bool = typer.Option(False, "--any-format", help="keep correct traces without a boxed answer, cut "
                                                                 "or truncated, or with invented code output"),
@@ -42,6 +44,7 @@ def traces_cmd(
     from reasonlab.recipes import from_layers
 
     cfg = from_layers(DatagenConfig, dict(kind=kind, form=form, per_problem=per_problem, max_pairs=max_pairs,
+                                          balance=balance,
                                           max_completion_tokens=max_tokens, require_format=not any_format,
                                           allow_contaminated=allow_contaminated, token_ids=not no_token_ids,
                                           seed=seed))

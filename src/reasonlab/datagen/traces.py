@@ -68,6 +68,9 @@ class DatagenConfig(BaseModel):
                                                             "keeps one rationale); KTO, verifier: per label (None: "
                                                             "all; verifier: as many right as wrong)")
     max_pairs: int = Field(4, ge=1, description="DPO, reward: most chosen/rejected pairs per problem")
+    balance: bool = Field(False, description="KTO: drop rows of the larger class at random (seeded) until desirable "
+                                             "and undesirable are equally many — TRL's other remedy for unbalanced "
+                                             "labels besides class weights, and fewer rows to train on")
     max_completion_tokens: int | None = Field(None, ge=1, description="drop traces longer than this (tokens)")
     require_format: bool = Field(True, description="SFT rows and DPO's chosen side: well-formed traces only")
     token_ids: bool = Field(True, description="SFT: add input_ids + completion_mask where the run kept token ids")
@@ -169,6 +172,8 @@ def build_rows(runs: Iterable[Run], cfg: DatagenConfig, guard: Guard | None = No
             src = _Source(run, rec, _messages(run, rec) if cfg.form == "conversational" else None)
             traces = src.traces(cfg, dropped)
             rows += _ROWS[cfg.kind](src, traces, cfg, rng, dropped)
+    if cfg.kind == "kto" and cfg.balance:
+        rows = _balanced(rows, rng, dropped)
     stats = {"kind": cfg.kind, "problems": problems, "rows": len(rows), "dropped": dict(dropped),
              "contaminated_problems": dict(contaminated), "contamination_kept": cfg.allow_contaminated}
     return rows, stats
@@ -226,6 +231,16 @@ def _kto(src: _Source, traces: list[TraceRecord], cfg: DatagenConfig, rng: rando
         out += [{"prompt": src.prompt(t, cfg), "completion": src.completion(t, cfg), "label": want, **src.origin(t),
                  **labels(t)} for t in sorted(kept, key=lambda t: t.sample)]
     return out
+
+
+def _balanced(rows: list[dict[str, Any]], rng: random.Random, dropped: Counter[str]) -> list[dict[str, Any]]:
+    """As many desirable as undesirable rows: a seeded sample of the larger class, the rows' order kept."""
+    by = {want: [i for i, r in enumerate(rows) if r["label"] == want] for want in (True, False)}
+    n = min(len(v) for v in by.values())
+    keep = set(by[True][:n] if len(by[True]) == n else rng.sample(by[True], n))
+    keep |= set(by[False][:n] if len(by[False]) == n else rng.sample(by[False], n))
+    dropped["over class balance"] += len(rows) - len(keep)
+    return [r for i, r in enumerate(rows) if i in keep]
 
 
 def _right_wrong(traces: list[TraceRecord], rng: random.Random,

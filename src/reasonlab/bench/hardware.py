@@ -13,17 +13,14 @@ peak. Both are measured here, not taken from a datasheet (these virtual machines
 from __future__ import annotations
 
 import os
-import platform
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from reasonlab.runs.machine import cpu_info  # noqa: F401  (re-exported: bench figures name their CPU)
-
 
 
 def memory_bandwidth(mb: int = 256, repeats: int = 7, threads: int | None = None) -> dict[str, float]:

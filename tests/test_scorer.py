@@ -121,6 +121,14 @@ def test_the_runner_hands_the_verifier_over_and_the_run_keeps_scores(tmp_path) -
     page = write_report([tmp_path / "r"]).read_text()
     assert "outcome verifier" in page and "verifier 0.900" in page and "best-of-n</td><td>1.000" in page
     assert (tmp_path / "r" / "verifier_scores.png").stat().st_size > 1000
+    from typer.testing import CliRunner
+
+    from reasonlab.cli import app
+
+    res = CliRunner().invoke(app, ["summary", str(tmp_path / "r")], env={"COLUMNS": "200"})
+    assert res.exit_code == 0, res.output
+    row = next(line for line in res.output.splitlines() if line.startswith(f"│ {tmp_path / 'r'} "))
+    assert re.findall(r"\d\.\d{3}", row)[:5] == ["1.000", "0.000", "1.000", "1.000", "1.000"]  # AUROC, maj, ...
 
 
 @pytest.mark.parametrize(("traces", "within", "best"), [
@@ -133,6 +141,15 @@ def test_verifier_metrics_table(traces, within, best) -> None:
                         for i, (ok, s) in enumerate(traces)]}]
     m = verifier_metrics(recs)
     assert (m["auroc_within"], m["best"]["acc"], m["pass"]["acc"]) == (within, best, 1.0)
+
+
+def test_verifier_metrics_count_unanswered_problems_as_wrong() -> None:
+    answered = {"traces": [{"answer": "3", "correct": True, "score": 0.9}, {"answer": "3", "correct": True, "score": 0.8},
+                           {"answer": "4", "score": 0.1}]}
+    unanswered = {"traces": [{"answer": None}, {"answer": None}]}
+    m = verifier_metrics([answered, unanswered])
+    assert (m["problems"], m["problems_answered"]) == (2, 1)
+    assert all(m[k]["acc"] == 0.5 for k in ("maj", "weighted", "best", "pass"))
 
 
 # --- on a real model ---------------------------------------------------------------------------------------

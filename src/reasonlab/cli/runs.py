@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from reasonlab.cli.tables import summary_table, verifier_table
+from reasonlab.cli.tables import summary_table, verifier_table, verifiers_table
 
 out = Console()
 
@@ -35,6 +35,9 @@ def summary(runs: list[Path] = typer.Argument(..., help="run directories")) -> N
         rows.append({**summarize(run.record_dicts(), cfg.get("strategy"), cfg.get("strategy_options")), "run_dir": str(path), "failed": len(run.errors),
                      "model": cfg.get("engine", {}).get("model", "?"), "strategy": cfg.get("strategy", "?")})
     out.print(summary_table(rows, title="results" if len(rows) > 1 else str(rows[0]["run_dir"])))
+    scored = [r for r in rows if r.get("verifier")]
+    if scored:  # runs an outcome verifier scored (eval --scorer, reasonlab score): them side by side
+        out.print(verifiers_table(scored))
 
 
 def compare(

@@ -58,11 +58,33 @@ def verifier_table(v: dict[str, Any], title: str) -> Table:
 
     auroc = "n/a" if v["auroc_within"] is None else f"{v['auroc_within']:.3f}"
     table = Table(title=f"{title} (within-problem AUROC {auroc}, {v['auroc_within_problems']} problems)",
-                  title_justify="left", caption=f"{v['traces']} traces of {v['problems']} problems; scoring read "
+                  title_justify="left", caption=f"{v['traces']} traces of {v.get('problems_answered', v['problems'])} problems with an "
+                  f"answer (accuracy over all {v['problems']}); scoring read "
                   f"{v['cost']['tokens']:.0f} prompt tokens in {v['cost']['seconds']:.0f} s", caption_justify="left")
     table.add_column("selecting by")
     for col in ("accuracy", "95% CI"):
         table.add_column(col, justify="right")
     for key, name in SELECTIONS:
         table.add_row(name, f"{v[key]['acc']:.3f}", f"{v[key]['ci95'][0]:.3f}-{v[key]['ci95'][1]:.3f}")
+    return table
+
+
+def verifiers_table(rows: list[dict[str, Any]]) -> Table:
+    """Runs scored by outcome verifiers side by side (``reasonlab summary`` of ``reasonlab score`` outputs): how
+    each ranks a problem's traces, what selecting by it gives, and what its scores cost."""
+    from reasonlab.evaluate.metrics import SELECTIONS
+
+    table = Table(title="outcome verifiers", title_justify="left",
+                  caption="AUROC: within a problem, over problems with a right and a wrong trace · accuracy over "
+                          "all problems · tok/s: prompt tokens the verifier read per second", caption_justify="left")
+    table.add_column("run", overflow="fold", min_width=10)
+    for col in ("AUROC", "majority", "weighted", "best-of-n", "pass", "tokens", "s", "tok/s"):
+        table.add_column(col, justify="right", no_wrap=True)
+    for row in rows:
+        v = row["verifier"]
+        cost = v.get("cost", {})
+        auroc = "n/a" if v["auroc_within"] is None else f"{v['auroc_within']:.3f}"
+        speed = f"{cost['tokens'] / cost['seconds']:.0f}" if cost.get("seconds") else "-"
+        table.add_row(escape(str(row["run_dir"])), auroc, *(f"{v[key]['acc']:.3f}" for key, _ in SELECTIONS),
+                      f"{cost.get('tokens', 0):.0f}", f"{cost.get('seconds', 0):.0f}", speed)
     return table

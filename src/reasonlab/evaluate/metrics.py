@@ -363,18 +363,22 @@ def verifier_metrics(records: list[dict[str, Any]], seed: int = 0) -> dict[str, 
     """From runs whose traces carry verifier scores: within-problem AUROC (mean over problems with a right and a
     wrong scored trace — the question a vote asks: which of *these* is right), pooled AUROC, and accuracy of
     selecting among the scored traces by majority (maj@n), verifier-weighted vote, best-of-n, and pass@n (some
-    scored trace is right: the ceiling), each with a bootstrap 95% interval. None when nothing was scored.
+    scored trace is right: the ceiling), each with a bootstrap 95% interval. Accuracies are over every problem: one
+    without a scored answer is wrong under every rule (``problems_answered`` counts the others). None when nothing
+    was scored.
 
     >>> recs = [{"traces": [{"answer": "1", "correct": True, "score": 0.9}, {"answer": "2", "score": 0.2},
     ...                     {"answer": "2", "score": 0.3}]}]
     >>> m = verifier_metrics(recs)
     >>> m["auroc_within"], m["maj"]["acc"], m["weighted"]["acc"], m["best"]["acc"], m["pass"]["acc"]
     (1.0, 0.0, 1.0, 1.0, 1.0)
+    >>> verifier_metrics(recs + [{"traces": [{"answer": None, "score": None}]}])["pass"]["acc"]  # one unanswered
+    0.5
     """
     import random
 
-    per = [_scored(r) for r in records]
-    per = [p for p in per if p]
+    every = [_scored(r) for r in records]
+    per = [p for p in every if p]
     if not per:
         return None
     within = [a for p in per if (a := auroc([s for _, ok, s in p if ok], [s for _, ok, s in p if not ok])) is not None]
@@ -389,12 +393,12 @@ def verifier_metrics(records: list[dict[str, Any]], seed: int = 0) -> dict[str, 
         return sum(at_top) / len(at_top)
 
     rng = random.Random(seed)
-    out: dict[str, Any] = {"problems": len(per), "traces": sum(len(p) for p in per),
+    out: dict[str, Any] = {"problems": len(every), "problems_answered": len(per), "traces": sum(len(p) for p in per),
                            "auroc_within": round(sum(within) / len(within), 4) if within else None,
                            "auroc_within_problems": len(within), "auroc_pooled": round(pooled, 4) if pooled else None}
     for name, fn in (("maj", lambda p: pick(p, False)), ("weighted", lambda p: pick(p, True)), ("best", best),
                      ("pass", lambda p: float(any(ok for _, ok, _ in p)))):
-        values = [fn(p) for p in per]
+        values = [fn(p) if p else 0.0 for p in every]
         lo, hi = bootstrap_ci(values, rng)
         out[name] = {"acc": round(sum(values) / len(values), 4), "ci95": [round(lo, 4), round(hi, 4)]}
     return out

@@ -24,17 +24,19 @@ step "2. 8 samples per GSM8K test problem 0-199 (the traces every verifier is ju
 $R eval -d gsm8k -n 200 -s vote -k 8 -t 0.7 --top-p 0.8 --seed 0 --parallel 16 --no-progress --out "$O/test-k8"
 keep "$O/test-k8"
 
-step "3. score them with the zero-shot judge"
-$R score "$O/test-k8" --scorer self --out "$O/test-k8-judge" --no-progress
-keep "$O/test-k8-judge"   # the untrained model's scores: no adapter behind them
-
-# the steps above are kept in git as they finish; training is not (its adapter is ~35 MB), so it comes after them
-step "4. train the verifier (LoRA SFT on Yes/No), score the test samples with it"
+# training is not kept in git (its adapter is ~35 MB) but checkpoints every 10 steps, so a stopped loop resumes it
+# on the same machine; it comes before the judge, whose scores are kept in git and can be made anywhere later
+step "3. train the verifier (LoRA SFT on Yes/No), score the test samples with it"
 $R train sft -c recipes/train/verifier.yaml --data "$O/verifier.jsonl" --out "$O/train"
 $R score "$O/test-k8" --scorer-lora "$O/train" --out "$O/test-k8-genrm" --no-progress
+
+step "4. score them with the zero-shot judge (the untrained model asked the same question)"
+$R score "$O/test-k8" --scorer self --out "$O/test-k8-judge" --no-progress
+keep "$O/test-k8-judge"   # no adapter behind these scores
 
 step "5. the discriminative kind on the same data: right/wrong pairs, a scalar head (TRL RewardTrainer)"
 [ -s "$O/reward.jsonl" ] || $R datagen reward "$SAMPLES" -o "$O/reward.jsonl"
 $R train reward --data "$O/reward.jsonl" --out "$O/train-reward" --epochs 1 --batch-size 4
 $R score "$O/test-k8" --scorer-kind classifier --scorer-lora "$O/train-reward" --out "$O/test-k8-rm" --no-progress
+$R summary "$O/test-k8-judge" "$O/test-k8-genrm" "$O/test-k8-rm"   # the verifiers side by side
 step "done"

@@ -10,7 +10,11 @@ activation gradients through the same matrices, another 2 x, but no weight gradi
 score and value products (forward 4 x layers x context x width per token, backward twice that: gradients of
 both operands of both products) are added at the mean causal context, half the row length.
 
-    python benchmarks/train_throughput.py --steps 8 --batch-size 4 --length 256
+With ``--precision bf16`` (autocast: the matmuls in bf16, weights and optimizer fp32) the yardstick is torch's own
+bf16 GEMM rate, measured here the same way; CPUs with avx512_bf16 or AMX multiply bf16 in hardware. Peak resident
+memory is the process's (the model load included).
+
+    python benchmarks/train_throughput.py --steps 8 --batch-size 4 --length 256 --precision bf16
 """
 
 from __future__ import annotations
@@ -37,19 +41,35 @@ def matmul_params(model) -> tuple[int, int]:
     return base, lora
 
 
+def torch_gemm_peak(dtype: str, n: int = 1536, repeats: int = 5) -> float:
+    """GFLOP/s of torch's n x n matmul in ``dtype`` on this process's threads (best of ``repeats``)."""
+    import torch
+
+    a = torch.randn(n, n).to(getattr(torch, dtype))
+    b = torch.randn(n, n).to(getattr(torch, dtype))
+    a @ b
+    best = 0.0
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        best = max(best, 2 * n**3 / (time.perf_counter() - start) / 1e9)
+    return round(best, 1)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="qwen2.5-coder-0.5b")
     ap.add_argument("--steps", type=int, default=8)
     ap.add_argument("--batch-size", type=int, default=4)
     ap.add_argument("--length", type=int, default=256, help="tokens per row")
+    ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "auto"])
     args = ap.parse_args()
+    import resource
 
     from transformers import TrainerCallback
 
-    from reasonlab.bench.hardware import gemm_peak
     from reasonlab.train import TrainConfig
-    from reasonlab.train.methods import sft
+    from reasonlab.train.methods import precision, sft
     from reasonlab.train.model import load_trainable
 
     model, tok = load_trainable(args.model)
@@ -60,7 +80,8 @@ def main() -> None:
         data_path = Path(tmp) / "rows.jsonl"
         data_path.write_text("".join(json.dumps(r) + "\n" for r in rows))
         cfg = TrainConfig(method="sft", model=args.model, data=str(data_path), out=tmp, max_steps=args.steps,
-                          batch_size=args.batch_size, max_length=args.length, save_steps=10 ** 6)
+                          batch_size=args.batch_size, max_length=args.length, save_steps=10 ** 6,
+                          precision=args.precision)
         from reasonlab.train.data import load_rows
 
         data = load_rows(data_path, "sft", tok)
@@ -86,15 +107,18 @@ def main() -> None:
     attn = 4 * cfg_m.num_hidden_layers * (len(ids) / 2) * cfg_m.hidden_size  # mean causal context: half the row
     flops_per_token = 4 * base + 6 * lora + 3 * attn
     rate = tokens / seconds
-    peak = gemm_peak()["fp32_gemm_gflops"]
+    dtype = {"fp32": "float32", "bf16": "bfloat16"}[precision(args.precision)]
+    peak = torch_gemm_peak(dtype)
     achieved = rate * flops_per_token / 1e9
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB -> GiB
     print(f"model {args.model}: {base / 1e6:.0f}M matmul weights (output matrix included), LoRA {lora / 1e6:.2f}M")
-    print(f"LoRA SFT: {rate:.0f} trained tokens/s over {steps} steps of {args.batch_size} x {len(ids)} tokens "
-          f"({seconds:.1f} s)")
-    print(f"{flops_per_token / 1e9:.2f} GFLOP per token -> {achieved:.1f} GFLOP/s = {achieved / peak:.2f} of the fp32 "
-          f"GEMM ceiling ({peak} GFLOP/s)")
+    print(f"LoRA SFT, {precision(args.precision)}: {rate:.0f} trained tokens/s over {steps} steps of "
+          f"{args.batch_size} x {len(ids)} tokens ({seconds:.1f} s, {seconds / steps:.1f} s per step); peak RSS "
+          f"{rss:.1f} GiB")
+    print(f"{flops_per_token / 1e9:.2f} GFLOP per token -> {achieved:.1f} GFLOP/s = {achieved / peak:.2f} of torch's "
+          f"{dtype} GEMM ceiling here ({peak} GFLOP/s)")
     print(f"reproduce: python benchmarks/train_throughput.py --steps {args.steps} --batch-size {args.batch_size} "
-          f"--length {args.length}")
+          f"--length {args.length} --precision {args.precision}")
 
 
 if __name__ == "__main__":

@@ -41,6 +41,32 @@ def test_sft_loss_falls_on_a_memorisable_set(tmp_path, tiny_qwen) -> None:
     assert (tmp_path / "sft" / "curves.png").stat().st_size > 1000
 
 
+@pytest.mark.parametrize("precision, dtype", [("bf16", "bfloat16"), ("fp32", "float32")])
+def test_precision_sets_the_matmul_dtype_and_keeps_the_weights_fp32(tmp_path, tiny_qwen, monkeypatch, precision,
+                                                                    dtype) -> None:
+    """bf16 is autocast: the layers compute in bf16 while the trained LoRA weights stay (and are saved) fp32."""
+    import torch
+    from safetensors.torch import load_file
+
+    import reasonlab.train.run as run
+
+    seen: set[str] = set()
+    load = run.load_trainable
+
+    def watched(*args, **kwargs):
+        model, tok = load(*args, **kwargs)
+        first = next(m for m in model.modules() if isinstance(m, torch.nn.Linear))
+        first.register_forward_hook(lambda mod, inp, out: seen.add(str(out.dtype).removeprefix("torch.")))
+        return model, tok
+
+    monkeypatch.setattr(run, "load_trainable", watched)
+    data = write(tmp_path / "sft.jsonl", [{"prompt": q + " ?", "completion": " the answer is " + a} for q, a in QA])
+    summary = train(fast(tmp_path, "sft", data, tiny_qwen, max_steps=2, precision=precision))
+    assert seen == {dtype} and summary["precision"] == precision
+    saved = load_file(tmp_path / "sft" / "adapter" / "adapter_model.safetensors")
+    assert {str(t.dtype) for t in saved.values()} == {"torch.float32"}
+
+
 def test_sft_trains_only_where_the_mask_says(tmp_path, tiny_qwen) -> None:
     """Rows with recorded ids: the loss sees only completion_mask == 1 positions (injected text masked), and the
     end-of-sequence token is appended where the trace ended with one."""

@@ -14,8 +14,10 @@ import platform
 from pathlib import Path
 from typing import Any
 
-# SIMD extensions that decide which llama.cpp kernels run (AMX: Intel Xeon 4th gen and later)
-_SIMD = {"avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "amx_int8", "amx_bf16"}
+# SIMD extensions that decide which llama.cpp kernels run (AMX: Intel Xeon 4th gen and later), and whether torch's
+# bf16 matmuls run in hardware (avx512_bf16: AMD Zen 4 and later, Intel Cooper Lake; amx_bf16)
+_SIMD = {"avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8",
+         "amx_bf16"}
 
 
 def cpu_info() -> dict[str, Any]:
@@ -34,3 +36,9 @@ def cpu_info() -> dict[str, Any]:
             info["simd"] = sorted(f for f in line.split(":", 1)[1].split() if f in _SIMD)
             break
     return info
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU multiplies bf16 in hardware (avx512_bf16 or AMX): there torch's bf16 matmuls run ~5x its
+    fp32 ones (923 vs 186 GFLOP/s on 2 cores of an AMD EPYC with avx512_bf16); elsewhere bf16 is emulated, slower."""
+    return bool({"avx512_bf16", "amx_bf16"} & set(cpu_info().get("simd", ())))

@@ -12,14 +12,29 @@ from reasonlab.train.config import TrainConfig
 from reasonlab.train.model import lora_config
 
 
+def precision(choice: str) -> str:
+    """``auto`` resolved: bf16 where this machine multiplies bf16 in hardware (a CUDA GPU that supports it, a CPU
+    with avx512_bf16 or AMX), else fp32 — emulated bf16 would be slower than fp32."""
+    if choice != "auto":
+        return choice
+    import torch
+
+    from reasonlab.runs.machine import cpu_has_bf16
+
+    hardware = torch.cuda.is_bf16_supported() if torch.cuda.is_available() else cpu_has_bf16()
+    return "bf16" if hardware else "fp32"
+
+
 def common_args(cfg: TrainConfig, out: str) -> dict[str, Any]:
     """TrainingArguments every method shares. TRL's defaults assume a GPU (bf16, gradient checkpointing);
-    these run on a CPU, and accelerate's launcher still scales them out (it overrides the device)."""
+    these run on a CPU, and accelerate's launcher still scales them out (it overrides the device). bf16 here is
+    autocast: the weights, LoRA's included, and the optimizer state stay fp32."""
     import torch
 
     cuda = torch.cuda.is_available()
     return dict(
-        output_dir=out, use_cpu=not cuda, bf16=False, fp16=False, gradient_checkpointing=False,
+        output_dir=out, use_cpu=not cuda, bf16=precision(cfg.precision) == "bf16", fp16=False,
+        gradient_checkpointing=False,
         learning_rate=cfg.learning_rate, num_train_epochs=cfg.epochs, max_steps=cfg.max_steps,
         per_device_train_batch_size=cfg.batch_size, gradient_accumulation_steps=cfg.grad_accum,
         warmup_steps=cfg.warmup_ratio, logging_steps=cfg.logging_steps, save_strategy="steps",  # < 1: a ratio

@@ -25,7 +25,7 @@ import yaml
 from reasonlab.errors import ConfigError
 from reasonlab.runs import diff, known_to
 from reasonlab.train.config import TrainConfig
-from reasonlab.train.methods import TRAINERS
+from reasonlab.train.methods import TRAINERS, precision
 from reasonlab.train.model import load_trainable, model_identity
 
 CONFIG = "train.yaml"
@@ -46,7 +46,8 @@ def _file_sha(path: str | None) -> str | None:
 def identity(cfg: TrainConfig) -> dict[str, Any]:
     """What a checkpoint belongs to: the config (bar run-length knobs), the base weights, the data file."""
     fields = {k: v for k, v in cfg.model_dump(mode="json").items() if k not in RESUMABLE}
-    return {"config": fields, "base": model_identity(cfg.model), "data_sha256": _file_sha(cfg.data)}
+    return {"config": fields, "base": model_identity(cfg.model), "data_sha256": _file_sha(cfg.data),
+            "precision": precision(cfg.precision)}  # auto as resolved here: a checkpoint resumes in its own
 
 
 # how long a run trains: a finished run asked for the same is done, asked for more it goes on
@@ -149,7 +150,7 @@ def train(cfg: TrainConfig, collator: Any = None, force_new: bool = False) -> di
     summary = {"method": cfg.method, "model": cfg.model, "steps": trainer.state.global_step,
                "resumed": resume, "seconds": round(seconds, 1), "train_loss": result.training_loss,
                "first_loss": losses[0] if losses else None, "last_loss": losses[-1] if losses else None,
-               "result": str(final), "rows": len(data)}
+               "result": str(final), "rows": len(data), "precision": precision(cfg.precision)}
     if staged is not None:
         summary["hcot_stages"] = staged
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from reasonlab.engines.base import Message
 from reasonlab.errors import EngineError, ModelError
@@ -43,9 +43,12 @@ class HFClassifier:
         lora: a peft adapter trained with the head (a ``reasonlab train reward`` run or its adapter/): peft
             saved the head beside the LoRA, so the base's own (random) head is replaced.
         batch_size: conversations per forward pass.
+        precision: bf16 reads under bf16 autocast (fp32 weights), as ``reasonlab train`` trains; auto: bf16 where
+            the hardware multiplies bf16 (a CPU with avx512_bf16 or AMX, a GPU that supports it), else fp32.
     """
 
-    def __init__(self, model: str, lora: str | None = None, batch_size: int = 4, device: str = "cpu") -> None:
+    def __init__(self, model: str, lora: str | None = None, batch_size: int = 4, device: str = "cpu",
+                 precision: Literal["auto", "fp32", "bf16"] = "auto") -> None:
         try:
             import torch
             from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -76,6 +79,12 @@ class HFClassifier:
                 raise ModelError(f"LoRA {lora} does not load on {model}: {str(err).splitlines()[0]}") from err
         self.net = net.to(device).eval()
         self.lora = str(adapter) if adapter is not None else None
+        if precision == "auto":
+            from reasonlab.runs.machine import cpu_has_bf16  # a sibling capability: which CPU this is
+
+            on_gpu = device.startswith("cuda")
+            precision = "bf16" if (torch.cuda.is_bf16_supported() if on_gpu else cpu_has_bf16()) else "fp32"
+        self.precision = precision
         self._lock = threading.Lock()
 
     def tokenize(self, conversation: list[Message]) -> list[int]:
@@ -88,20 +97,22 @@ class HFClassifier:
         ids = [self.tokenize(c) for c in conversations]
         out: list[float] = []
         pad = self.tokenizer.pad_token_id
-        with self._lock, torch.no_grad():
+        bf16 = torch.autocast(self.device.split(":")[0], dtype=torch.bfloat16, enabled=self.precision == "bf16")
+        with self._lock, torch.no_grad(), bf16:
             for lo in range(0, len(ids), self.batch_size):
                 chunk = ids[lo: lo + self.batch_size]
                 width = max(len(x) for x in chunk)
                 x = torch.tensor([row + [pad] * (width - len(row)) for row in chunk], device=self.device)  # [B, T]
                 mask = torch.tensor([[1] * len(row) + [0] * (width - len(row)) for row in chunk], device=self.device)
                 logits = self.net(input_ids=x, attention_mask=mask).logits  # [B, 1]
-                out += [float(v) for v in logits[:, 0]]
+                out += [float(v) for v in logits[:, 0].float()]
         return out, sum(len(x) for x in ids)
 
     def identity(self) -> dict[str, Any]:
         from reasonlab.engines.hf import _weights_stamp
 
-        return {"backend": "hf-classifier", "model": self.model, "lora": self.lora and _weights_stamp(self.lora)}
+        return {"backend": "hf-classifier", "model": self.model, "lora": self.lora and _weights_stamp(self.lora),
+                "precision": self.precision}
 
     def describe(self) -> dict[str, Any]:
         return {"backend": "hf-classifier", "model": self.model, "lora": self.lora}

@@ -86,9 +86,10 @@ class ScorerConfig(BaseModel):
     @model_validator(mode="after")
     def _engine_options_exist(self) -> ScorerConfig:
         if self.kind == "classifier":
-            unknown = set(self.engine) - {"batch_size", "device"}
+            unknown = set(self.engine) - {"batch_size", "device", "precision"}
             if unknown:
-                raise ValueError(f"engine options {sorted(unknown)} do not apply to a classifier (batch_size, device)")
+                raise ValueError(f"engine options {sorted(unknown)} do not apply to a classifier (batch_size, device, "
+                                 f"precision)")
         else:
             EngineConfig(**{**self.engine, "model": self.model or "x"})  # unknown or bad options fail here, no I/O
         return self

@@ -248,9 +248,12 @@ def test_the_train_command_parses_its_flags_and_trains(tmp_path, tiny_qwen) -> N
     data = write(tmp_path / "sft.jsonl", [{"prompt": q + " ?", "completion": " the answer is " + a} for q, a in QA])
     res = CliRunner().invoke(app, ["train", "sft", "--model", str(tiny_qwen), "--data", str(data), "--out",
                                    str(tmp_path / "t"), "--max-steps", "2", "--batch-size", "2", "--max-length", "64",
-                                   "--lr", "1e-3"], env={"COLUMNS": "200"})
+                                   "--lr", "1e-3", "--precision", "fp32"], env={"COLUMNS": "200"})
     assert res.exit_code == 0, res.output
     assert "sft: 2 steps" in res.output and (tmp_path / "t" / "adapter" / "adapter_config.json").exists()
+    assert json.loads((tmp_path / "t" / "summary.json").read_text())["precision"] == "fp32"
+    res = CliRunner().invoke(app, ["train", "sft", "--data", str(data), "--precision", "fp16"])
+    assert isinstance(res.exception, ConfigError) and "precision" in str(res.exception)  # one line, no traceback
     res = CliRunner().invoke(app, ["train", "dpo", "--model", str(tiny_qwen), "--data", str(data), "--out",
                                    str(tmp_path / "d")])
     assert isinstance(res.exception, DataError) and "chosen" in str(res.exception)  # sft rows given to dpo

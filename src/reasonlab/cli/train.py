@@ -34,6 +34,8 @@ def train_cmd(
     weights: Optional[str] = typer.Option(None, "--reward-weights", help="grpo: comma list, one per reward"),
     generations: Optional[int] = typer.Option(None, "--generations", help="grpo: rollouts per prompt"),
     seed: Optional[int] = typer.Option(None, "--seed"),
+    precision: Optional[str] = typer.Option(None, "--precision", help="auto (bf16 autocast where the hardware "
+                                            "multiplies bf16) | fp32 | bf16"),
     force_new: bool = typer.Option(False, "--force-new", help="start over in --out instead of resuming"),
 ) -> None:
     """Fine-tune a model on a dataset (or, GRPO, on problems with verifier rewards). Re-running the same command
@@ -45,6 +47,7 @@ def train_cmd(
         ("method",): method, ("model",): model, ("data",): str(data) if data else None,
         ("out",): str(out) if out else None, ("learning_rate",): lr, ("epochs",): epochs, ("max_steps",): max_steps,
         ("batch_size",): batch_size, ("grad_accum",): grad_accum, ("max_length",): max_length, ("seed",): seed,
+        ("precision",): precision,
         ("lora", "r"): rank, ("grpo", "dataset"): dataset, ("grpo", "limit"): limit,
         ("grpo", "rewards"): reward.split(",") if reward else None,
         ("grpo", "reward_weights"): [float(w) for w in weights.split(",")] if weights else None,

@@ -38,5 +38,10 @@ step "5. the discriminative kind on the same data: right/wrong pairs, a scalar h
 [ -s "$O/reward.jsonl" ] || $R datagen reward "$SAMPLES" -o "$O/reward.jsonl"
 $R train reward --data "$O/reward.jsonl" --out "$O/train-reward" --epochs 1 --batch-size 4
 $R score "$O/test-k8" --scorer-kind classifier --scorer-lora "$O/train-reward" --out "$O/test-k8-rm" --no-progress
-$R summary "$O/test-k8-judge" "$O/test-k8-genrm" "$O/test-k8-rm"   # the verifiers side by side
+
+step "6. a larger zero-shot judge: the 1.5B asked the same question about the 0.5B's traces"
+$R models pull qwen2.5-coder-1.5b
+$R score "$O/test-k8" --scorer qwen2.5-coder-1.5b --out "$O/test-k8-judge-1.5b" --no-progress
+keep "$O/test-k8-judge-1.5b"
+$R summary "$O/test-k8-judge" "$O/test-k8-judge-1.5b" "$O/test-k8-genrm" "$O/test-k8-rm"   # side by side
 step "done"

@@ -79,12 +79,9 @@ class HFClassifier:
                 raise ModelError(f"LoRA {lora} does not load on {model}: {str(err).splitlines()[0]}") from err
         self.net = net.to(device).eval()
         self.lora = str(adapter) if adapter is not None else None
-        if precision == "auto":
-            from reasonlab.runs.machine import cpu_has_bf16  # a sibling capability: which CPU this is
+        from reasonlab.runs.machine import bf16_precision  # a sibling capability: what this hardware does
 
-            on_gpu = device.startswith("cuda")
-            precision = "bf16" if (torch.cuda.is_bf16_supported() if on_gpu else cpu_has_bf16()) else "fp32"
-        self.precision = precision
+        self.precision = bf16_precision(precision, device)
         self._lock = threading.Lock()
 
     def tokenize(self, conversation: list[Message]) -> list[int]:

@@ -39,6 +39,18 @@ def cpu_info() -> dict[str, Any]:
 
 
 def cpu_has_bf16() -> bool:
-    """Whether this CPU multiplies bf16 in hardware (avx512_bf16 or AMX): there torch's bf16 matmuls run ~5x its
-    fp32 ones (923 vs 186 GFLOP/s on 2 cores of an AMD EPYC with avx512_bf16); elsewhere bf16 is emulated, slower."""
+    """Whether this CPU multiplies bf16 in hardware (avx512_bf16 or AMX): there torch's bf16 matmuls run ~4.4x its
+    fp32 ones (885 vs 203 GFLOP/s on 2 cores of an AMD EPYC with avx512_bf16); elsewhere bf16 is emulated, slower."""
     return bool({"avx512_bf16", "amx_bf16"} & set(cpu_info().get("simd", ())))
+
+
+def bf16_precision(choice: str, device: str = "cpu") -> str:
+    """A ``precision: auto | fp32 | bf16`` option resolved for ``device``: auto is bf16 where the hardware
+    multiplies bf16 (a CUDA GPU that supports it, a CPU with avx512_bf16 or AMX), else fp32."""
+    if choice != "auto":
+        return choice
+    if device.startswith("cuda"):
+        import torch
+
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    return "bf16" if cpu_has_bf16() else "fp32"

@@ -114,8 +114,8 @@ class TrainConfig(BaseModel):
     max_length: int = Field(1024, ge=16, description="tokens per row (prompt + completion); longer rows are cut")
     warmup_ratio: float = Field(0.0, ge=0.0, lt=1.0)
     precision: Literal["auto", "fp32", "bf16"] = Field(
-        "auto", description="bf16: matmuls under bf16 autocast, weights and optimizer in fp32 (2.3x faster per "
-                            "step on a CPU with avx512_bf16 or AMX, half the activation memory); auto: bf16 where "
+        "auto", description="bf16: matmuls under bf16 autocast, weights and optimizer in fp32 (1.8x faster per "
+                            "step on a CPU with avx512_bf16 or AMX, less activation memory); auto: bf16 where "
                             "the CPU (or GPU) does bf16 in hardware, else fp32")
     seed: int = 0
     logging_steps: int = Field(5, ge=1)

@@ -13,16 +13,13 @@ from reasonlab.train.model import lora_config
 
 
 def precision(choice: str) -> str:
-    """``auto`` resolved: bf16 where this machine multiplies bf16 in hardware (a CUDA GPU that supports it, a CPU
-    with avx512_bf16 or AMX), else fp32 — emulated bf16 would be slower than fp32."""
-    if choice != "auto":
-        return choice
+    """``auto`` resolved on this machine: bf16 where it multiplies bf16 in hardware, else fp32 (emulated bf16 is
+    slower than fp32)."""
     import torch
 
-    from reasonlab.runs.machine import cpu_has_bf16
+    from reasonlab.runs.machine import bf16_precision
 
-    hardware = torch.cuda.is_bf16_supported() if torch.cuda.is_available() else cpu_has_bf16()
-    return "bf16" if hardware else "fp32"
+    return bf16_precision(choice, "cuda" if torch.cuda.is_available() else "cpu")
 
 
 def common_args(cfg: TrainConfig, out: str) -> dict[str, Any]:

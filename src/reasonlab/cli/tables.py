@@ -58,8 +58,8 @@ def verifier_table(v: dict[str, Any], title: str) -> Table:
 
     auroc = "n/a" if v["auroc_within"] is None else f"{v['auroc_within']:.3f}"
     table = Table(title=f"{title} (within-problem AUROC {auroc}, {v['auroc_within_problems']} problems)",
-                  title_justify="left", caption=f"{v['traces']} traces of {v.get('problems_answered', v['problems'])} problems with an "
-                  f"answer (accuracy over all {v['problems']}); scoring read "
+                  title_justify="left", caption=f"{v['traces']} traces of {v.get('problems_answered', v['problems'])} "
+                  f"problems with an answer (accuracy over all {v['problems']}); scoring read "
                   f"{v['cost']['tokens']:.0f} prompt tokens in {v['cost']['seconds']:.0f} s", caption_justify="left")
     table.add_column("selecting by")
     for col in ("accuracy", "95% CI"):

@@ -40,7 +40,8 @@ def cpu_info() -> dict[str, Any]:
 
 def cpu_has_bf16() -> bool:
     """Whether this CPU multiplies bf16 in hardware (avx512_bf16 or AMX): there torch's bf16 matmuls run ~4.4x its
-    fp32 ones (885 vs 203 GFLOP/s on 2 cores of an AMD EPYC with avx512_bf16); elsewhere bf16 is emulated, slower."""
+    fp32 ones (885 vs 203 GFLOP/s on 2 cores of an AMD EPYC with avx512_bf16). Elsewhere bf16 goes through
+    software conversion (not measured here), so auto stays fp32 there."""
     return bool({"avx512_bf16", "amx_bf16"} & set(cpu_info().get("simd", ())))
 
 

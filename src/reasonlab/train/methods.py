@@ -13,8 +13,7 @@ from reasonlab.train.model import lora_config
 
 
 def precision(choice: str) -> str:
-    """``auto`` resolved on this machine: bf16 where it multiplies bf16 in hardware, else fp32 (emulated bf16 is
-    slower than fp32)."""
+    """``auto`` resolved on this machine: bf16 where it multiplies bf16 in hardware, else fp32."""
     import torch
 
     from reasonlab.runs.machine import bf16_precision

@@ -41,21 +41,6 @@ def matmul_params(model) -> tuple[int, int]:
     return base, lora
 
 
-def torch_gemm_peak(dtype: str, n: int = 1536, repeats: int = 5) -> float:
-    """GFLOP/s of torch's n x n matmul in ``dtype`` on this process's threads (best of ``repeats``)."""
-    import torch
-
-    a = torch.randn(n, n).to(getattr(torch, dtype))
-    b = torch.randn(n, n).to(getattr(torch, dtype))
-    a @ b
-    best = 0.0
-    for _ in range(repeats):
-        start = time.perf_counter()
-        a @ b
-        best = max(best, 2 * n**3 / (time.perf_counter() - start) / 1e9)
-    return round(best, 1)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="qwen2.5-coder-0.5b")
@@ -68,6 +53,7 @@ def main() -> None:
 
     from transformers import TrainerCallback
 
+    from reasonlab.bench.hardware import torch_gemm_peak
     from reasonlab.train import TrainConfig
     from reasonlab.train.methods import precision, sft
     from reasonlab.train.model import load_trainable

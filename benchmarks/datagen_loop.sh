@@ -2,7 +2,7 @@
 # Issue 13's measurements, resumable (each step resumes or is skipped once its output exists), cheapest first:
 #   variants     GSM-Symbolic variants of GSM8K test 0-49 (5 each); greedy accuracy on originals vs variants
 #   conversation GSM8K test 0-49: solver/critic (self, then the 1.5B as critic) and a 3-agent, 2-round debate;
-#                the vote at equal tokens is runs/m2/vote-50's maj@k curve (same problems, t 0.7, top-p 0.8)
+#                the vote at equal tokens is maj@k over the same problems of runs/verifier/test-k8 (t 0.7, top-p 0.8)
 #   problems     100 proposed GSM8K-style problems, solved back 4 times (3 must agree)
 #   pivotal      draw GSM8K train problems of runs/star/sample until 30 have p(0) in [0.2, 0.8]; sequential
 #                estimator, then fixed n = 10 on the same problems; DPO on the pairs; GSM8K test 0-199 greedy
@@ -12,6 +12,8 @@
 # Needs runs/star/sample and runs/star/test-base (benchmarks/star_loop.sh). Many hours on a 2-core CPU.
 set -euo pipefail
 R=${REASONLAB:-reasonlab}
+# the benchmark scripts need the python reasonlab is installed in: the one beside $R, else the one on PATH
+PY=${PYTHON:-$(d=$(dirname "$(command -v "$R")"); [ -x "$d/python" ] && echo "$d/python" || echo python)}
 O=${OUT:-runs/datagen}
 P="--parallel 16 --no-progress"
 mkdir -p "$O"
@@ -19,6 +21,7 @@ mkdir -p "$O"
 . "$(dirname "$0")/kept.sh"
 restore runs/star/sample
 restore runs/star/test-base
+restore runs/verifier/test-k8   # the vote the conversations are set beside
 restore_all "$O"
 step() { echo "== $(date -u +%H:%M:%S) $*"; }
 
@@ -56,4 +59,5 @@ keep "$O/pivotal-fixed"
 $R train dpo -c recipes/train/dpo-pivotal.yaml --data "$O/pivotal-seq/dpo.jsonl" --out "$O/train-pivotal"
 $R eval -d gsm8k -n 200 $P --lora "$O/train-pivotal" --out "$O/test-pivotal"
 $R compare runs/star/test-base "$O/test-pivotal"
+"$PY" benchmarks/datagen_report.py --dir "$O"
 step "done"

@@ -3,7 +3,7 @@
 (accuracy and tokens per round beside the vote's maj@k at the same tokens) and generated problems. Prints each
 figure with the command behind it and draws runs/datagen/pivotal_curves.png (p(success) along searched traces).
 
-    python benchmarks/datagen_report.py [--dir runs/datagen] [--vote runs/m2/vote-50]
+    python benchmarks/datagen_report.py [--dir runs/datagen] [--vote runs/verifier/test-k8]
 
 Parts whose runs are not there yet are reported as missing.
 """
@@ -16,6 +16,7 @@ import random
 from pathlib import Path
 from typing import Any
 
+from reasonlab.evaluate.metrics import sample_curves
 from reasonlab.runs import read_run
 
 
@@ -117,11 +118,17 @@ def conversations(d: Path, vote: Path, base: Path = Path("runs/star/test-base"))
         r = s.get("rounds", {})
         print(f"  {name:12s} accuracy {s['accuracy']:.3f}  tokens/problem {s['mean_tokens']:.0f}  per round: "
               f"accuracy {r.get('accuracy')} at mean tokens {r.get('mean_tokens')}  stops {s['stop_reasons']}")
-    v = load(vote / "summary.json")
-    if v and "samples" in v:
-        per_trace = v["mean_tokens"] / v["samples"]["n_samples"]
-        print("  vote (" + str(vote) + "): " + ", ".join(
-            f"maj@{k} {m:.3f} at {k * per_trace:.0f} tokens" for k, m in zip(v["samples"]["k"], v["samples"]["maj"])))
+    # the vote at equal tokens: maj@k over the same problems' samples (a superset run is cut to these ids)
+    ids = {f"gsm8k-{i}" for i in range(50)}
+    if not (vote / "results.jsonl").exists():
+        print(f"  vote: {vote} not there (benchmarks/verifier_loop.sh step 2 makes it)")
+        return
+    recs = [r for r in read_run(vote).record_dicts() if r["id"] in ids]
+    curve = sample_curves(recs, ks=list(range(1, 9)))
+    if curve:
+        per_trace = sum(r["tokens"] for r in recs) / len(recs) / curve["n_samples"]
+        print(f"  vote ({vote}, its {len(recs)} problems of these 50): " + ", ".join(
+            f"maj@{k} {m:.3f} at {k * per_trace:.0f} tokens" for k, m in zip(curve["k"], curve["maj"])))
 
 
 def problems(d: Path) -> None:
@@ -138,7 +145,7 @@ def problems(d: Path) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dir", type=Path, default=Path("runs/datagen"))
-    ap.add_argument("--vote", type=Path, default=Path("runs/m2/vote-50"))
+    ap.add_argument("--vote", type=Path, default=Path("runs/verifier/test-k8"))
     a = ap.parse_args()
     variants(a.dir)
     conversations(a.dir, a.vote)

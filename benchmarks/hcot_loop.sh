@@ -9,6 +9,8 @@
 # N (rationales, default 300) sets the training size: each example becomes ~3-4 stage rows, ~1.5 h of training here.
 set -euo pipefail
 R=${REASONLAB:-reasonlab}
+# the benchmark scripts need the python reasonlab is installed in: the one beside $R, else the one on PATH
+PY=${PYTHON:-$(d=$(dirname "$(command -v "$R")"); [ -x "$d/python" ] && echo "$d/python" || echo python)}
 O=${OUT:-runs/hcot}
 N=${N:-300}
 P="--parallel 16 --no-progress"
@@ -33,8 +35,8 @@ for set in gsm8k math; do
   step "   $set: trained, hcot pruning"
   $R eval $D $P --max-tokens 1024 -m "$O/qwen-hcot.gguf" --lora "$O/train" -s hcot --out "$O/$set-trained-hcot"
 done
-python benchmarks/hcot.py --dir "$O"
+"$PY" benchmarks/hcot.py --dir "$O"
 step "5. pruning by continuation vs in place (kv_shift), the same cuts on the default model"
-[ -s "$O/prune_speed.txt" ] || python benchmarks/hcot_prune.py > "$O/prune_speed.txt"
+[ -s "$O/prune_speed.txt" ] || "$PY" benchmarks/hcot_prune.py > "$O/prune_speed.txt"
 cat "$O/prune_speed.txt"
 step "done"

@@ -36,7 +36,7 @@ keep "$O/test-k8-judge"   # no adapter behind these scores
 
 step "5. the discriminative kind on the same data: right/wrong pairs, a scalar head (TRL RewardTrainer)"
 [ -s "$O/reward.jsonl" ] || $R datagen reward "$SAMPLES" -o "$O/reward.jsonl"
-$R train reward --data "$O/reward.jsonl" --out "$O/train-reward" --epochs 1 --batch-size 4
+$R train reward -c recipes/train/reward.yaml --data "$O/reward.jsonl" --out "$O/train-reward"
 $R score "$O/test-k8" --scorer-kind classifier --scorer-lora "$O/train-reward" --out "$O/test-k8-rm" --no-progress
 
 step "6. a larger zero-shot judge: the 1.5B asked the same question about the 0.5B's traces"

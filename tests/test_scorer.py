@@ -120,6 +120,7 @@ def test_the_runner_hands_the_verifier_over_and_the_run_keeps_scores(tmp_path) -
 
     page = write_report([tmp_path / "r"]).read_text()
     assert "outcome verifier" in page and "verifier 0.900" in page and "best-of-n</td><td>1.000" in page
+    assert "+1.000 (+1.00..+1.00), +100% of pass - majority" in page  # best-of-n against the vote
     assert (tmp_path / "r" / "verifier_scores.png").stat().st_size > 1000
     from typer.testing import CliRunner
 
@@ -150,6 +151,28 @@ def test_verifier_metrics_count_unanswered_problems_as_wrong() -> None:
     m = verifier_metrics([answered, unanswered])
     assert (m["problems"], m["problems_answered"]) == (2, 1)
     assert all(m[k]["acc"] == 0.5 for k in ("maj", "weighted", "best", "pass"))
+
+
+def _problem(*traces: tuple[bool, float]) -> dict:
+    return {"traces": [{"answer": "3" if ok else "4", "correct": ok, "score": sc, "sample": i}
+                       for i, (ok, sc) in enumerate(traces)]}
+
+
+VOTE_LOST = _problem((True, 0.9), (False, 0.2), (False, 0.3))   # the vote picks 4; the verifier finds 3
+VERIFIER_FOOLED = _problem((True, 0.1), (True, 0.2), (False, 0.9))   # the vote is right; the top score is not
+UNANIMOUS = _problem((True, 0.8), (True, 0.7))
+
+
+@pytest.mark.parametrize(("problems", "best_vs_maj", "gap_closed"), [
+    ([VOTE_LOST, UNANIMOUS], 0.5, 1.0),        # maj 0.5, best 1.0, pass 1.0: all of the gap
+    ([VOTE_LOST, VERIFIER_FOOLED], 0.0, 0.0),  # one won, one lost: none of it
+    ([VERIFIER_FOOLED, UNANIMOUS], -0.5, None),  # maj = pass: no gap to close
+])
+def test_verifier_metrics_gap_closed(problems, best_vs_maj, gap_closed) -> None:
+    m = verifier_metrics(problems)
+    assert (m["best"]["vs_maj"], m["best"]["gap_closed"]) == (best_vs_maj, gap_closed)
+    lo, hi = m["best"]["vs_maj_ci95"]
+    assert lo <= best_vs_maj <= hi
 
 
 # --- on a real model ---------------------------------------------------------------------------------------

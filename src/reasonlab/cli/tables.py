@@ -76,15 +76,21 @@ def verifiers_table(rows: list[dict[str, Any]]) -> Table:
 
     table = Table(title="outcome verifiers", title_justify="left",
                   caption="AUROC: within a problem, over problems with a right and a wrong trace · accuracy over "
-                          "all problems · tok/s: prompt tokens the verifier read per second", caption_justify="left")
+                          "all problems; (%) the share of pass - majority it gains · tok/s: prompt tokens the verifier "
+                          "read per second", caption_justify="left")
     table.add_column("run", overflow="fold", min_width=10)
     for col in ("AUROC", "majority", "weighted", "best-of-n", "pass", "tokens", "s", "tok/s"):
         table.add_column(col, justify="right", no_wrap=True)
+
+    def cell(selected: dict[str, Any]) -> str:  # an accuracy, and for a selection by score the gap share it closes
+        gap = selected.get("gap_closed")
+        return f"{selected['acc']:.3f}" + ("" if gap is None else f" ({gap:+.0%})")
+
     for row in rows:
         v = row["verifier"]
         cost = v.get("cost", {})
         auroc = "n/a" if v["auroc_within"] is None else f"{v['auroc_within']:.3f}"
         speed = f"{cost['tokens'] / cost['seconds']:.0f}" if cost.get("seconds") else "-"
-        table.add_row(escape(str(row["run_dir"])), auroc, *(f"{v[key]['acc']:.3f}" for key, _ in SELECTIONS),
+        table.add_row(escape(str(row["run_dir"])), auroc, *(cell(v[key]) for key, _ in SELECTIONS),
                       f"{cost.get('tokens', 0):.0f}", f"{cost.get('seconds', 0):.0f}", speed)
     return table

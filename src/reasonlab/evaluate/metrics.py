@@ -363,7 +363,9 @@ def verifier_metrics(records: list[dict[str, Any]], seed: int = 0) -> dict[str, 
     """From runs whose traces carry verifier scores: within-problem AUROC (mean over problems with a right and a
     wrong scored trace — the question a vote asks: which of *these* is right), pooled AUROC, and accuracy of
     selecting among the scored traces by majority (maj@n), verifier-weighted vote, best-of-n, and pass@n (some
-    scored trace is right: the ceiling), each with a bootstrap 95% interval. Accuracies are over every problem: one
+    scored trace is right: the ceiling), each with a bootstrap 95% interval; for the weighted vote and best-of-n
+    also the paired difference from majority (``vs_maj``, with its interval) and ``gap_closed``, the share of
+    pass - maj it gains. Accuracies are over every problem: one
     without a scored answer is wrong under every rule (``problems_answered`` counts the others). None when nothing
     was scored.
 
@@ -374,6 +376,8 @@ def verifier_metrics(records: list[dict[str, Any]], seed: int = 0) -> dict[str, 
     (1.0, 0.0, 1.0, 1.0, 1.0)
     >>> verifier_metrics(recs + [{"traces": [{"answer": None, "score": None}]}])["pass"]["acc"]  # one unanswered
     0.5
+    >>> m["best"]["vs_maj"], m["best"]["gap_closed"]  # best-of-n gains all of pass - maj on this problem
+    (1.0, 1.0)
     """
     import random
 
@@ -396,9 +400,19 @@ def verifier_metrics(records: list[dict[str, Any]], seed: int = 0) -> dict[str, 
     out: dict[str, Any] = {"problems": len(every), "problems_answered": len(per), "traces": sum(len(p) for p in per),
                            "auroc_within": round(sum(within) / len(within), 4) if within else None,
                            "auroc_within_problems": len(within), "auroc_pooled": round(pooled, 4) if pooled else None}
+    values: dict[str, list[float]] = {}
     for name, fn in (("maj", lambda p: pick(p, False)), ("weighted", lambda p: pick(p, True)), ("best", best),
                      ("pass", lambda p: float(any(ok for _, ok, _ in p)))):
-        values = [fn(p) if p else 0.0 for p in every]
-        lo, hi = bootstrap_ci(values, rng)
-        out[name] = {"acc": round(sum(values) / len(values), 4), "ci95": [round(lo, 4), round(hi, 4)]}
+        values[name] = [fn(p) if p else 0.0 for p in every]
+        lo, hi = bootstrap_ci(values[name], rng)
+        out[name] = {"acc": round(sum(values[name]) / len(every), 4), "ci95": [round(lo, 4), round(hi, 4)]}
+    # what a verifier is for: how much of the gap between the vote and the ceiling it closes, and the difference
+    # from the vote problem by problem (a paired interval: both pick among the same traces)
+    gap = out["pass"]["acc"] - out["maj"]["acc"]
+    for name in ("weighted", "best"):
+        diffs = [a - b for a, b in zip(values[name], values["maj"])]
+        lo, hi = bootstrap_ci(diffs, rng)
+        out[name]["vs_maj"] = round(sum(diffs) / len(diffs), 4)
+        out[name]["vs_maj_ci95"] = [round(lo, 4), round(hi, 4)]
+        out[name]["gap_closed"] = round(out[name]["vs_maj"] / gap, 4) if gap > 0 else None
     return out

@@ -252,14 +252,20 @@ def render(runs: list[dict[str, Any]], plots: list[str]) -> str:
                          f"{lvc.get('mean_tokens_wrong')}, of traces with no answer {lvc.get('mean_tokens_no_answer')}.</p>")
         v = s.get("verifier")
         if v:
+            def vs_maj(sel: dict[str, Any]) -> str:  # a selection by score, set against the vote among the same traces
+                if "vs_maj" not in sel:
+                    return ""
+                gap = "" if sel["gap_closed"] is None else f", {sel['gap_closed']:+.0%} of pass - majority"
+                return f"{sel['vs_maj']:+.3f} ({sel['vs_maj_ci95'][0]:+.2f}..{sel['vs_maj_ci95'][1]:+.2f}){gap}"
+
             cells = "".join(f"<tr><td>{name}</td><td>{v[key]['acc']:.3f}</td><td>{v[key]['ci95'][0]:.2f}-"
-                            f"{v[key]['ci95'][1]:.2f}</td></tr>" for key, name in SELECTIONS)
+                            f"{v[key]['ci95'][1]:.2f}</td><td>{vs_maj(v[key])}</td></tr>" for key, name in SELECTIONS)
             auroc = "n/a" if v["auroc_within"] is None else f"{v['auroc_within']:.3f}"
             extra.append(f"<h3>{_e(run['label'])}: outcome verifier</h3><p>within-problem AUROC {auroc} over "
                          f"{v['auroc_within_problems']} problems with a right and a wrong scored trace; "
                          f"{v['traces']} traces scored ({v.get('cost', {}).get('tokens', 0):.0f} prompt tokens, "
                          f"{v.get('cost', {}).get('seconds', 0):.0f} s)</p><table><tr><th>selecting by</th>"
-                         f"<th>accuracy</th><th>95% CI</th></tr>{cells}</table>")
+                         f"<th>accuracy</th><th>95% CI</th><th>vs majority, paired (95% CI)</th></tr>{cells}</table>")
         for tag in ("model", "variant"):
             per = s.get(f"by_{tag}")
             if per:

@@ -122,6 +122,7 @@ def test_the_runner_hands_the_verifier_over_and_the_run_keeps_scores(tmp_path) -
     assert "outcome verifier" in page and "verifier 0.900" in page and "best-of-n</td><td>1.000" in page
     assert "+1.000 (+1.00..+1.00), +100% of pass - majority" in page  # best-of-n against the vote
     assert (tmp_path / "r" / "verifier_scores.png").stat().st_size > 1000
+    assert (tmp_path / "r" / "verifier_selection.png").stat().st_size > 1000
     from typer.testing import CliRunner
 
     from reasonlab.cli import app

@@ -89,6 +89,7 @@ def summarize(records: list[Any], strategy: str | None = None, options: dict[str
     if scored is not None:  # the run scored traces with an outcome verifier
         scored["cost"] = {k: round(sum(float(r.get("strategy_meta", {}).get("scorer", {}).get(k, 0)) for r in records), 3)
                           for k in ("traces", "tokens", "seconds")}
+        scored["curves"] = selection_curves(records)  # each rule's accuracy at k samples of the same traces
         out["verifier"] = scored
     for tag in ("model", "variant"):
         per = by_tag(records, tag)
@@ -346,16 +347,69 @@ def auroc(positives: list[float], negatives: list[float]) -> float | None:
     return wins / (len(positives) * len(negatives))
 
 
-def _scored(record: dict[str, Any]) -> list[tuple[str, bool, float]]:
-    """(vote key, correct, score) of every trace the verifier scored (correct answers share one key)."""
+def _scored(record: dict[str, Any], unanswered: bool = False) -> list[tuple[Any, bool, float]]:
+    """(vote key, correct, score) of every trace the verifier scored (correct answers share one key); with
+    ``unanswered`` also (None, False, -1.0) for each trace without an answer (no vote, never picked)."""
     from reasonlab.answers.normalize import normalize
 
-    out = []
+    out: list[tuple[Any, bool, float]] = []
     for t in sorted(record.get("traces", []), key=lambda t: t.get("sample", 0)):
         ans = t.get("tags", {}).get("vote_answer", t.get("answer"))
-        if t.get("score") is None or ans is None:
-            continue
-        out.append(("<correct>" if t.get("correct") else normalize(ans), bool(t.get("correct")), float(t["score"])))
+        if ans is None:
+            if unanswered:
+                out.append((None, False, -1.0))
+        elif t.get("score") is not None:
+            out.append(("<correct>" if t.get("correct") else normalize(ans), bool(t.get("correct")), float(t["score"])))
+    return out
+
+
+def _select(p: list[tuple[Any, bool, float]]) -> dict[str, float]:
+    """Expected correctness of each selection rule among these traces (0 for all when none has an answer)."""
+    voters = [(k, ok) for k, ok, _ in p]
+    answered = [(ok, sc) for k, ok, sc in p if k is not None]
+    if not answered:
+        return dict.fromkeys(("maj", "weighted", "best", "pass"), 0.0)
+    top = max(sc for _, sc in answered)
+    at_top = [ok for ok, sc in answered if sc == top]  # a tie at the top: a random pick among them
+    return {"maj": majority_correct(voters), "weighted": majority_correct(voters, [max(0.0, sc) for _, _, sc in p]),
+            "best": sum(at_top) / len(at_top), "pass": float(any(ok for ok, _ in answered))}
+
+
+def selection_curves(records: list[dict[str, Any]], draws: int = 128, seed: int = 0) -> dict[str, Any] | None:
+    """Each selection rule's accuracy over k of a problem's samples, k = 1..n (n: the most any problem has): the
+    mean over the k-subsets of its traces, answered or not — all of them when at most ``draws``, else ``draws``
+    random ones (as ``maj_at_k``). How a verifier's gain over the vote grows with samples. None when nothing
+    was scored.
+
+    >>> recs = [{"traces": [{"answer": "1", "correct": True, "score": 0.9, "sample": 0},
+    ...                     {"answer": "2", "score": 0.2, "sample": 1}, {"answer": "2", "score": 0.3, "sample": 2}]}]
+    >>> c = selection_curves(recs)
+    >>> c["k"], c["best"], c["pass"]
+    ([1, 2, 3], [0.3333, 0.6667, 1.0], [0.3333, 0.6667, 1.0])
+    """
+    import itertools
+    import random
+
+    every = [_scored(r, unanswered=True) for r in records]
+    if not any(sc >= 0 for p in every for _, _, sc in p):
+        return None
+    rng = random.Random(seed)
+    n_max = max(len(p) for p in every)
+    out: dict[str, Any] = {"k": list(range(1, n_max + 1)), **{key: [] for key, _ in SELECTIONS}}
+    for k in out["k"]:
+        sums = dict.fromkeys(out.keys() - {"k"}, 0.0)
+        for p in every:
+            if len(p) <= k or not p:
+                subsets: list[Any] = [p]
+            elif math.comb(len(p), k) <= draws:
+                subsets = list(itertools.combinations(p, k))
+            else:
+                subsets = [rng.sample(p, k) for _ in range(draws)]
+            for sub in subsets:
+                for key, value in _select(list(sub)).items():
+                    sums[key] += value / len(subsets)
+        for key in sums:
+            out[key].append(round(sums[key] / len(every), 4))
     return out
 
 
@@ -388,22 +442,14 @@ def verifier_metrics(records: list[dict[str, Any]], seed: int = 0) -> dict[str, 
     within = [a for p in per if (a := auroc([s for _, ok, s in p if ok], [s for _, ok, s in p if not ok])) is not None]
     pooled = auroc([s for p in per for _, ok, s in p if ok], [s for p in per for _, ok, s in p if not ok])
 
-    def pick(p: list[tuple[str, bool, float]], weigh: bool) -> float:
-        return majority_correct([(k, ok) for k, ok, _ in p], [s for _, _, s in p] if weigh else None)
-
-    def best(p: list[tuple[str, bool, float]]) -> float:
-        top = max(s for _, _, s in p)
-        at_top = [ok for _, ok, s in p if s == top]
-        return sum(at_top) / len(at_top)
-
     rng = random.Random(seed)
     out: dict[str, Any] = {"problems": len(every), "problems_answered": len(per), "traces": sum(len(p) for p in per),
                            "auroc_within": round(sum(within) / len(within), 4) if within else None,
                            "auroc_within_problems": len(within), "auroc_pooled": round(pooled, 4) if pooled else None}
+    picked = [_select(p) for p in every]
     values: dict[str, list[float]] = {}
-    for name, fn in (("maj", lambda p: pick(p, False)), ("weighted", lambda p: pick(p, True)), ("best", best),
-                     ("pass", lambda p: float(any(ok for _, ok, _ in p)))):
-        values[name] = [fn(p) if p else 0.0 for p in every]
+    for name, _ in SELECTIONS:
+        values[name] = [sel[name] for sel in picked]
         lo, hi = bootstrap_ci(values[name], rng)
         out[name] = {"acc": round(sum(values[name]) / len(every), 4), "ci95": [round(lo, 4), round(hi, 4)]}
     # what a verifier is for: how much of the gap between the vote and the ceiling it closes, and the difference

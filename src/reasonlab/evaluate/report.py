@@ -21,7 +21,7 @@ from reasonlab.evaluate.metrics import SELECTIONS, summarize
 from reasonlab.runs import read_run
 
 PLOTS = ("accuracy_vs_tokens.png", "accuracy_vs_time.png", "accuracy_vs_samples.png", "tokens_per_s_vs_time.png",
-         "length_vs_correctness.png", "verifier_scores.png")
+         "length_vs_correctness.png", "verifier_scores.png", "verifier_selection.png")
 
 
 def _label(run: dict[str, Any]) -> str:
@@ -135,17 +135,43 @@ def draw(runs: list[dict[str, Any]], out: Path) -> list[str]:
         ax.legend()
         save(fig, PLOTS[4])
 
-    scored = [(t["score"], bool(t.get("correct"))) for run in runs for r in run["records"] for t in r.get("traces", [])
-              if t.get("score") is not None]
-    if scored:  # the outcome verifier's scores: a good one pushes right traces right and wrong ones left
-        fig, ax = plt.subplots(figsize=(6.4, 4.2))
-        ax.hist([[s for s, ok in scored if ok], [s for s, ok in scored if not ok]], bins=20, range=(0, 1),
-                label=[f"correct ({sum(ok for _, ok in scored)})", f"wrong ({sum(not ok for _, ok in scored)})"],
-                color=["tab:green", "tab:red"], alpha=0.7)
-        ax.set_xlabel("verifier score P(correct)")
-        ax.set_ylabel("traces")
-        ax.legend()
+    # the outcome verifiers' scores, one panel per scored run (runs scored by different verifiers do not mix): a
+    # good verifier pushes right traces right and wrong ones left
+    per_run = [(run, [(t["score"], bool(t.get("correct"))) for r in run["records"] for t in r.get("traces", [])
+                     if t.get("score") is not None]) for run in runs]
+    per_run = [(run, pts) for run, pts in per_run if pts]
+    if per_run:
+        fig, axes = plt.subplots(1, len(per_run), figsize=(4.2 * len(per_run) + 1, 3.8), squeeze=False, sharey=True)
+        for ax, (run, pts) in zip(axes[0], per_run):
+            ax.hist([[s for s, ok in pts if ok], [s for s, ok in pts if not ok]], bins=20, range=(0, 1),
+                    label=[f"correct ({sum(ok for _, ok in pts)})", f"wrong ({sum(not ok for _, ok in pts)})"],
+                    color=["tab:green", "tab:red"], alpha=0.7)
+            ax.set_title(Path(run["path"]).name, fontsize=9)
+            ax.set_xlabel("verifier score P(correct)")
+            ax.legend(fontsize=7)
+        axes[0][0].set_ylabel("traces")
         save(fig, PLOTS[5])
+
+    # what selecting by the score gives as samples grow, beside the vote and the ceiling on the same traces
+    selection = [(run, run["summary"]["verifier"]["curves"]) for run in runs
+                 if (run["summary"].get("verifier") or {}).get("curves")]
+    if selection:
+        fig, ax = plt.subplots(figsize=(6.4, 4.2))
+        drawn: set[tuple[str, tuple[float, ...]]] = set()  # runs scoring the same traces share maj and pass
+        for run, c in selection:
+            name = Path(run["path"]).name
+            for key, style in (("maj", "o:"), ("pass", "s:")):
+                if (key, tuple(c[key])) not in drawn:
+                    drawn.add((key, tuple(c[key])))
+                    ax.plot(c["k"], c[key], style, color="gray", alpha=0.7,
+                            label=f"{'maj@k' if key == 'maj' else 'pass@k'} ({name})")
+            line = ax.plot(c["k"], c["best"], "^-", label=f"best-of-k by {name}")[0]
+            ax.plot(c["k"], c["weighted"], "v--", color=line.get_color(), alpha=0.7, label=f"weighted vote, {name}")
+        ax.set_xlabel("samples k (mean over k-subsets of each problem's samples)")
+        ax.set_ylabel("accuracy")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+        save(fig, PLOTS[6])
     return written
 
 

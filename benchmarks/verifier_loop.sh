@@ -45,14 +45,19 @@ $R models pull qwen2.5-coder-1.5b
 $R score "$O/test-k8" --scorer qwen2.5-coder-1.5b --out "$O/test-k8-judge-1.5b" --no-progress
 keep "$O/test-k8-judge-1.5b"
 
-# the trained verifier's 302 rows closed a fifth of the gap: does more data of the same kind close more? Samples kept
-# in git, like the test traces; the verifier trained again (same recipe) on the STaR rows plus these
-step "7. more verifier data: 8 samples per GSM8K train problem 300-499, the verifier trained on both sets"
+# the trained verifiers learned from 118 problems' traces: does more data of the same kind close more of the gap?
+# Samples kept in git, like the test traces; both kinds trained again (same recipes) on the STaR traces plus these
+step "7. more verifier data: 8 samples per GSM8K train problem 300-499, both verifiers trained on both sets"
 $R eval -d gsm8k-train --offset 300 -n 200 -s vote -k 8 -t 0.7 --top-p 0.8 --seed 0 --parallel 16 --no-progress \
     --out "$O/train-k8"
 keep "$O/train-k8"
 [ -s "$O/verifier-more.jsonl" ] || $R datagen verifier "$SAMPLES" "$O/train-k8" --per-problem 3 -o "$O/verifier-more.jsonl"
 $R train sft -c recipes/train/verifier.yaml --data "$O/verifier-more.jsonl" --out "$O/train-more"
 $R score "$O/test-k8" --scorer-lora "$O/train-more" --out "$O/test-k8-genrm-more" --no-progress
-$R summary "$O/test-k8-judge" "$O/test-k8-judge-1.5b" "$O/test-k8-genrm" "$O/test-k8-rm" "$O/test-k8-genrm-more"
+[ -s "$O/reward-more.jsonl" ] || $R datagen reward "$SAMPLES" "$O/train-k8" -o "$O/reward-more.jsonl"
+$R train reward -c recipes/train/reward.yaml --data "$O/reward-more.jsonl" --out "$O/train-reward-more"
+$R score "$O/test-k8" --scorer-kind classifier --scorer-lora "$O/train-reward-more" --out "$O/test-k8-rm-more" \
+    --no-progress
+$R summary "$O/test-k8-judge" "$O/test-k8-judge-1.5b" "$O/test-k8-genrm" "$O/test-k8-rm" "$O/test-k8-genrm-more" \
+    "$O/test-k8-rm-more"
 step "done"

@@ -359,9 +359,12 @@ def test_a_scalar_head_verifier_trains_on_pairs_and_scores(tiny_qwen, tmp_path) 
         cases += [(q, right, True), (q, wrong, False)]
     (tmp_path / "r.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows * 2))
 
+    heads = []  # was a trained scalar head loaded (the base alone draws a random one)?
+
     def separation(lora=None, precision="auto") -> float:
         scorer = load_scorer(ScorerConfig(kind="classifier", model=str(tiny_qwen), lora=lora,
                                           engine={"precision": precision}))
+        heads.append(scorer.engine.head_trained)
         got = [(scorer.score(Problem(id="x", question=q, answer=""), [s]).scores[0], ok) for q, s, ok in cases]
         assert scorer.stats()["tokens"] > 0 and all(0.0 < p < 1.0 for p, _ in got)
         scorer.close()
@@ -376,3 +379,4 @@ def test_a_scalar_head_verifier_trains_on_pairs_and_scores(tiny_qwen, tmp_path) 
     after = separation(str(tmp_path / "t"))
     assert after == 1.0 and before < 1.0, (before, after)
     assert separation(str(tmp_path / "t"), "fp32") == separation(str(tmp_path / "t"), "bf16") == 1.0  # either read
+    assert heads == [False, True, True, True]

@@ -64,7 +64,8 @@ class HFClassifier:
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(str(adapter) if adapter and (adapter / "tokenizer_config.json")
                                                            .exists() else source)
-            net = AutoModelForSequenceClassification.from_pretrained(source, num_labels=1, dtype=torch.float32)
+            net, info = AutoModelForSequenceClassification.from_pretrained(source, num_labels=1, dtype=torch.float32,
+                                                                           output_loading_info=True)
         except (OSError, ValueError) as err:
             raise ModelError(f"transformers could not load '{model}' ({source}): {str(err).splitlines()[0]}") from err
         if self.tokenizer.pad_token_id is None:  # this instance's tokenizer: nothing shared is mutated
@@ -77,6 +78,16 @@ class HFClassifier:
                 net = PeftModel.from_pretrained(net, str(adapter))
             except (OSError, ValueError, RuntimeError) as err:
                 raise ModelError(f"LoRA {lora} does not load on {model}: {str(err).splitlines()[0]}") from err
+        # a causal LM loads with a freshly drawn head (transformers says so); the adapter of `reasonlab train
+        # reward` carries the trained one (peft's modules_to_save). Without either the scores are a random projection
+        saved = getattr(getattr(net, "peft_config", {}).get("default"), "modules_to_save", None) or []
+        self.head_trained = not any(k.startswith("score.") for k in info.get("missing_keys", [])) or "score" in saved
+        if not self.head_trained:
+            import logging
+
+            logging.getLogger("reasonlab.engines").warning(
+                "%s%s has no trained scalar head: its scores are a random projection (train one with `reasonlab "
+                "train reward` and pass its run as the LoRA)", model, f" + {lora}" if lora else "")
         self.net = net.to(device).eval()
         self.lora = str(adapter) if adapter is not None else None
         from reasonlab.runs.machine import bf16_precision  # a sibling capability: what this hardware does

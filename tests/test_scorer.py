@@ -176,6 +176,19 @@ def test_verifier_metrics_gap_closed(problems, best_vs_maj, gap_closed) -> None:
     assert lo <= best_vs_maj <= hi
 
 
+def test_selection_curves_draw_unanswered_samples_too() -> None:
+    """k-subsets are of all of a problem's samples: a subset holding only an unanswered trace picks nothing."""
+    from reasonlab.evaluate.metrics import selection_curves
+
+    rec = {"traces": [{"answer": None, "sample": 0}, {"answer": "3", "correct": True, "score": 0.4, "sample": 1},
+                      {"answer": "4", "correct": False, "score": 0.6, "sample": 2}]}
+    c = selection_curves([rec])
+    assert c["k"] == [1, 2, 3]
+    assert (c["maj"][0], c["best"][0], c["pass"][0]) == (0.3333, 0.3333, 0.3333)   # each sample alone
+    assert (c["best"][2], c["weighted"][2], c["maj"][2], c["pass"][2]) == (0.0, 0.0, 0.5, 1.0)  # 0.6 beats 0.4
+    assert selection_curves([{"traces": [{"answer": "3", "correct": True}]}]) is None  # nothing scored
+
+
 # --- on a real model ---------------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_p_yes_equals_a_direct_forward_pass(tiny_qwen) -> None:

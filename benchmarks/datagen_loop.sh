@@ -12,8 +12,6 @@
 # Needs runs/star/sample and runs/star/test-base (benchmarks/star_loop.sh). Many hours on a 2-core CPU.
 set -euo pipefail
 R=${REASONLAB:-reasonlab}
-# the benchmark scripts need the python reasonlab is installed in: the one beside $R, else the one on PATH
-PY=${PYTHON:-$(d=$(dirname "$(command -v "$R")"); [ -x "$d/python" ] && echo "$d/python" || echo python)}
 O=${OUT:-runs/datagen}
 P="--parallel 16 --no-progress"
 mkdir -p "$O"

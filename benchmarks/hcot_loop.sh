@@ -9,8 +9,6 @@
 # N (rationales, default 300) sets the training size: each example becomes ~3-4 stage rows, ~1.5 h of training here.
 set -euo pipefail
 R=${REASONLAB:-reasonlab}
-# the benchmark scripts need the python reasonlab is installed in: the one beside $R, else the one on PATH
-PY=${PYTHON:-$(d=$(dirname "$(command -v "$R")"); [ -x "$d/python" ] && echo "$d/python" || echo python)}
 O=${OUT:-runs/hcot}
 N=${N:-300}
 P="--parallel 16 --no-progress"

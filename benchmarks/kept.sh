@@ -11,6 +11,9 @@
 #
 # A restored finished run is finished to `reasonlab eval` (it re-runs nothing) and to every reader of runs. Its
 # config.yaml says which CPU it ran on (versions.cpu): a later step may run on another machine kind.
+# and, for the loops that run python benchmark scripts, the python reasonlab is installed in: the one beside $R
+# (the loops set R before sourcing this), else the one on PATH
+PY=${PYTHON:-$(d=$(dirname "$(command -v "${R:-reasonlab}")" 2>/dev/null); [ -x "$d/python" ] && echo "$d/python" || echo python)}
 KEPT=${KEPT:-$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/kept}
 
 _kept_file() { echo "$KEPT/$(echo "${1%/}" | sed 's|^\./||; s|/|__|g').tar.gz"; }

@@ -368,7 +368,7 @@ def _select(p: list[tuple[Any, bool, float]]) -> dict[str, float]:
     voters = [(k, ok) for k, ok, _ in p]
     answered = [(ok, sc) for k, ok, sc in p if k is not None]
     if not answered:
-        return dict.fromkeys(("maj", "weighted", "best", "pass"), 0.0)
+        return {key: 0.0 for key, _ in SELECTIONS}
     top = max(sc for _, sc in answered)
     at_top = [ok for ok, sc in answered if sc == top]  # a tie at the top: a random pick among them
     return {"maj": majority_correct(voters), "weighted": majority_correct(voters, [max(0.0, sc) for _, _, sc in p]),
@@ -397,9 +397,9 @@ def selection_curves(records: list[dict[str, Any]], draws: int = 128, seed: int 
     n_max = max(len(p) for p in every)
     out: dict[str, Any] = {"k": list(range(1, n_max + 1)), **{key: [] for key, _ in SELECTIONS}}
     for k in out["k"]:
-        sums = dict.fromkeys(out.keys() - {"k"}, 0.0)
+        sums = {key: 0.0 for key, _ in SELECTIONS}
         for p in every:
-            if len(p) <= k or not p:
+            if len(p) <= k:
                 subsets: list[Any] = [p]
             elif math.comb(len(p), k) <= draws:
                 subsets = list(itertools.combinations(p, k))

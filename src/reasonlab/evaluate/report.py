@@ -175,6 +175,14 @@ def draw(runs: list[dict[str, Any]], out: Path) -> list[str]:
     return written
 
 
+def _vs_maj(sel: dict[str, Any]) -> str:
+    """A selection by score set against the vote among the same traces (empty for majority and pass)."""
+    if "vs_maj" not in sel:
+        return ""
+    gap = "" if sel["gap_closed"] is None else f", {sel['gap_closed']:+.0%} of pass - majority"
+    return f"{sel['vs_maj']:+.3f} ({sel['vs_maj_ci95'][0]:+.2f}..{sel['vs_maj_ci95'][1]:+.2f}){gap}"
+
+
 CSS = """
 body{font:14px/1.45 system-ui,sans-serif;margin:24px;max-width:1200px;color:#222}
 table{border-collapse:collapse;margin:8px 0 20px}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}
@@ -278,14 +286,8 @@ def render(runs: list[dict[str, Any]], plots: list[str]) -> str:
                          f"{lvc.get('mean_tokens_wrong')}, of traces with no answer {lvc.get('mean_tokens_no_answer')}.</p>")
         v = s.get("verifier")
         if v:
-            def vs_maj(sel: dict[str, Any]) -> str:  # a selection by score, set against the vote among the same traces
-                if "vs_maj" not in sel:
-                    return ""
-                gap = "" if sel["gap_closed"] is None else f", {sel['gap_closed']:+.0%} of pass - majority"
-                return f"{sel['vs_maj']:+.3f} ({sel['vs_maj_ci95'][0]:+.2f}..{sel['vs_maj_ci95'][1]:+.2f}){gap}"
-
             cells = "".join(f"<tr><td>{name}</td><td>{v[key]['acc']:.3f}</td><td>{v[key]['ci95'][0]:.2f}-"
-                            f"{v[key]['ci95'][1]:.2f}</td><td>{vs_maj(v[key])}</td></tr>" for key, name in SELECTIONS)
+                            f"{v[key]['ci95'][1]:.2f}</td><td>{_vs_maj(v[key])}</td></tr>" for key, name in SELECTIONS)
             auroc = "n/a" if v["auroc_within"] is None else f"{v['auroc_within']:.3f}"
             extra.append(f"<h3>{_e(run['label'])}: outcome verifier</h3><p>within-problem AUROC {auroc} over "
                          f"{v['auroc_within_problems']} problems with a right and a wrong scored trace; "

@@ -75,32 +75,35 @@ def bootstrap_mean(xs: list[float], seed: int = 0, n: int = 2000) -> tuple[float
     return means[int(0.025 * n)], means[int(0.975 * n)]
 
 
-def variants(d: Path) -> None:
-    print("## variants (GSM-Symbolic)")
-    stats = load(d / "variants.jsonl.stats.json")
+def variants(d: Path, name: str = "variants", writer: str = "the default model") -> None:
+    print(f"## variants (GSM-Symbolic), templates and programs by {writer}")
+    stats = load(d / f"{name}.jsonl.stats.json")
     if stats is None:
         print("  not run")
         return
     print(f"  accepted {stats['accepted']}/{stats['problems']} ({stats['acceptance_rate']:.0%}), {stats['variants']} "
-          f"variants; rejected: {stats['rejected']}; accepted at attempt {stats['accepted_at_attempt']}")
-    if not ((d / "variants-originals" / "results.jsonl").exists() and (d / "variants-eval" / "results.jsonl").exists()):
+          f"variants; rejected: {stats['rejected']}; accepted at attempt {stats['accepted_at_attempt']}; "
+          f"{stats['seconds']:.0f} s")
+    if not ((d / f"{name}-originals" / "results.jsonl").exists() and (d / f"{name}-eval" / "results.jsonl").exists()):
         print("  evaluations not run")
         return
-    orig = {r.id: r.correct for r in read_run(d / "variants-originals").records}
-    src = {json.loads(x)["id"]: json.loads(x)["source_id"] for x in (d / "variants.jsonl").read_text().splitlines()}
+    # a dataset file's problems are named "<file stem>-<id>" in a run
+    orig = {r.id.removeprefix(f"{name}.originals-"): r.correct for r in read_run(d / f"{name}-originals").records}
+    src = {json.loads(x)["id"]: json.loads(x)["source_id"] for x in (d / f"{name}.jsonl").read_text().splitlines()}
     per: dict[str, list[bool]] = {}
-    for r in read_run(d / "variants-eval").records:
-        per.setdefault(src[r.id.removeprefix("variants-")], []).append(r.correct)
-    common = [s for s in per if f"variants.originals-{s}" in orig or s in orig]
-    o = [float(orig.get(f"variants.originals-{s}", orig.get(s))) for s in common]
+    for r in read_run(d / f"{name}-eval").records:
+        per.setdefault(src[r.id.removeprefix(f"{name}-")], []).append(r.correct)
+    common = [s for s in per if s in orig]
+    o = [float(orig[s]) for s in common]
     v = [sum(per[s]) / len(per[s]) for s in common]
     diffs = [b - a for a, b in zip(o, v)]
     lo, hi = bootstrap_mean(diffs)
     print(f"  greedy accuracy, {len(common)} source problems: originals {sum(o) / len(o):.3f}, variants "
           f"{sum(v) / len(v):.3f} (mean over each source's variants); difference {sum(diffs) / len(diffs):+.3f} "
           f"(95% bootstrap CI {lo:+.3f}..{hi:+.3f})")
-    print(f"  reasonlab datagen variants -d gsm8k -n 50 --per-problem 5 -o {d}/variants.jsonl; reasonlab eval -d "
-          f"{d}/variants.originals.jsonl / -d {d}/variants.jsonl --parallel 16")
+    model = "" if name == "variants" else " -m qwen2.5-coder-1.5b"
+    print(f"  reasonlab datagen variants -d gsm8k -n 50 --per-problem 5{model} -o {d}/{name}.jsonl; reasonlab eval -d "
+          f"{d}/{name}.originals.jsonl / -d {d}/{name}.jsonl --parallel 16")
 
 
 def conversations(d: Path, vote: Path, base: Path = Path("runs/star/test-base")) -> None:
@@ -148,6 +151,7 @@ def main() -> None:
     ap.add_argument("--vote", type=Path, default=Path("runs/verifier/test-k8"))
     a = ap.parse_args()
     variants(a.dir)
+    variants(a.dir, "variants-1.5b", "the 1.5B")
     conversations(a.dir, a.vote)
     problems(a.dir)
     pivotal(a.dir)

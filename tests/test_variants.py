@@ -128,3 +128,16 @@ def test_cli_names_what_rejected_everything(tmp_path, smol_path) -> None:
         assert (tmp_path / "v.jsonl").exists() and (tmp_path / "v.originals.jsonl").exists()
     else:
         assert run.returncode == 2 and "no variants from 1 problems" in run.stderr
+
+
+@pytest.mark.parametrize("program, reason", [
+    ("def solve(n1, n2):\n    return n1 / 0", "program raised ZeroDivisionError"),
+    ("def solve(n1, n2):\n    print(n1 + n2)", "program returned no number"),  # returns None
+    ("def solve(n1, n2):\n    return 'twelve'", "program returned no number"),
+    ("def solve(n1, n2):\n    return n1 * n2", "wrong on the original numbers"),
+])
+def test_each_failed_program_is_counted_by_what_went_wrong(tmp_path, program, reason) -> None:
+    engine = ScriptedProgramEngine({"apples": program, "sweets": "def solve(n1, n2):\n    return n1 / n2"})
+    stats = variants([APPLES, SPLIT], engine, tmp_path / "v.jsonl", VariantsConfig(per_problem=2, attempts=1),
+                     progress=False)
+    assert stats["rejected"] == {reason: 1}

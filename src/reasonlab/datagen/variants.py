@@ -215,7 +215,10 @@ def make_variants(problem: Problem, engine: Engine, pool: SandboxPool, cfg: Vari
             continue
         out, err = run_program(pool, code, [original])
         if out is None or out["results"][0][0] is None:
-            failure = f"program {err or 'raised ' + str(out['results'][0][1])}"
+            # a whole-program failure, an exception inside solve, or solve returning something not a number
+            raised = out and out["results"][0][1]
+            failure = f"program {err}" if out is None else (f"program raised {raised}" if raised
+                                                            else "program returned no number")
             continue
         if abs(out["results"][0][0] - gold) > 1e-6 * max(1.0, abs(gold)):
             failure = "wrong on the original numbers"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Issue 13's measurements, resumable (each step resumes or is skipped once its output exists), cheapest first:
-#   variants     GSM-Symbolic variants of GSM8K test 0-49 (5 each; templates by the default model, then by the
-#                1.5B); the default model's greedy accuracy on originals vs variants
+#   variants     GSM-Symbolic variants of GSM8K test 0-49 (5 each; solve programs by the default model, then
+#                by the 1.5B); the default model's greedy accuracy on originals vs variants
 #   conversation GSM8K test 0-49: solver/critic (self, then the 1.5B as critic) and a 3-agent, 2-round debate;
 #                the vote at equal tokens is maj@k over the same problems of runs/verifier/test-k8 (t 0.7, top-p 0.8)
 #   problems     100 proposed GSM8K-style problems, solved back 4 times (3 must agree)
@@ -24,26 +24,25 @@ restore runs/verifier/test-k8   # the vote the conversations are set beside
 restore_all "$O"
 step() { echo "== $(date -u +%H:%M:%S) $*"; }
 
+# one writer's variants: NAME, then datagen variants' own flags (the model that writes each problem's solve)
+variants_step() {
+  local name=$1; shift
+  [ -s "$O/$name.jsonl" ] || $R datagen variants -d gsm8k -n 50 --per-problem 5 --parallel 8 --no-progress "$@" \
+      -o "$O/$name.jsonl"
+  keep "$O/$name.jsonl"
+  keep "$O/$name.originals.jsonl"
+  $R eval -d "$O/$name.originals.jsonl" $P --out "$O/$name-originals"
+  keep "$O/$name-originals"
+  $R eval -d "$O/$name.jsonl" $P --out "$O/$name-eval"
+  keep "$O/$name-eval"
+}
+
 step "1. variants of GSM8K test 0-49"
-[ -s "$O/variants.jsonl" ] || $R datagen variants -d gsm8k -n 50 --per-problem 5 --parallel 8 --no-progress \
-    -o "$O/variants.jsonl"
-keep "$O/variants.jsonl"
-keep "$O/variants.originals.jsonl"
-$R eval -d "$O/variants.originals.jsonl" $P --out "$O/variants-originals"
-keep "$O/variants-originals"
-$R eval -d "$O/variants.jsonl" $P --out "$O/variants-eval"
-keep "$O/variants-eval"
+variants_step variants
 # the 0.5B writes an accepted program for 3 of 50 problems (6 %): too few to compare accuracy on. The 1.5B writes
-# the templates and programs here; the default model still answers originals and variants
+# the programs here; the default model still answers originals and variants
 $R models pull qwen2.5-coder-1.5b
-[ -s "$O/variants-1.5b.jsonl" ] || $R datagen variants -d gsm8k -n 50 --per-problem 5 -m qwen2.5-coder-1.5b \
-    --parallel 8 --no-progress -o "$O/variants-1.5b.jsonl"
-keep "$O/variants-1.5b.jsonl"
-keep "$O/variants-1.5b.originals.jsonl"
-$R eval -d "$O/variants-1.5b.originals.jsonl" $P --out "$O/variants-1.5b-originals"
-keep "$O/variants-1.5b-originals"
-$R eval -d "$O/variants-1.5b.jsonl" $P --out "$O/variants-1.5b-eval"
-keep "$O/variants-1.5b-eval"
+variants_step variants-1.5b -m qwen2.5-coder-1.5b
 
 step "2. conversations on GSM8K test 0-49"
 C="-d gsm8k -n 50 -s conversation $P"

@@ -75,8 +75,9 @@ def bootstrap_mean(xs: list[float], seed: int = 0, n: int = 2000) -> tuple[float
     return means[int(0.025 * n)], means[int(0.975 * n)]
 
 
-def variants(d: Path, name: str = "variants", writer: str = "the default model") -> None:
-    print(f"## variants (GSM-Symbolic), templates and programs by {writer}")
+def variants(d: Path, name: str = "variants", model: str | None = None) -> None:
+    """One writer's variants (``model`` writes the solve programs; None: the default model)."""
+    print(f"## variants (GSM-Symbolic), programs by {model or 'the default model'}")
     stats = load(d / f"{name}.jsonl.stats.json")
     if stats is None:
         print("  not run")
@@ -101,8 +102,8 @@ def variants(d: Path, name: str = "variants", writer: str = "the default model")
     print(f"  greedy accuracy, {len(common)} source problems: originals {sum(o) / len(o):.3f}, variants "
           f"{sum(v) / len(v):.3f} (mean over each source's variants); difference {sum(diffs) / len(diffs):+.3f} "
           f"(95% bootstrap CI {lo:+.3f}..{hi:+.3f})")
-    model = "" if name == "variants" else " -m qwen2.5-coder-1.5b"
-    print(f"  reasonlab datagen variants -d gsm8k -n 50 --per-problem 5{model} -o {d}/{name}.jsonl; reasonlab eval -d "
+    flag = f" -m {model}" if model else ""
+    print(f"  reasonlab datagen variants -d gsm8k -n 50 --per-problem 5{flag} -o {d}/{name}.jsonl; reasonlab eval -d "
           f"{d}/{name}.originals.jsonl / -d {d}/{name}.jsonl --parallel 16")
 
 
@@ -151,7 +152,7 @@ def main() -> None:
     ap.add_argument("--vote", type=Path, default=Path("runs/verifier/test-k8"))
     a = ap.parse_args()
     variants(a.dir)
-    variants(a.dir, "variants-1.5b", "the 1.5B")
+    variants(a.dir, "variants-1.5b", "qwen2.5-coder-1.5b")
     conversations(a.dir, a.vote)
     problems(a.dir)
     pivotal(a.dir)

@@ -214,13 +214,14 @@ def make_variants(problem: Problem, engine: Engine, pool: SandboxPool, cfg: Vari
             failure = "no program"
             continue
         out, err = run_program(pool, code, [original])
-        if out is None or out["results"][0][0] is None:
-            # a whole-program failure, an exception inside solve, or solve returning something not a number
-            raised = out and out["results"][0][1]
-            failure = f"program {err}" if out is None else (f"program raised {raised}" if raised
-                                                            else "program returned no number")
+        if out is None:  # the program failed as a whole
+            failure = f"program {err}"
             continue
-        if abs(out["results"][0][0] - gold) > 1e-6 * max(1.0, abs(gold)):
+        value, raised = out["results"][0]
+        if value is None:  # an exception inside solve, or solve returning something not a number
+            failure = f"program raised {raised}" if raised else "program returned no number"
+            continue
+        if abs(value - gold) > 1e-6 * max(1.0, abs(gold)):
             failure = "wrong on the original numbers"
             continue
         program, fixed = code, [f for f in out["fixed"] if f in original]

@@ -75,6 +75,15 @@ def converse(verifier, engine, temperature=0.7, **options):
 @pytest.mark.parametrize("text, want", [
     ("All steps hold.\nVERDICT: CORRECT", True), ("Step 2 adds wrong.\nVERDICT: WRONG", False),
     ("verdict: incorrect", False), ("VERDICT: WRONG ... on reflection VERDICT: **CORRECT**", True), ("fine", None),
+    # without the line: the forms the 1.5B critic writes instead
+    ("The solution and its final answer are correct. Therefore, the verdict is:\n\\[\n\\boxed{\\text{CORRECT}}\n\\]", True),
+    ("so the verdict is \\boxed{WRONG}", False),
+    ("The solution is correct. The total is \\boxed{260}.", True),
+    ("The final answer is not correct: 16 - 3 - 4 = 9.", False),
+    ("The proposed solution is incorrect.", False),
+    ("The solution is correct at first sight, but the final answer is wrong.", False),
+    ("The answer 260 is the total.", None), ("Step 3 adds 80 and 20.", None),
+    ("The solution seems wrong. VERDICT: CORRECT", True),  # the asked-for line rules
 ])
 def test_verdict_table(text, want) -> None:
     assert verdict(text) is want

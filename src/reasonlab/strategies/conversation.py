@@ -45,6 +45,11 @@ DEBATE = ("Here are solutions to the problem from other agents:\n\n{others}\n\nU
           "information, examine your own solution and theirs, then give your updated solution step by step, with "
           "the final answer within \\boxed{{}}.")
 VERDICT = re.compile(r"VERDICT:\s*\**\s*(CORRECT|WRONG|INCORRECT)", re.IGNORECASE)
+# Without the asked-for line, a verdict in the forms reviewers use instead (the 1.5B ends 22 of 50 reviews so):
+# a boxed word, or "the solution (and its final answer) is/are correct" — the last one said counts
+VERDICT_BOXED = re.compile(r"\\boxed\{\s*(?:\\text(?:bf)?\{)?\s*(CORRECT|WRONG|INCORRECT)\s*\}?\s*\}", re.IGNORECASE)
+VERDICT_SAID = re.compile(r"\b(?:solution|answer)\b[^.\n]{0,40}?\b(?:is|are)\s+(?:(not)\s+)?(correct|right|incorrect|wrong)\b",
+                          re.IGNORECASE)
 
 
 class ConversationConfig(BaseModel):
@@ -71,13 +76,22 @@ class ConversationConfig(BaseModel):
 
 
 def verdict(review: str) -> bool | None:
-    """The critic's verdict: True (agrees), False (names an error), None (no verdict line); the last one counts.
+    """The critic's verdict: True (agrees), False (names an error), None (none found); the last one counts.
+
+    The asked-for line ``VERDICT: CORRECT|WRONG`` rules; without it, a boxed verdict; then a closing sentence
+    such as "The solution and its final answer are correct."
 
     >>> verdict("Step 2 is wrong.\\nVERDICT: WRONG"), verdict("All fine. VERDICT: **CORRECT**"), verdict("hmm")
     (False, True, None)
     """
-    found = VERDICT.findall(review)
-    return None if not found else found[-1].upper() == "CORRECT"
+    if found := VERDICT.findall(review):
+        return found[-1].upper() == "CORRECT"
+    if found := VERDICT_BOXED.findall(review):
+        return found[-1].upper() == "CORRECT"
+    if said := VERDICT_SAID.findall(review):
+        negated, word = said[-1]
+        return (word.lower() in ("correct", "right")) != bool(negated)
+    return None
 
 
 def fill(template: str, **slots: str) -> str:

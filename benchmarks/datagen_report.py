@@ -13,11 +13,13 @@ from __future__ import annotations
 import argparse
 import json
 import random
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from reasonlab.evaluate.metrics import sample_curves
 from reasonlab.runs import read_run
+from reasonlab.strategies.conversation import verdict
 
 
 def load(path: Path) -> Any:
@@ -122,6 +124,8 @@ def conversations(d: Path, vote: Path, base: Path = Path("runs/star/test-base"))
         r = s.get("rounds", {})
         print(f"  {name:12s} accuracy {s['accuracy']:.3f}  tokens/problem {s['mean_tokens']:.0f}  per round: "
               f"accuracy {r.get('accuracy')} at mean tokens {r.get('mean_tokens')}  stops {s['stop_reasons']}")
+        if name.startswith("critic"):
+            critic_verdicts(d / name)
     # the vote at equal tokens: maj@k over the same problems' samples (a superset run is cut to these ids)
     ids = {f"gsm8k-{i}" for i in range(50)}
     if not (vote / "results.jsonl").exists():
@@ -133,6 +137,19 @@ def conversations(d: Path, vote: Path, base: Path = Path("runs/star/test-base"))
         per_trace = sum(r["tokens"] for r in recs) / len(recs) / curve["n_samples"]
         print(f"  vote ({vote}, its {len(recs)} problems of these 50): " + ", ".join(
             f"maj@{k} {m:.3f} at {k * per_trace:.0f} tokens" for k, m in zip(curve["k"], curve["maj"])))
+
+
+def critic_verdicts(run: Path) -> None:
+    """Each review's verdict, re-read with today's parser, against whether the solution it reviewed was right:
+    how often the critic agrees with a wrong answer is what decides whether a critic helps."""
+    counts: Counter[str] = Counter()
+    for rec in read_run(run).record_dicts():
+        traces = rec["traces"]
+        for i, t in enumerate(traces):
+            if t["tags"].get("role") == "critic" and i:
+                v = {True: "agreed", False: "named an error", None: "no verdict"}[verdict(t["text"])]
+                counts[f"{v} / {'right' if traces[i - 1]['correct'] else 'wrong'}"] += 1
+    print(f"    reviews (verdict / the reviewed answer), re-read with today's parser: {dict(sorted(counts.items()))}")
 
 
 def problems(d: Path) -> None:

@@ -134,6 +134,41 @@ def test_range_filter_and_resume(tmp_path) -> None:
         pivotal_search(tmp_path / "run", tmp_path / "out", engine, PivotalConfig(threshold=0.3), progress=False)
 
 
+def test_an_interrupted_search_resumes_from_its_journal(tmp_path) -> None:
+    """A search stopped mid-problem (no searched row yet) draws nothing again on resume: the journal gives back
+    every prefix's samples and their cost, and the pivots and cost are those of an uninterrupted search."""
+    planted_run(tmp_path / "run")
+    cfg = PivotalConfig(p_range=(0.0, 1.0))
+    whole = pivotal_search(tmp_path / "run", tmp_path / "whole", ScriptedPivotEngine(), cfg, progress=False)
+
+    class Interrupted(Exception):
+        pass
+
+    class StopsAfter(ScriptedPivotEngine):  # the same script, cut off after some sampling calls
+        def __init__(self, calls: int) -> None:
+            super().__init__()
+            self.left = calls
+
+        def generate(self, prompts, params, cancel=None):
+            if not params.logprobs:
+                self.left -= 1
+                if self.left < 0:
+                    raise Interrupted
+            return super().generate(prompts, params, cancel)
+
+    with pytest.raises(Interrupted):
+        pivotal_search(tmp_path / "run", tmp_path / "out", StopsAfter(4), cfg, progress=False)
+    assert not (tmp_path / "out" / "searched.jsonl").exists() and (tmp_path / "out" / "estimates.jsonl").exists()
+    again = ScriptedPivotEngine()
+    resumed = pivotal_search(tmp_path / "run", tmp_path / "out", again, cfg, progress=False)
+    assert resumed["pivots"] == whole["pivots"] == 1
+    for k in ("samples", "completion_tokens", "prefixes"):
+        assert resumed[k] == whole[k], k
+    # the resumed process drew fewer continuations than the whole search: the first 4 calls' were restored
+    drawn_again = sum(n for _, n in again.calls if n)
+    assert 0 < drawn_again < whole["samples"]
+
+
 def test_a_run_without_token_ids_is_refused_in_one_line(tmp_path) -> None:
     from reasonlab.errors import DataError
 

@@ -32,9 +32,13 @@ The search over a whole run and its output directory: ``datagen.pivotal_run``.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
+import threading
 import zlib
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -154,13 +158,49 @@ class Problem:
     cost: Cost = field(default_factory=Cost)
 
 
+class Journal:
+    """Every sampling round of every prefix, appended to a JSONL file as it finishes, so an interrupted search
+    takes its problems up where they stopped instead of sampling their prefixes again (one problem's search takes
+    ~30 min here, and 16 run at once). Rows are keyed by (problem id, a hash of the prefix ids); what a restored
+    prefix cost before counts again in its problem's cost, so tokens per pivot stay the search's whole cost.
+    ``path`` None: nothing kept (a search in memory)."""
+
+    FIELDS = ("successes", "n", "samples", "completion_tokens", "prefilled_tokens", "calls")
+
+    def __init__(self, path: Path | None) -> None:
+        self.path, self.lock = path, threading.Lock()
+        self.rows: dict[tuple[str, str], dict[str, int]] = {}
+        if path is not None and path.exists():
+            for line in path.read_text(encoding="utf-8").splitlines():
+                if line.strip():
+                    r = json.loads(line)
+                    acc = self.rows.setdefault((r["id"], r["prefix"]), dict.fromkeys(self.FIELDS, 0))
+                    for k in self.FIELDS:
+                        acc[k] += r.get(k, 0)
+
+    @staticmethod
+    def key(ids: tuple[int, ...] | list[int]) -> str:
+        return hashlib.sha1(",".join(map(str, ids)).encode()).hexdigest()[:20]
+
+    def restore(self, problem_id: str, ids: tuple[int, ...]) -> dict[str, int] | None:
+        return self.rows.get((problem_id, self.key(ids)))
+
+    def record(self, problem_id: str, ids: tuple[int, ...], row: dict[str, int]) -> None:
+        if self.path is None:
+            return
+        with self.lock, self.path.open("a", encoding="utf-8") as fh:
+            fh.write(json.dumps({"id": problem_id, "prefix": self.key(ids), "length": len(ids), **row}) + "\n")
+
+
 class Estimator:
-    """p(success | prompt + trace prefix) by sampling continuations on ``engine`` and grading them."""
+    """p(success | prompt + trace prefix) by sampling continuations on ``engine`` and grading them; ``journal``
+    keeps every round so a resumed search does not draw again what it drew before."""
 
     def __init__(self, engine: Engine, verifier: Verifier, cfg: PivotalConfig, answer_type: Any = None,
-                 on_progress: Callable[[str, int], None] | None = None) -> None:
+                 on_progress: Callable[[str, int], None] | None = None, journal: Journal | None = None) -> None:
         self.engine, self.verifier, self.cfg, self.answer_type = engine, verifier, cfg, answer_type
         self.on_progress = on_progress or (lambda what, k: None)
+        self.journal = journal or Journal(None)
 
     def estimate(self, problem: Problem, prefixes: list[tuple[list[int], tuple[float, ...]]]) -> list[Estimate]:
         """Estimate p for each (trace prefix ids, decision points) of one problem, all in one batch per round."""
@@ -172,6 +212,10 @@ class Estimator:
                 problem.cache[key] = Estimate()
                 problem.cost.prefixes += 1
                 self.on_progress("prefixes", 1)
+                if (kept := self.journal.restore(problem.id, key)) is not None:  # drawn before an interruption
+                    problem.cache[key] = Estimate(kept["successes"], kept["n"])
+                    for k in ("samples", "completion_tokens", "prefilled_tokens", "calls"):
+                        setattr(problem.cost, k, getattr(problem.cost, k) + kept[k])
             ests.append(problem.cache[key])
 
         def wanted(i: int) -> int:  # continuations still to draw for prefix i this round
@@ -193,6 +237,8 @@ class Estimator:
                 gens = self.engine.generate([prefixes[i][0] for i in group], params)
                 problem.cost.calls += 1
                 heads = [self.engine.detokenize(prefixes[i][0][len(problem.prompt_ids):]) for i in group]
+                drawn = {i: dict.fromkeys(Journal.FIELDS, 0) for i in group}
+                drawn[group[0]]["calls"] = 1
                 for g in gens:
                     if g.finish_reason == "error":
                         raise DataError(f"problem {problem.id}: the engine failed a continuation: {g.error}")
@@ -203,6 +249,12 @@ class Estimator:
                     problem.cost.samples += 1
                     problem.cost.completion_tokens += g.completion_tokens
                     problem.cost.prefilled_tokens += g.prefilled_tokens
+                    d = drawn[group[g.index]]
+                    d["successes"], d["n"], d["samples"] = d["successes"] + int(ok), d["n"] + 1, d["samples"] + 1
+                    d["completion_tokens"] += g.completion_tokens
+                    d["prefilled_tokens"] += g.prefilled_tokens
+                for i in group:
+                    self.journal.record(problem.id, tuple(prefixes[i][0]), drawn[i])
                 self.on_progress("samples", len(gens))
             rnd += 1
         return ests

@@ -4,10 +4,11 @@ and the pairs: ``datagen.pivotal``).
     config.json     the config, the source run and the engine
     roots.jsonl     per drawn problem: p(0) with its samples, qualified or not
     searched.jsonl  per searched problem: the trace, the pivots (prefix ids, token, p before/after, the pair), cost
+    estimates.jsonl every sampling round of every prefix (``Journal``): an interrupted problem resumes its search
     dpo.jsonl       the pairs, for ``reasonlab train dpo --data``
     summary.json    problems drawn / qualified, pivots, pairs, samples and model tokens (per pivot), wall time
 
-Finished problems are skipped on a rerun; another config or source in the same directory is refused.
+Finished problems are skipped on a rerun, unfinished ones draw only what the journal lacks; another config or source in the same directory is refused.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from reasonlab.answers import Verifier
-from reasonlab.datagen.pivotal import Cost, Estimate, Estimator, PivotalConfig, Problem, search_trace
+from reasonlab.datagen.pivotal import Cost, Estimate, Estimator, Journal, PivotalConfig, Problem, search_trace
 from reasonlab.engines import Engine
 from reasonlab.errors import ConfigError, DataError
 from reasonlab.runs import ProblemRecord, TraceRecord, read_run
@@ -34,7 +35,7 @@ class _Out:
         path.mkdir(parents=True, exist_ok=True)
         cfg_file = path / "config.json"
         if force_new:
-            for name in ("roots.jsonl", "searched.jsonl", "dpo.jsonl", "summary.json"):
+            for name in ("roots.jsonl", "searched.jsonl", "estimates.jsonl", "dpo.jsonl", "summary.json"):
                 (path / name).unlink(missing_ok=True)
         elif cfg_file.exists():
             old = json.loads(cfg_file.read_text(encoding="utf-8"))
@@ -115,7 +116,7 @@ def pivotal_search(run_dir: str | Path, out: str | Path, engine: Engine, cfg: Pi
                                              f"prefixes {counts['prefixes']} · samples {counts['samples']} · "
                                              f"pivots {counts['pivots']}")
 
-            est = Estimator(engine, verifier, cfg, answer_type, tick)
+            est = Estimator(engine, verifier, cfg, answer_type, tick, Journal(Path(out) / "estimates.jsonl"))
             reuse = cfg.reuse_samples and _plain_samples(run_cfg, cfg)
             problems = {r.id: _problem(r, reuse) for r in records}
             # 1. draw problems in order, p(0) in batches of `parallel`, until enough qualify (deterministic by order)

@@ -8,7 +8,8 @@ and the pairs: ``datagen.pivotal``).
     dpo.jsonl       the pairs, for ``reasonlab train dpo --data``
     summary.json    problems drawn / qualified, pivots, pairs, samples and model tokens (per pivot), wall time
 
-Finished problems are skipped on a rerun, unfinished ones draw only what the journal lacks; another config or source in the same directory is refused.
+Finished problems are skipped on a rerun, unfinished ones draw only what the journal lacks; another config or
+source in the same directory is refused.
 """
 
 from __future__ import annotations

@@ -158,7 +158,9 @@ def test_an_interrupted_search_resumes_from_its_journal(tmp_path) -> None:
 
     with pytest.raises(Interrupted):
         pivotal_search(tmp_path / "run", tmp_path / "out", StopsAfter(4), cfg, progress=False)
-    assert not (tmp_path / "out" / "searched.jsonl").exists() and (tmp_path / "out" / "estimates.jsonl").exists()
+    journal = tmp_path / "out" / "estimates.jsonl"
+    assert not (tmp_path / "out" / "searched.jsonl").exists() and journal.exists()
+    journal.write_text(journal.read_text() + '{"id": "p0", "prefix": "torn by a ha')  # a hard kill mid-line
     again = ScriptedPivotEngine()
     resumed = pivotal_search(tmp_path / "run", tmp_path / "out", again, cfg, progress=False)
     assert resumed["pivots"] == whole["pivots"] == 1
@@ -167,6 +169,35 @@ def test_an_interrupted_search_resumes_from_its_journal(tmp_path) -> None:
     # the resumed process drew fewer continuations than the whole search: the first 4 calls' were restored
     drawn_again = sum(n for _, n in again.calls if n)
     assert 0 < drawn_again < whole["samples"]
+    # the torn line was ended: every row the resumed search appended reads back
+    rows = journal.read_text().splitlines()
+    assert [r for r in rows if "torn" in r] == ['{"id": "p0", "prefix": "torn by a ha']
+    assert all(json.loads(r) for r in rows if "torn" not in r)
+
+
+def test_a_stop_ends_the_call_in_flight_without_counting_it(tmp_path) -> None:
+    """Ctrl-C / SIGTERM sets the estimator's stop: the engine's cancel hook answers yes from then on, the cut call's
+    samples are neither graded nor journaled, and no further call is made."""
+    from reasonlab.answers import Verifier
+    from reasonlab.datagen.pivotal import Estimator, Journal, Problem
+    from reasonlab.errors import Interrupted
+
+    class StoppedMidCall(ScriptedPivotEngine):  # the stop comes while the first call decodes
+        def generate(self, prompts, params, cancel=None):
+            est.stop.set()
+            assert cancel is not None and cancel(0, 0, 1, None)  # the engine is told to end its samples now
+            return super().generate(prompts, params, cancel)
+
+    engine, verifier = StoppedMidCall(), Verifier()
+    est = Estimator(engine, verifier, PivotalConfig(), journal=Journal(tmp_path / "estimates.jsonl"))
+    problem = Problem("p0", "42", PROMPT, ProblemRecord(id="p0", question="q", gold="42"))
+    try:
+        with pytest.raises(Interrupted):
+            est.estimate(problem, [(PROMPT, (0.5,))])
+    finally:
+        verifier.close()
+    assert len(engine.calls) == 1 and problem.cache[tuple(PROMPT)].n == 0 and problem.cost.samples == 0
+    assert not (tmp_path / "estimates.jsonl").exists()
 
 
 def test_a_run_without_token_ids_is_refused_in_one_line(tmp_path) -> None:

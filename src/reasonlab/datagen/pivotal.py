@@ -44,8 +44,8 @@ from typing import Any, Callable, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from reasonlab.answers import Verifier
-from reasonlab.engines import Engine, SamplingParams
-from reasonlab.errors import DataError
+from reasonlab.engines import Engine, Generation, SamplingParams
+from reasonlab.errors import DataError, Interrupted
 from reasonlab.runs import ProblemRecord
 
 
@@ -171,12 +171,18 @@ class Journal:
         self.path, self.lock = path, threading.Lock()
         self.rows: dict[tuple[str, str], dict[str, int]] = {}
         if path is not None and path.exists():
-            for line in path.read_text(encoding="utf-8").splitlines():
-                if line.strip():
+            text = path.read_text(encoding="utf-8")
+            for line in text.splitlines():
+                try:
                     r = json.loads(line)
-                    acc = self.rows.setdefault((r["id"], r["prefix"]), dict.fromkeys(self.FIELDS, 0))
-                    for k in self.FIELDS:
-                        acc[k] += r.get(k, 0)
+                except json.JSONDecodeError:  # a line torn by a hard kill: that round is drawn again
+                    continue
+                acc = self.rows.setdefault((r["id"], r["prefix"]), dict.fromkeys(self.FIELDS, 0))
+                for k in self.FIELDS:
+                    acc[k] += r.get(k, 0)
+            if text and not text.endswith("\n"):  # end the torn line, so the next row starts a line of its own
+                with path.open("a", encoding="utf-8") as fh:
+                    fh.write("\n")
 
     @staticmethod
     def key(ids: tuple[int, ...] | list[int]) -> str:
@@ -201,6 +207,17 @@ class Estimator:
         self.engine, self.verifier, self.cfg, self.answer_type = engine, verifier, cfg, answer_type
         self.on_progress = on_progress or (lambda what, k: None)
         self.journal = journal or Journal(None)
+        # set on Ctrl-C / SIGTERM: every problem in flight ends at its next token, without grading or journaling
+        # that call's cut samples (a search thread otherwise runs on for its whole problem, tens of minutes)
+        self.stop = threading.Event()
+
+    def _generate(self, prompts: list[list[int]], params: SamplingParams) -> list[Generation]:
+        if self.stop.is_set():
+            raise Interrupted("pivotal search stopped")
+        gens = self.engine.generate(prompts, params, cancel=lambda *_: self.stop.is_set())
+        if self.stop.is_set():
+            raise Interrupted("pivotal search stopped")
+        return gens
 
     def estimate(self, problem: Problem, prefixes: list[tuple[list[int], tuple[float, ...]]]) -> list[Estimate]:
         """Estimate p for each (trace prefix ids, decision points) of one problem, all in one batch per round."""
@@ -234,7 +251,7 @@ class Estimator:
                 seed = zlib.crc32(f"{cfg.seed}:{problem.id}:{rnd}:{ests[group[0]].n}".encode()) & 0x3FFFFFFF
                 params = SamplingParams(n=k, temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=cfg.max_tokens,
                                         seed=seed)
-                gens = self.engine.generate([prefixes[i][0] for i in group], params)
+                gens = self._generate([prefixes[i][0] for i in group], params)
                 problem.cost.calls += 1
                 heads = [self.engine.detokenize(prefixes[i][0][len(problem.prompt_ids):]) for i in group]
                 drawn = {i: dict.fromkeys(Journal.FIELDS, 0) for i in group}
@@ -262,7 +279,7 @@ class Estimator:
     def alternatives(self, problem: Problem, ids: list[int], exclude: int) -> list[tuple[int, str, float]]:
         """The most likely next tokens after ``ids`` (id, text, log p), best first, without ``exclude`` and
         without tokens that spell nothing (end of sequence, template markers)."""
-        g = self.engine.generate([ids], SamplingParams(max_tokens=1, temperature=0.0,
+        g = self._generate([ids], SamplingParams(max_tokens=1, temperature=0.0,
                                                         logprobs=self.cfg.alternatives + 2))[0]
         problem.cost.calls += 1
         problem.cost.prefilled_tokens += g.prefilled_tokens

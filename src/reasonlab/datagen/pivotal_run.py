@@ -124,27 +124,31 @@ def pivotal_search(run_dir: str | Path, out: str | Path, engine: Engine, cfg: Pi
             qualified = [i for i, r in roots.items() if r["qualified"]]
             pending = iter([r for r in records if r.id not in roots])
             with ThreadPoolExecutor(cfg.parallel) as pool:
-                while cfg.problems is None or len(qualified) < cfg.problems:
-                    batch = [next(pending, None) for _ in range(cfg.parallel)]
-                    batch = [r for r in batch if r is not None]
-                    if not batch:
-                        break
-                    for r, e in zip(batch, pool.map(lambda r: _root(est, problems[r.id]), batch)):
-                        q = cfg.ids is not None or cfg.p_range[0] <= e.p <= cfg.p_range[1]
-                        if q and cfg.problems is not None and len(qualified) >= cfg.problems:
-                            break  # enough qualified already: later problems of the batch count as not drawn
-                        row = {"id": r.id, "p": round(e.p, 4), "successes": e.successes, "n": e.n, "qualified": q,
-                               **_cost_row(problems[r.id].cost)}
-                        roots[r.id] = row
-                        store.append("roots.jsonl", row)
-                        qualified += [r.id] if q else []
-                        tick("samples", 0)
-                # 2. search the qualified problems' traces, `parallel` problems at once
-                todo = [problems[i] for i in qualified if i not in searched]
-                for row in pool.map(lambda pr: _search(est, pr, cfg, roots[pr.id]), todo):
-                    searched[row["id"]] = row
-                    store.append("searched.jsonl", row)
-                    tick("pivots", len(row["pivots"]))
+                try:
+                    while cfg.problems is None or len(qualified) < cfg.problems:
+                        batch = [next(pending, None) for _ in range(cfg.parallel)]
+                        batch = [r for r in batch if r is not None]
+                        if not batch:
+                            break
+                        for r, e in zip(batch, pool.map(lambda r: _root(est, problems[r.id]), batch)):
+                            q = cfg.ids is not None or cfg.p_range[0] <= e.p <= cfg.p_range[1]
+                            if q and cfg.problems is not None and len(qualified) >= cfg.problems:
+                                break  # enough qualified already: later problems of the batch count as not drawn
+                            row = {"id": r.id, "p": round(e.p, 4), "successes": e.successes, "n": e.n, "qualified": q,
+                                   **_cost_row(problems[r.id].cost)}
+                            roots[r.id] = row
+                            store.append("roots.jsonl", row)
+                            qualified += [r.id] if q else []
+                            tick("samples", 0)
+                    # 2. search the qualified problems' traces, `parallel` problems at once
+                    todo = [problems[i] for i in qualified if i not in searched]
+                    for row in pool.map(lambda pr: _search(est, pr, cfg, roots[pr.id]), todo):
+                        searched[row["id"]] = row
+                        store.append("searched.jsonl", row)
+                        tick("pivots", len(row["pivots"]))
+                except BaseException:  # Ctrl-C / SIGTERM: the threads stop at their next token, not their problem's end
+                    est.stop.set()
+                    raise
     finally:
         verifier.close()
     summary = _summarize(roots, searched, cfg, time.perf_counter() - start)

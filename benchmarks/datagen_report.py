@@ -36,7 +36,10 @@ def pivotal(d: Path) -> None:
         print(f"  {name:11s} drawn {s['problems_drawn']:3d}  qualified {s['problems_qualified']:3d}  searched "
               f"{s['problems_searched']:3d}  pivots {s['pivots']:3d} ({s['raising']} raise)  pairs {s['pairs']:3d}  "
               f"continuations {s['samples']:5d} ({s['samples_per_prefix']}/prefix)  model tokens/pivot "
-              f"{s['model_tokens_per_pivot']}  search {s['search_seconds']} s")
+              f"{s['model_tokens_per_pivot']}")
+        drawn = s["qualifying_tokens"] + s["completion_tokens"] + s["prefilled_tokens"]
+        print(f"  {'':11s} wall {s.get('wall_seconds', 0) / 3600:.2f} h over {s.get('calls', 0)} call(s), which drew "
+              f"{s.get('timed_model_tokens', 0)} of the {drawn} model tokens (calls before calls.jsonl are untimed)")
     if seq and fixed and seq["model_tokens_per_pivot"] and fixed["model_tokens_per_pivot"]:
         print(f"  sequential / fixed, model tokens per pivot: "
               f"{seq['model_tokens_per_pivot'] / fixed['model_tokens_per_pivot']:.2f} (target <= 0.5); "

@@ -282,3 +282,34 @@ def test_the_runs_own_samples_count_towards_p0(tmp_path) -> None:
     pivotal_search(tmp_path / "run", tmp_path / "other", engine, PivotalConfig(estimator="fixed", temperature=1.0),
                    progress=False)  # other settings: the run's traces are not its samples
     assert json.loads((tmp_path / "other" / "roots.jsonl").read_text())["samples"] == 10
+
+
+def test_a_search_resumed_after_its_roots_starts_from_the_whole_root_estimate(tmp_path) -> None:
+    """The run's own samples are only part of p(0): a search resumed after the roots were drawn uses the root row
+    (the run's samples and those drawn to qualify), as the uninterrupted search does; every call's wall time and
+    draws are logged, stopped or not."""
+    ids = [20 + i for i in range(8)]
+    store = RunStore(tmp_path / "run")
+    store.open({"config": {"strategy": "vote", "strategy_options": {"samples": 4},
+                           "sampling": {"temperature": 0.7, "top_p": 0.8, "max_tokens": 512}}}, {})
+    store.append(ProblemRecord(id="p0", question="q", gold="42", prompt="<q>", prompt_token_ids=PROMPT, traces=[
+        TraceRecord(text="\\boxed{42}", correct=s == 0, answer="42", token_ids=ids, sample=s) for s in range(4)]))
+    cfg = PivotalConfig(estimator="fixed", p_range=(0.0, 1.0))
+
+    class StopsAfterRoots(ScriptedPivotEngine):
+        def generate(self, prompts, params, cancel=None):
+            if self.calls:  # the root's one call went through
+                raise KeyboardInterrupt
+            return super().generate(prompts, params, cancel)
+
+    with pytest.raises(KeyboardInterrupt):
+        pivotal_search(tmp_path / "run", tmp_path / "out", StopsAfterRoots(), cfg, progress=False)
+    root = json.loads((tmp_path / "out" / "roots.jsonl").read_text())
+    assert root["n"] == 10 and not (tmp_path / "out" / "searched.jsonl").exists()
+    s = pivotal_search(tmp_path / "run", tmp_path / "out", ScriptedPivotEngine(), cfg, progress=False)
+    trace = json.loads((tmp_path / "out" / "searched.jsonl").read_text())["traces"][0]
+    assert trace["estimates"][0] == [0, root["successes"], 10] and trace["p0"] == root["p"]
+    calls = [json.loads(x) for x in (tmp_path / "out" / "calls.jsonl").read_text().splitlines()]
+    assert [c["finished"] for c in calls] == [False, True] and calls[0]["samples"] == 6
+    assert s["calls"] == 2 and s["wall_seconds"] == round(sum(c["seconds"] for c in calls), 1)
+    assert s["timed_model_tokens"] == sum(c["completion_tokens"] + c["prefilled_tokens"] for c in calls) > 0

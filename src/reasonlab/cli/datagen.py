@@ -139,7 +139,7 @@ def pivotal_cmd(
         f"{s['problems_searched']} problems searched ({s['problems_qualified']} qualified of {s['problems_drawn']} "
         f"drawn): {s['pivots']} pivots ({s['raising']} raise p), {s['pairs']} pairs -> {out / 'dpo.jsonl'}\n"
         f"{s['samples']} continuations over {s['prefixes']} prefixes ({s['samples_per_prefix']} each), "
-        f"{s['model_tokens_per_pivot']} model tokens per pivot, {s['search_seconds']} s of search",
+        f"{s['model_tokens_per_pivot']} model tokens per pivot, {s['wall_seconds']} s over {s['calls']} call(s)",
         highlight=False)
 
 

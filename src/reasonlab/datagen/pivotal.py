@@ -210,6 +210,7 @@ class Estimator:
         # set on Ctrl-C / SIGTERM: every problem in flight ends at its next token, without grading or journaling
         # that call's cut samples (a search thread otherwise runs on for its whole problem, tens of minutes)
         self.stop = threading.Event()
+        self.drawn, self._lock = Cost(), threading.Lock()  # what this process drew (restored rounds excluded)
 
     def _generate(self, prompts: list[list[int]], params: SamplingParams) -> list[Generation]:
         if self.stop.is_set():
@@ -272,6 +273,9 @@ class Estimator:
                     d["prefilled_tokens"] += g.prefilled_tokens
                 for i in group:
                     self.journal.record(problem.id, tuple(prefixes[i][0]), drawn[i])
+                with self._lock:
+                    self.drawn.add(Cost(len(gens), sum(g.completion_tokens for g in gens),
+                                        sum(g.prefilled_tokens for g in gens), 0, 1))
                 self.on_progress("samples", len(gens))
             rnd += 1
         return ests
@@ -283,6 +287,8 @@ class Estimator:
                                                         logprobs=self.cfg.alternatives + 2))[0]
         problem.cost.calls += 1
         problem.cost.prefilled_tokens += g.prefilled_tokens
+        with self._lock:
+            self.drawn.add(Cost(0, 0, g.prefilled_tokens, 0, 1))
         top = (g.top_logprobs or [[]])[0]
         out = [(tid, text, lp) for tid, text, lp in top if tid != exclude and tid >= 0 and text != ""]
         return out[: self.cfg.alternatives]

@@ -5,6 +5,8 @@ and the pairs: ``datagen.pivotal``).
     roots.jsonl     per drawn problem: p(0) with its samples, qualified or not
     searched.jsonl  per searched problem: the trace, the pivots (prefix ids, token, p before/after, the pair), cost
     estimates.jsonl every sampling round of every prefix (``Journal``): an interrupted problem resumes its search
+    calls.jsonl     per call of the search (finished or stopped): wall time and what it drew, so a search spread
+                    over several calls still has its wall time
     dpo.jsonl       the pairs, for ``reasonlab train dpo --data``
     summary.json    problems drawn / qualified, pivots, pairs, samples and model tokens (per pivot), wall time
 
@@ -36,7 +38,8 @@ class _Out:
         path.mkdir(parents=True, exist_ok=True)
         cfg_file = path / "config.json"
         if force_new:
-            for name in ("roots.jsonl", "searched.jsonl", "estimates.jsonl", "dpo.jsonl", "summary.json"):
+            for name in ("roots.jsonl", "searched.jsonl", "estimates.jsonl", "calls.jsonl", "dpo.jsonl",
+                         "summary.json"):
                 (path / name).unlink(missing_ok=True)
         elif cfg_file.exists():
             old = json.loads(cfg_file.read_text(encoding="utf-8"))
@@ -106,7 +109,8 @@ def pivotal_search(run_dir: str | Path, out: str | Path, engine: Engine, cfg: Pi
     verifier = Verifier()
     counts = {"samples": 0, "prefixes": 0, "pivots": 0}
     show = sys.stderr.isatty() if progress is None else progress
-    start = time.perf_counter()
+    start, started, finished = time.perf_counter(), time.strftime("%Y-%m-%dT%H:%M:%S"), False
+    est: Estimator | None = None
     try:
         with Progress(disable=not show, transient=True) as bar:
             task = bar.add_task("pivotal search", total=None)
@@ -149,9 +153,16 @@ def pivotal_search(run_dir: str | Path, out: str | Path, engine: Engine, cfg: Pi
                 except BaseException:  # Ctrl-C / SIGTERM: the threads stop at their next token, not their problem's end
                     est.stop.set()
                     raise
+        finished = True
     finally:
         verifier.close()
-    summary = _summarize(roots, searched, cfg, time.perf_counter() - start)
+        if est is not None:  # the call's wall time and what it drew, stopped or not
+            d = est.drawn
+            store.append("calls.jsonl", {"started": started, "seconds": round(time.perf_counter() - start, 1),
+                                         "finished": finished, "samples": d.samples,
+                                         "completion_tokens": d.completion_tokens,
+                                         "prefilled_tokens": d.prefilled_tokens, "calls": d.calls})
+    summary = _summarize(roots, searched, cfg, time.perf_counter() - start, _rows(Path(out) / "calls.jsonl"))
     _write_pairs(Path(out), searched, engine)
     (Path(out) / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     return summary
@@ -192,7 +203,9 @@ def _search(est: Estimator, problem: Problem, cfg: PivotalConfig, root: dict[str
     start = time.perf_counter()
     before = Cost()
     before.add(problem.cost)
-    problem.cache.setdefault(tuple(problem.prompt_ids), Estimate(root["successes"], root["n"]))
+    # the root row is p(0)'s whole estimate (the run's own samples and those drawn to qualify): on a resume the
+    # problem is rebuilt holding only the run's samples, which must not stand in for it
+    problem.cache[tuple(problem.prompt_ids)] = Estimate(root["successes"], root["n"])
     traces = []
     for t in _pick_traces(problem.record, cfg):
         prompt_ids, ids = _trace_ids(problem.record, t)  # type: ignore[misc]
@@ -216,7 +229,13 @@ def _search(est: Estimator, problem: Problem, cfg: PivotalConfig, root: dict[str
             "seconds": round(time.perf_counter() - start, 2)}
 
 
-def _summarize(roots: dict[str, Any], searched: dict[str, Any], cfg: PivotalConfig, seconds: float) -> dict[str, Any]:
+def _rows(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()] \
+        if path.exists() else []
+
+
+def _summarize(roots: dict[str, Any], searched: dict[str, Any], cfg: PivotalConfig, seconds: float,
+               calls: list[dict[str, Any]]) -> dict[str, Any]:
     def total(rows: Iterator[dict[str, Any]] | list[dict[str, Any]], key: str) -> int:
         return sum(r.get(key, 0) for r in rows)
 
@@ -238,7 +257,11 @@ def _summarize(roots: dict[str, Any], searched: dict[str, Any], cfg: PivotalConf
         # per pivot: the searched problems' whole cost, their p(0) included (qualifying others is reported apart)
         "model_tokens_per_pivot": round(all_tokens / n, 1) if n else None,
         "qualifying_tokens": root_tokens, "seconds_this_call": round(seconds, 1),
-        "search_seconds": round(sum(r["seconds"] for r in searched.values()), 1),
+        # wall time over every call of the search, qualifying included (problems overlap, so their own seconds
+        # do not add up to it); a call made before calls were logged is missing, and then what the timed calls
+        # drew says how fast drawing went
+        "wall_seconds": round(sum(c["seconds"] for c in calls), 1), "calls": len(calls),
+        "timed_model_tokens": sum(c["completion_tokens"] + c["prefilled_tokens"] for c in calls),
     }
 
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Issue 13's measurements, resumable (each step resumes or is skipped once its output exists), the target first:
 #   pivotal      draw GSM8K train problems of runs/star/sample until 30 have p(0) in [0.2, 0.8]; sequential
-#                estimator, then fixed n = 10 on the same problems (DPO on the pairs is the last step)
+#                estimator without, then with pivots confirmed (on the first one's journal), then fixed n = 10 on the
+#                same problems (DPO on the confirmed search's pairs is the last step)
 #   variants     GSM-Symbolic variants of GSM8K test 0-49 (5 each; solve programs by the default model, then
 #                by the 1.5B); the default model's greedy accuracy on originals vs variants
 #   conversation GSM8K test 0-49: solver/critic (self, then the 1.5B as critic) and a 3-agent, 2-round debate;
@@ -40,10 +41,17 @@ variants_step() {
 
 # the pivotal searches first: they are the longest, and the comparison the issue sets a target on
 step "1. pivotal tokens: sequential, then fixed n = 10 on the same problems"
+$R datagen pivotal runs/star/sample -o "$O/pivotal-seq-unconfirmed" -n 30 --no-confirm $P
+keep "$O/pivotal-seq-unconfirmed"
+# confirmed pivots (the default), on the unconfirmed search's journal: only the confirmations are drawn anew
+if [ ! -s "$O/pivotal-seq/estimates.jsonl" ]; then
+  mkdir -p "$O/pivotal-seq"
+  cp "$O/pivotal-seq-unconfirmed"/{roots,estimates,calls}.jsonl "$O/pivotal-seq/"
+fi
 $R datagen pivotal runs/star/sample -o "$O/pivotal-seq" -n 30 $P
 keep "$O/pivotal-seq"
 $R datagen pivotal runs/star/sample -o "$O/pivotal-fixed" --estimator fixed --samples 10 \
-    --problems-from "$O/pivotal-seq" $P
+    --problems-from "$O/pivotal-seq-unconfirmed" $P
 keep "$O/pivotal-fixed"
 step "2. variants of GSM8K test 0-49"
 variants_step variants

@@ -26,17 +26,43 @@ def load(path: Path) -> Any:
     return json.loads(path.read_text()) if path.exists() else None
 
 
+def pivot_noise(searched: Path) -> dict[str, int]:
+    """How many pivots look like estimation noise: beside a pivot of the opposite direction (p goes 0.5 -> 0 -> 0.5
+    over two tokens), or with a side estimated from few continuations."""
+    out = {"pivots": 0, "beside_opposite": 0, "thin": 0}
+    for line in searched.read_text().splitlines() if searched.exists() else []:
+        for t in json.loads(line)["traces"]:
+            n = {pos: k for pos, _, k in t["estimates"]}
+            at = {v["position"]: v for v in t["pivots"]}
+            for v in t["pivots"]:
+                up = v["p_after"] > v["p_before"]
+                out["pivots"] += 1
+                out["beside_opposite"] += any(w is not None and (w["p_after"] > w["p_before"]) != up
+                                              for w in (at.get(v["position"] - 1), at.get(v["position"] + 1)))
+                # p after the trace's last token is its verdict, not an estimate
+                sides = [n.get(v["position"], 99), n.get(v["position"] + 1, 99) if v["position"] + 1 < t["tokens"]
+                         else 99]
+                out["thin"] += min(sides) <= 4
+    return out
+
+
 def pivotal(d: Path) -> None:
     print("## pivotal tokens")
+    runs = {"sequential, unconfirmed": "pivotal-seq-unconfirmed", "sequential, confirmed": "pivotal-seq",
+            "fixed n=10": "pivotal-fixed"}
     seq, fixed = load(d / "pivotal-seq" / "summary.json"), load(d / "pivotal-fixed" / "summary.json")
-    for name, s in (("sequential", seq), ("fixed n=10", fixed)):
+    for name, sub in runs.items():
+        s = load(d / sub / "summary.json")
         if s is None:
             print(f"  {name}: not run")
             continue
-        print(f"  {name:11s} drawn {s['problems_drawn']:3d}  qualified {s['problems_qualified']:3d}  searched "
+        print(f"  {name}\n  {'':11s} drawn {s['problems_drawn']:3d}  qualified {s['problems_qualified']:3d}  searched "
               f"{s['problems_searched']:3d}  pivots {s['pivots']:3d} ({s['raising']} raise)  pairs {s['pairs']:3d}  "
               f"continuations {s['samples']:5d} ({s['samples_per_prefix']}/prefix)  model tokens/pivot "
               f"{s['model_tokens_per_pivot']}")
+        noise = pivot_noise(d / sub / "searched.jsonl")
+        print(f"  {'':11s} {noise['beside_opposite']} of {noise['pivots']} pivots sit beside a pivot the other way (a "
+              f"noisy middle estimate splits both halves); a side of {noise['thin']} rests on <= 4 continuations")
         drawn = s["qualifying_tokens"] + s["completion_tokens"] + s["prefilled_tokens"]
         print(f"  {'':11s} wall {s.get('wall_seconds', 0) / 3600:.2f} h over {s.get('calls', 0)} call(s), which drew "
               f"{s.get('timed_model_tokens', 0)} of the {drawn} model tokens (calls before calls.jsonl are untimed)")
@@ -44,11 +70,14 @@ def pivotal(d: Path) -> None:
         print(f"  sequential / fixed, model tokens per pivot: "
               f"{seq['model_tokens_per_pivot'] / fixed['model_tokens_per_pivot']:.2f} (target <= 0.5); "
               f"continuations: {seq['samples'] / max(1, fixed['samples']):.2f}")
-    print(f"  reasonlab datagen pivotal runs/star/sample -o {d}/pivotal-seq -n 30 --parallel 16\n"
+    print(f"  reasonlab datagen pivotal runs/star/sample -o {d}/pivotal-seq-unconfirmed -n 30 --no-confirm "
+          f"--parallel 16\n"
+          f"  reasonlab datagen pivotal runs/star/sample -o {d}/pivotal-seq -n 30 --parallel 16   (on a copy of the "
+          f"first one's roots, estimates and calls)\n"
           f"  reasonlab datagen pivotal runs/star/sample -o {d}/pivotal-fixed --estimator fixed --samples 10 "
-          f"--problems-from {d}/pivotal-seq --parallel 16")
+          f"--problems-from {d}/pivotal-seq-unconfirmed --parallel 16")
     rows = [json.loads(x) for x in (d / "pivotal-seq" / "searched.jsonl").read_text().splitlines()] \
-        if (d / "pivotal-seq" / "searched.jsonl").exists() else []
+        if (d / "pivotal-seq" / "searched.jsonl").exists() else []  # the confirmed search's
     if rows:
         import matplotlib
 

@@ -115,7 +115,39 @@ def test_sequential_draws_fewer_samples_than_fixed_n(tmp_path) -> None:
                            PivotalConfig(estimator=estimator, samples=10, p_range=(0.0, 1.0)), progress=False)
         assert s["pivots"] == 1
         spent[estimator] = s["samples"]
-    assert spent["sequential"] < 0.6 * spent["fixed"], spent
+    s = pivotal_search(tmp_path / "run", tmp_path / "unconfirmed", ScriptedPivotEngine(),
+                       PivotalConfig(samples=10, p_range=(0.0, 1.0), confirm=False), progress=False)
+    assert s["pivots"] == 1
+    # confirming draws the pivot's two sides and its pair's alternative to 10, as fixed n does: still cheaper
+    assert s["samples"] < spent["sequential"] < spent["fixed"] and s["samples"] < 0.6 * spent["fixed"], (s, spent)
+
+
+@pytest.mark.parametrize("confirm, found", [(False, [16]), (True, [11])])
+def test_confirming_drops_a_pivot_a_thin_estimate_made(tmp_path, confirm, found) -> None:
+    """A middle whose first two continuations happen to fail (p = 0 of 2, settled at a loose risk) hides the planted
+    pivot and makes one of its own; drawn to `samples`, it is 18 of 20, and the search finds the planted token."""
+
+    class UnluckyMiddle(ScriptedPivotEngine):  # deterministic but for the first two draws at trace position 16
+        def __init__(self) -> None:
+            super().__init__(low=0.0, high=1.0)
+            self.unlucky = 2
+
+        def generate(self, prompts, params, cancel=None):
+            out = super().generate(prompts, params, cancel)
+            for g in out:
+                if len(prompts[g.index]) == len(PROMPT) + 16 and not params.logprobs and self.unlucky:
+                    self.unlucky -= 1
+                    g.text = "so \\boxed{13}"
+            return out
+
+    planted_run(tmp_path / "run")
+    cfg = PivotalConfig(samples=20, risk=0.45, p_range=(0.0, 1.0), confirm=confirm)
+    pivotal_search(tmp_path / "run", tmp_path / "out", UnluckyMiddle(), cfg, progress=False)
+    row = json.loads((tmp_path / "out" / "searched.jsonl").read_text())
+    assert [v["position"] for v in row["pivots"]] == found
+    if confirm:  # the pivot's sides rest on 20 continuations each
+        n = {pos: k for pos, _, k in row["traces"][0]["estimates"]}
+        assert n[11] == n[12] == 20
 
 
 def test_range_filter_and_resume(tmp_path) -> None:
@@ -262,9 +294,15 @@ def test_cli_on_a_real_run_and_model(tmp_path, smol_path) -> None:
     rec = json.loads((tmp_path / "run" / "results.jsonl").read_text().splitlines()[0])
     assert searched["traces"][0]["prompt_ids"] == rec["prompt_token_ids"]
     assert (tmp_path / "pv" / "dpo.jsonl").exists() and json.loads((tmp_path / "pv" / "summary.json").read_text())
+    summary = json.loads((tmp_path / "pv" / "summary.json").read_text())
     again = subprocess.run(cmd, capture_output=True, text=True)  # resumes: nothing left to sample
-    assert again.returncode == 0 and again.stdout == first.stdout
+    assert again.returncode == 0, again.stderr
+    timing = ("seconds_this_call", "wall_seconds", "calls")
+    resumed = json.loads((tmp_path / "pv" / "summary.json").read_text())
+    assert {k: v for k, v in resumed.items() if k not in timing} == {k: v for k, v in summary.items() if k not in timing}
     assert len((tmp_path / "pv" / "roots.jsonl").read_text().splitlines()) == 1
+    calls = [json.loads(x) for x in (tmp_path / "pv" / "calls.jsonl").read_text().splitlines()]
+    assert len(calls) == 2 and calls[1]["samples"] == calls[1]["calls"] == 0 and calls[0]["calls"] > 0
 
 
 def test_the_runs_own_samples_count_towards_p0(tmp_path) -> None:

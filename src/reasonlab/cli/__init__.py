@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import Any, Optional
 
@@ -385,7 +386,9 @@ register_catalog_commands(app)
 
 
 def _terminate(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt  # a polite kill gets the same clean stop as Ctrl-C
+    # a polite kill gets the same clean stop as Ctrl-C; said with the time, so a log shows what stopped a long run
+    err.print(f"{time.strftime('%H:%M:%S')} received {signal.Signals(signum).name}", highlight=False)
+    raise KeyboardInterrupt
 
 
 def main() -> None:

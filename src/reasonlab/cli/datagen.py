@@ -90,6 +90,8 @@ def pivotal_cmd(
     top_p: float = typer.Option(0.8, "--top-p"),
     alternatives: int = typer.Option(4, "--alternatives", help="top-k alternatives tried for a pivot's pair"),
     traces: int = typer.Option(1, "--traces-per-problem"),
+    confirm: bool = typer.Option(True, "--confirm/--no-confirm", help="sequential: keep a pivot only if it holds with "
+                                 "both sides drawn to --samples"),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="default: the model the run sampled"),
     lora: Optional[str] = typer.Option(None, "--lora", help="default: the run's adapter, if any"),
     parallel: int = typer.Option(16, "--parallel", help="sequences decoded together, and problems searched at once"),
@@ -121,7 +123,7 @@ def pivotal_cmd(
     cfg = from_layers(PivotalConfig, dict(estimator=estimator, samples=samples, threshold=threshold, p_range=(lo, hi),
                                           max_tokens=max_tokens, temperature=temperature, top_p=top_p,
                                           alternatives=alternatives, traces_per_problem=traces, problems=problems,
-                                          ids=ids, parallel=parallel, seed=seed))
+                                          ids=ids, parallel=parallel, seed=seed, confirm=confirm))
     source = read_run(run)
     engine_cfg = EngineConfig(**((source.config.get("config") or {}).get("engine") or {}))
     updates: dict[str, Any] = {"n_parallel": max(2, parallel)}  # top-k log-probs need the batched path

@@ -15,10 +15,18 @@ token: that token is pivotal, with p before = p(a) and after = p(b). Spans of on
 problems run concurrently, so the batched engine stays full.
 
 The estimator: ``fixed`` draws ``samples`` continuations per prefix, as PTS does. ``sequential`` draws ``round`` at a
-time and stops once the Wilson interval of the estimate excludes every decision point that the estimate is compared
-with — p(a) +- threshold and p(b) +- threshold for a middle, the range ends for p(0), p(after) -+ threshold for an
-alternative — so a prefix whose side is clear after four samples costs four, not ten; ``samples`` caps it. Estimates
-are cached by (problem, prefix ids).
+time and stops once drawing on to ``samples`` would flip none of the comparisons the estimate is used in — p(a) +-
+threshold and p(b) +- threshold for a middle, the range ends for p(0), p(after) -+ threshold for an alternative —
+with chance ``risk`` or more (stochastic curtailment: ``flip_chance``), so a prefix whose side is clear after four
+samples costs four, not ten. Estimates are cached by (problem, prefix ids).
+
+Confirmation (``confirm``, sequential only): each comparison is settled against the other side's *estimate*, which
+may rest on two continuations itself, so a middle that happens to draw 0 of 2 splits both its halves and leaves a pair
+of opposite "pivots" beside each other (on GSM8K, 61 of 117 pivots sat beside one the other way, 54 had a side of
+<= 4 continuations). So the bisection's pivots are confirmed: both sides are drawn to ``samples``, the bisection
+runs again on the cache (drawing where the new estimates unsettle a middle), until every pivot it ends with has both
+sides at ``samples`` — the evidence fixed n gives each pivot, at sequential's price for the rest of the trace. A
+pair's alternative is drawn to ``samples`` too.
 
 Pairs (what TRL's DPO trains, one token on each side): for a pivot that raises p, chosen = the pivotal token and
 rejected = the most likely alternative (top-k log-probs at that position) whose p is lower by >= threshold than
@@ -72,6 +80,8 @@ class PivotalConfig(BaseModel):
     ids: tuple[str, ...] | None = Field(None, description="search exactly these problems (range not applied)")
     reuse_samples: bool = Field(True, description="count the run's own traces as the first samples of p(0) when the "
                                                   "run sampled them plainly with these settings")
+    confirm: bool = Field(True, description="sequential: keep a pivot only if it holds with both sides (and its "
+                                            "pair's alternative) drawn to `samples`; fixed n draws that anyway")
     parallel: int = Field(8, ge=1, description="problems searched at once (fills the batched engine)")
     seed: int = Field(0, description="continuation seeds and which traces are searched")
 
@@ -220,8 +230,10 @@ class Estimator:
             raise Interrupted("pivotal search stopped")
         return gens
 
-    def estimate(self, problem: Problem, prefixes: list[tuple[list[int], tuple[float, ...]]]) -> list[Estimate]:
-        """Estimate p for each (trace prefix ids, decision points) of one problem, all in one batch per round."""
+    def estimate(self, problem: Problem, prefixes: list[tuple[list[int], tuple[float, ...]]],
+                 full: bool = False) -> list[Estimate]:
+        """Estimate p for each (trace prefix ids, decision points) of one problem, all in one batch per round;
+        ``full``: draw each to ``samples`` whatever the decision points (a confirmation)."""
         cfg = self.cfg
         ests = []
         for ids, _ in prefixes:
@@ -238,7 +250,7 @@ class Estimator:
 
         def wanted(i: int) -> int:  # continuations still to draw for prefix i this round
             e, points = ests[i], prefixes[i][1]
-            if cfg.estimator == "fixed":
+            if cfg.estimator == "fixed" or full:
                 return max(0, cfg.samples - e.n)
             if e.n and flip_chance(e.successes, e.n, cfg.samples, points) < cfg.risk:
                 return 0
@@ -309,7 +321,27 @@ class Pivot:
 def search_trace(est: Estimator, problem: Problem, trace_ids: list[int], p_end: float,
                  injected: list[tuple[int, int]] = ()) -> tuple[float, list[Pivot]]:
     """Bisect ``trace_ids`` (the trace after the prompt) for pivotal tokens; (p(0), pivots by position).
-    Tokens inside ``injected`` spans (text a policy added, not sampled) are not pivots."""
+    Tokens inside ``injected`` spans (text a policy added, not sampled) are not pivots. With ``confirm``, bisect
+    again until every pivot's sides are drawn to ``samples`` (the module doc)."""
+    cfg, base = est.cfg, problem.prompt_ids
+    while True:
+        p0, pivots = _bisect(est, problem, trace_ids, p_end, injected)
+        if not cfg.confirm or cfg.estimator == "fixed":
+            break
+        # the prefixes a pivot's sides rest on (position i: prompt + trace[:i]; the trace's end is its verdict)
+        thin = sorted({i for v in pivots for i in (v.position, v.position + 1) if i < len(trace_ids)
+                       and problem.cache[tuple(base + trace_ids[:i])].n < cfg.samples})
+        if not thin:
+            break
+        est.estimate(problem, [(base + trace_ids[:i], ()) for i in thin], full=True)
+    for v in pivots:
+        v.pair = pair_for(est, problem, base + trace_ids[: v.position], v)
+    return p0, pivots
+
+
+def _bisect(est: Estimator, problem: Problem, trace_ids: list[int], p_end: float,
+            injected: list[tuple[int, int]]) -> tuple[float, list[Pivot]]:
+    """One bisection of the trace on the problem's cached estimates, estimating the middles it lacks."""
     thr, base = est.cfg.threshold, problem.prompt_ids
     p: dict[int, float] = {len(trace_ids): p_end}
     root = problem.cache.get(tuple(base))
@@ -327,11 +359,9 @@ def search_trace(est: Estimator, problem: Problem, trace_ids: list[int], p_end: 
                   for a, b in splits]
         for m, e in zip(mids, est.estimate(problem, [(base + trace_ids[:m], pts) for m, pts in zip(mids, points)])):
             p[m] = e.p
-        spans = [s for (a, b), m in zip(splits, mids) for s in ((a, m), (m, b)) 
+        spans = [s for (a, b), m in zip(splits, mids) for s in ((a, m), (m, b))
                  if abs(p[s[1]] - p[s[0]]) >= thr - EPS]
     pivots.sort(key=lambda v: v.position)
-    for v in pivots:
-        v.pair = pair_for(est, problem, base + trace_ids[: v.position], v)
     return p[0], pivots
 
 
@@ -342,7 +372,8 @@ def pair_for(est: Estimator, problem: Problem, prefix: list[int], pivot: Pivot) 
     raises = pivot.p_after > pivot.p_before
     bound = pivot.p_after - thr if raises else pivot.p_after + thr
     for tid, text, lp in est.alternatives(problem, prefix, exclude=pivot.token):
-        e = est.estimate(problem, [(prefix + [tid], (bound,) if 0.0 < bound <= 1.0 else ())])[0]
+        e = est.estimate(problem, [(prefix + [tid], (bound,) if 0.0 < bound <= 1.0 else ())],
+                         full=est.cfg.confirm)[0]
         if (e.p <= bound + EPS) if raises else (e.p >= bound - EPS):
             good, bad = ((pivot.token, pivot.text, pivot.p_after), (tid, text, e.p)) if raises else \
                 ((tid, text, e.p), (pivot.token, pivot.text, pivot.p_after))

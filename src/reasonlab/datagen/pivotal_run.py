@@ -30,6 +30,14 @@ from reasonlab.engines import Engine
 from reasonlab.errors import ConfigError, DataError
 from reasonlab.runs import ProblemRecord, TraceRecord, read_run
 
+def _same(identity: dict[str, Any] | None) -> Any:
+    """An identity as compared: the problems asked for by id are a set (--problems-from reads them in the order
+    another search finished them)."""
+    if identity is None or not (identity.get("config") or {}).get("ids"):
+        return identity
+    return {**identity, "config": {**identity["config"], "ids": sorted(identity["config"]["ids"])}}
+
+
 class _Out:
     """The output directory: append-only JSON lines, config checked on resume."""
 
@@ -43,7 +51,7 @@ class _Out:
                 (path / name).unlink(missing_ok=True)
         elif cfg_file.exists():
             old = json.loads(cfg_file.read_text(encoding="utf-8"))
-            if old.get("identity") != config["identity"]:
+            if _same(old.get("identity")) != _same(config["identity"]):
                 raise ConfigError(f"{path} holds a pivotal search with another config or source: use another "
                                   f"--out, or --force-new to start over there")
         cfg_file.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
@@ -101,7 +109,9 @@ def pivotal_search(run_dir: str | Path, out: str | Path, engine: Engine, cfg: Pi
         if missing:
             raise DataError(f"{run_dir} has no problem {sorted(missing)[0]} (of {len(missing)} asked for)")
     records = records[:limit] if limit else records
-    ident = {"config": cfg.model_dump(mode="json", exclude={"parallel", "problems"}),
+    # what decides the output (fixed n draws every prefix to `samples`: confirming changes nothing there)
+    same = {"parallel", "problems"} | ({"confirm"} if cfg.estimator == "fixed" else set())
+    ident = {"config": cfg.model_dump(mode="json", exclude=same),
              "source": str(Path(run_dir).resolve()), "engine": engine.identity()}
     store = _Out(Path(out), {"identity": ident, "engine": engine.describe(), "command": " ".join(sys.argv)},
                  force_new)

@@ -17,6 +17,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from reasonlab.datagen.pivotal_run import pivot_p_value
 from reasonlab.evaluate.metrics import sample_curves
 from reasonlab.runs import read_run
 from reasonlab.strategies.conversation import verdict
@@ -28,8 +29,10 @@ def load(path: Path) -> Any:
 
 def pivot_noise(searched: Path) -> dict[str, int]:
     """How many pivots look like estimation noise: beside a pivot of the opposite direction (p goes 0.5 -> 0 -> 0.5
-    over two tokens), or with a side estimated from few continuations."""
-    out = {"pivots": 0, "beside_opposite": 0, "thin": 0}
+    over two tokens), with a side estimated from few continuations — and how many differ beyond chance (Fisher exact
+    p < 0.05 between the two sides' counts; two estimates of one p = 0.5 from 10 continuations each differ by >= 0.2
+    half the time)."""
+    out = {"pivots": 0, "beside_opposite": 0, "thin": 0, "significant": 0}
     for line in searched.read_text().splitlines() if searched.exists() else []:
         for t in json.loads(line)["traces"]:
             n = {pos: k for pos, _, k in t["estimates"]}
@@ -43,6 +46,7 @@ def pivot_noise(searched: Path) -> dict[str, int]:
                 sides = [n.get(v["position"], 99), n.get(v["position"] + 1, 99) if v["position"] + 1 < t["tokens"]
                          else 99]
                 out["thin"] += min(sides) <= 4
+                out["significant"] += pivot_p_value(t, v) < 0.05
     return out
 
 
@@ -62,7 +66,8 @@ def pivotal(d: Path) -> None:
               f"{s['model_tokens_per_pivot']}")
         noise = pivot_noise(d / sub / "searched.jsonl")
         print(f"  {'':11s} {noise['beside_opposite']} of {noise['pivots']} pivots sit beside a pivot the other way (a "
-              f"noisy middle estimate splits both halves); a side of {noise['thin']} rests on <= 4 continuations")
+              f"noisy middle estimate splits both halves); a side of {noise['thin']} rests on <= 4 continuations; "
+              f"{noise['significant']} differ beyond chance (Fisher exact p < 0.05)")
         drawn = s["qualifying_tokens"] + s["completion_tokens"] + s["prefilled_tokens"]
         print(f"  {'':11s} wall {s.get('wall_seconds', 0) / 3600:.2f} h over {s.get('calls', 0)} call(s), which drew "
               f"{s.get('timed_model_tokens', 0)} of the {drawn} model tokens (calls before calls.jsonl are untimed)")

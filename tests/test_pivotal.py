@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from reasonlab.datagen.pivotal import PivotalConfig, flip_chance
+from reasonlab.datagen.pivotal import PivotalConfig, fisher_exact, flip_chance
 from reasonlab.datagen.pivotal_run import pivotal_search
 from reasonlab.engines.base import Engine, Generation, SamplingParams
 from reasonlab.runs import ProblemRecord, RunStore, TraceRecord
@@ -78,6 +78,19 @@ def test_flip_chance_table(s, n, cap, points, low, high) -> None:
     assert low <= flip_chance(s, n, cap, points) <= high
 
 
+@pytest.mark.parametrize("a, n, b, m, expected", [
+    (2, 10, 7, 10, 0.0698),   # a 0.5 gap at 10 a side: not quite beyond chance
+    (1, 10, 7, 10, 0.0198),
+    (5, 10, 7, 10, 0.6499),   # a 0.2 gap, the default threshold: well within chance
+    (3, 3, 0, 3, 0.1),
+    (0, 10, 0, 10, 1.0),
+    (4, 4, 0, 10, 0.001),
+])
+def test_fisher_exact_table(a, n, b, m, expected) -> None:
+    assert fisher_exact(a, n, b, m) == pytest.approx(expected, abs=5e-4)
+    assert fisher_exact(b, m, a, n) == pytest.approx(expected, abs=5e-4)  # symmetric
+
+
 @pytest.mark.parametrize("estimator", ["sequential", "fixed"])
 def test_search_finds_exactly_the_planted_token_and_pairs_it(tmp_path, estimator) -> None:
     ids = planted_run(tmp_path / "run")
@@ -96,6 +109,8 @@ def test_search_finds_exactly_the_planted_token_and_pairs_it(tmp_path, estimator
     rows = [json.loads(x) for x in (tmp_path / "out" / "dpo.jsonl").read_text().splitlines()]
     assert [(r["prompt_ids"], r["chosen_ids"], r["rejected_ids"]) for r in rows] == [(PROMPT + ids[:11], [PLANT], [ALT])]
     assert summary["pivots"] == 1 and summary["pairs"] == 1 and summary["problems_qualified"] == 1
+    # p 0.05 -> 0.95, both sides at 10 continuations: beyond chance, and the pair row says how far
+    assert summary["beyond_chance"] == 1 and rows[0]["p_value"] < 0.01
 
 
 def test_a_lowering_pivot_pairs_the_other_way(tmp_path) -> None:

@@ -139,7 +139,8 @@ def pivotal_cmd(
         engine.close()
     Console().print(
         f"{s['problems_searched']} problems searched ({s['problems_qualified']} qualified of {s['problems_drawn']} "
-        f"drawn): {s['pivots']} pivots ({s['raising']} raise p), {s['pairs']} pairs -> {out / 'dpo.jsonl'}\n"
+        f"drawn): {s['pivots']} pivots ({s['raising']} raise p, {s['beyond_chance']} beyond chance), {s['pairs']} pairs "
+        f"-> {out / 'dpo.jsonl'}\n"
         f"{s['samples']} continuations over {s['prefixes']} prefixes ({s['samples_per_prefix']} each), "
         f"{s['model_tokens_per_pivot']} model tokens per pivot, {s['wall_seconds']} s over {s['calls']} call(s)",
         highlight=False)

@@ -127,6 +127,19 @@ def flip_chance(successes: int, n: int, cap: int, points: tuple[float, ...], pri
     return chance
 
 
+def fisher_exact(a: int, n: int, b: int, m: int) -> float:
+    """Two-sided Fisher exact test of a successes of n against b of m: the chance, were both drawn at one rate, of
+    counts at most as likely as these. A pivot's sides at n = m = 10 need a gap near 0.5 to pass 0.05 — two
+    estimates of one p = 0.5 from 10 continuations each differ by >= 0.2 half the time."""
+    k, total = a + b, n + m
+
+    def prob(x: int) -> float:
+        return math.comb(n, x) * math.comb(m, k - x) / math.comb(total, k)
+
+    here = prob(a)
+    return min(1.0, sum(q for x in range(max(0, k - m), min(n, k) + 1) if (q := prob(x)) <= here * (1 + 1e-9)))
+
+
 @dataclass
 class Estimate:
     successes: int = 0

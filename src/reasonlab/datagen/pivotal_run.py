@@ -25,10 +25,12 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from reasonlab.answers import Verifier
-from reasonlab.datagen.pivotal import Cost, Estimate, Estimator, Journal, PivotalConfig, Problem, search_trace
+from reasonlab.datagen.pivotal import (Cost, Estimate, Estimator, Journal, PivotalConfig, Problem, fisher_exact,
+                                       search_trace)
 from reasonlab.engines import Engine
 from reasonlab.errors import ConfigError, DataError
 from reasonlab.runs import ProblemRecord, TraceRecord, read_run
+
 
 def _same(identity: dict[str, Any] | None) -> Any:
     """An identity as compared: the problems asked for by id are a set (--problems-from reads them in the order
@@ -239,6 +241,17 @@ def _search(est: Estimator, problem: Problem, cfg: PivotalConfig, root: dict[str
             "seconds": round(time.perf_counter() - start, 2)}
 
 
+def pivot_p_value(trace: dict[str, Any], pivot: dict[str, Any]) -> float:
+    """How likely a pivot's two sides differ this much by chance (Fisher exact on their continuation counts, from
+    the trace's curve in searched.jsonl). After the last token p is the trace's verdict, exact: a pivot there has a
+    continuation against it, so no one rate is behind both sides (0)."""
+    counts = {pos: (s, n) for pos, s, n in trace["estimates"]}
+    i = pivot["position"]
+    if i + 1 >= trace["tokens"]:
+        return 0.0
+    return fisher_exact(*counts[i], *counts[i + 1])
+
+
 def _rows(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()] \
         if path.exists() else []
@@ -259,6 +272,9 @@ def _summarize(roots: dict[str, Any], searched: dict[str, Any], cfg: PivotalConf
         "problems_drawn": len(roots), "problems_qualified": sum(1 for r in roots.values() if r["qualified"]),
         "problems_searched": len(searched), "pivots": n,
         "raising": sum(1 for v in pivots if v["p_after"] > v["p_before"]), "pairs": sum(1 for v in pivots if v["pair"]),
+        # pivots whose sides differ beyond chance (Fisher exact p < 0.05): at n = 10 a side, most 0.2 gaps do not
+        "beyond_chance": sum(1 for r in searched.values() for t in r["traces"] for v in t["pivots"]
+                             if pivot_p_value(t, v) < 0.05),
         "samples": total(searched.values(), "samples"), "prefixes": total(searched.values(), "prefixes"),
         "samples_per_prefix": round(total(searched.values(), "samples") / max(1, total(searched.values(), "prefixes")),
                                     2),
@@ -289,7 +305,8 @@ def _write_pairs(out: Path, searched: dict[str, Any], engine: Engine) -> int:
                              "prompt": engine.detokenize(prefix, special=True), "chosen": pair["chosen"],
                              "rejected": pair["rejected"], "id": r["id"], "sample": t["sample"],
                              "position": v["position"], "p_before": v["p_before"], "p_after": v["p_after"],
-                             "p_chosen": pair["p_chosen"], "p_rejected": pair["p_rejected"]})
+                             "p_chosen": pair["p_chosen"], "p_rejected": pair["p_rejected"],
+                             "p_value": round(pivot_p_value(t, v), 4)})
     tmp = out / "dpo.jsonl.tmp"
     with tmp.open("w", encoding="utf-8") as fh:
         for row in rows:

@@ -89,16 +89,25 @@ def pivotal(d: Path) -> None:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        fig, ax = plt.subplots(figsize=(7, 4))
-        for r in rows[:12]:
+        # one panel per trace (overlaid, twelve curves of p are a tangle): p along the trace, pivots marked
+        fig, axes = plt.subplots(3, 4, figsize=(13, 7.5), sharey=True)
+        for ax, r in zip(axes.flat, rows[:12]):
             t = r["traces"][0]
             pts = [(pos, s / n) for pos, s, n in t["estimates"] if n] + [(t["tokens"], 1.0 if t["correct"] else 0.0)]
-            ax.plot(*zip(*sorted(pts)), marker=".", alpha=0.7, color="tab:green" if t["correct"] else "tab:red")
+            ax.step(*zip(*sorted(pts)), where="post", color="tab:green" if t["correct"] else "tab:red", lw=1)
+            ax.plot(*zip(*sorted(pts)), ".", color="grey", ms=3)
             for v in t["pivots"]:
-                ax.annotate(repr(v["text"]), (v["position"], v["p_after"]), fontsize=6)
-        ax.set_xlabel("trace position (tokens)")
-        ax.set_ylabel("p(success | prefix)")
-        ax.set_title("pivotal-token search: p along searched traces (green: right trace, red: wrong)")
+                sig = pivot_p_value(t, v) < 0.05
+                ax.axvline(v["position"], color="black" if sig else "orange", lw=0.8, alpha=0.7)
+                ax.annotate(repr(v["text"]), (v["position"], 1.02), fontsize=6, rotation=60)
+            ax.set_title(f"{r['id']} ({len(t['pivots'])} pivots)", fontsize=8)
+            ax.set_ylim(-0.05, 1.25)
+        for ax in axes[-1]:
+            ax.set_xlabel("trace position (tokens)")
+        for ax in axes[:, 0]:
+            ax.set_ylabel("p(success | prefix)")
+        fig.suptitle("confirmed pivotal search: p along each trace (green: right trace, red: wrong); pivots black "
+                     "if their sides differ beyond chance (Fisher p < 0.05), orange if not", fontsize=9)
         fig.tight_layout()
         fig.savefig(d / "pivotal_curves.png", dpi=120)
         print(f"  curves: {d / 'pivotal_curves.png'}")

@@ -50,8 +50,10 @@ if [ ! -s "$O/pivotal-seq/estimates.jsonl" ]; then
 fi
 $R datagen pivotal runs/star/sample -o "$O/pivotal-seq" -n 30 $P
 keep "$O/pivotal-seq"
+# fixed n = 10 takes the sequential search's continuations as its own (draws from the same prefixes at the same
+# settings), drawing only the rest; they count in its cost in full, its wall time is not comparable
 $R datagen pivotal runs/star/sample -o "$O/pivotal-fixed" --estimator fixed --samples 10 \
-    --problems-from "$O/pivotal-seq-unconfirmed" $P
+    --problems-from "$O/pivotal-seq-unconfirmed" --draws-from "$O/pivotal-seq" $P
 keep "$O/pivotal-fixed"
 step "2. variants of GSM8K test 0-49"
 variants_step variants

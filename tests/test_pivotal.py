@@ -366,3 +366,26 @@ def test_a_search_resumed_after_its_roots_starts_from_the_whole_root_estimate(tm
     assert [c["finished"] for c in calls] == [False, True] and calls[0]["samples"] == 6
     assert s["calls"] == 2 and s["wall_seconds"] == round(sum(c["seconds"] for c in calls), 1)
     assert s["timed_model_tokens"] == sum(c["completion_tokens"] + c["prefilled_tokens"] for c in calls) > 0
+
+
+def test_a_fixed_search_takes_a_sequential_searchs_draws(tmp_path) -> None:
+    """--draws-from: the fixed-n search starts from the sequential search's continuations, draws only the rest,
+    counts the taken ones in its cost, and finds the same pivot; another sampling setting is refused in one line."""
+    from reasonlab.errors import ConfigError
+
+    planted_run(tmp_path / "run")
+    seq = pivotal_search(tmp_path / "run", tmp_path / "seq", ScriptedPivotEngine(), PivotalConfig(p_range=(0.0, 1.0)),
+                         progress=False)
+    fixed_cfg = PivotalConfig(estimator="fixed", p_range=(0.0, 1.0))
+    fresh = pivotal_search(tmp_path / "run", tmp_path / "fresh", ScriptedPivotEngine(), fixed_cfg, progress=False)
+    engine = ScriptedPivotEngine()
+    taken = pivotal_search(tmp_path / "run", tmp_path / "fixed", engine, fixed_cfg, progress=False,
+                           draws_from=tmp_path / "seq")
+    assert taken["pivots"] == fresh["pivots"] == seq["pivots"] == 1
+    drawn_here = sum(n for _, n in engine.calls if n)
+    assert drawn_here < fresh["samples"] <= taken["samples"] + 10  # the cost counts what it took
+    assert taken["samples"] > drawn_here
+    with pytest.raises(ConfigError, match="temperature"):
+        pivotal_search(tmp_path / "run", tmp_path / "hot", ScriptedPivotEngine(),
+                       PivotalConfig(estimator="fixed", p_range=(0.0, 1.0), temperature=1.0), progress=False,
+                       draws_from=tmp_path / "seq")

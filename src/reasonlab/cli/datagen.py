@@ -97,6 +97,8 @@ def pivotal_cmd(
     parallel: int = typer.Option(16, "--parallel", help="sequences decoded together, and problems searched at once"),
     seed: int = typer.Option(0, "--seed"),
     force_new: bool = typer.Option(False, "--force-new", help="start over in --out instead of resuming"),
+    draws_from: Optional[Path] = typer.Option(None, "--draws-from", help="take another search's continuations (same "
+                                              "run and sampling) as this one's: no prefix drawn twice; cost counted"),
     no_progress: bool = typer.Option(False, "--no-progress"),
 ) -> None:
     """Pivotal-token search (Phi-4): where a trace's chance of ending right jumps, and one-token DPO pairs there
@@ -134,7 +136,7 @@ def pivotal_cmd(
     engine = load_engine(engine_cfg.model_copy(update=updates))
     try:
         s = pivotal_search(run, out, engine, cfg, limit=limit, progress=False if no_progress else None,
-                           force_new=force_new)
+                           force_new=force_new, draws_from=draws_from)
     finally:
         engine.close()
     Console().print(

@@ -88,10 +88,12 @@ def _pick_traces(rec: ProblemRecord, cfg: PivotalConfig) -> list[TraceRecord]:
 
 
 def pivotal_search(run_dir: str | Path, out: str | Path, engine: Engine, cfg: PivotalConfig | None = None,
-                   limit: int | None = None, progress: bool | None = None, force_new: bool = False) -> dict[str, Any]:
+                   limit: int | None = None, progress: bool | None = None, force_new: bool = False,
+                   draws_from: str | Path | None = None) -> dict[str, Any]:
     """Search the traces of run ``run_dir`` for pivotal tokens on ``engine`` (the model the run sampled, or the
     searched model); write ``out`` (see the module doc); returns the summary. ``limit``: draw at most that many
-    problems."""
+    problems. ``draws_from``: another search's output directory whose continuations this one takes as its own
+    (``reuse_draws``)."""
     import sys
 
     from rich.progress import Progress
@@ -117,6 +119,8 @@ def pivotal_search(run_dir: str | Path, out: str | Path, engine: Engine, cfg: Pi
              "source": str(Path(run_dir).resolve()), "engine": engine.identity()}
     store = _Out(Path(out), {"identity": ident, "engine": engine.describe(), "command": " ".join(sys.argv)},
                  force_new)
+    if draws_from is not None:
+        reuse_draws(Path(draws_from), Path(out), ident)
     roots, searched = store.read("roots.jsonl"), store.read("searched.jsonl")
     verifier = Verifier()
     counts = {"samples": 0, "prefixes": 0, "pivots": 0}
@@ -178,6 +182,47 @@ def pivotal_search(run_dir: str | Path, out: str | Path, engine: Engine, cfg: Pi
     _write_pairs(Path(out), searched, engine)
     (Path(out) / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     return summary
+
+
+def reuse_draws(source: Path, out: Path, ident: dict[str, Any]) -> int:
+    """Take another search's continuations as this one's: a continuation of a prefix is a draw from that prefix's
+    distribution whatever search asked for it, so two searches of one run at the same sampling settings (a fixed-n
+    comparison beside a sequential search) need not draw it twice. A prefix whose count stopped early tops up
+    from there, and 10 of n drawn in order are 10 draws however the first ones stopped. Restored draws count in the
+    cost in full (``Journal``), so tokens per pivot stay what drawing them costs; wall time does not. Prefixes this
+    journal has already are left alone. Returns the rows added."""
+    cfg_file = source / "config.json"
+    if not (source / "estimates.jsonl").is_file() or not cfg_file.is_file():
+        raise DataError(f"--draws-from {source}: no estimates.jsonl and config.json there (not a pivotal search output)")
+    other = json.loads(cfg_file.read_text(encoding="utf-8")).get("identity") or {}
+    keys = ("temperature", "top_p", "max_tokens")
+    for k in keys:
+        if (other.get("config") or {}).get(k) != ident["config"][k]:
+            raise ConfigError(f"--draws-from {source}: it sampled with {k} = {(other.get('config') or {}).get(k)}, "
+                              f"this search with {ident['config'][k]}: its draws are not this search's")
+    for k in ("source", "engine"):
+        if other.get(k) != ident[k]:
+            raise ConfigError(f"--draws-from {source}: another {k} ({other.get(k)}): its draws are not this search's")
+    mine = out / "estimates.jsonl"
+    have = {(r["id"], r["prefix"]) for r in _rows_tolerant(mine)}
+    rows = [r for r in _rows_tolerant(source / "estimates.jsonl") if (r["id"], r["prefix"]) not in have]
+    if rows:
+        text = mine.read_text(encoding="utf-8") if mine.exists() else ""
+        with mine.open("a", encoding="utf-8") as fh:
+            if text and not text.endswith("\n"):
+                fh.write("\n")
+            fh.writelines(json.dumps(r) + "\n" for r in rows)
+    return len(rows)
+
+
+def _rows_tolerant(path: Path) -> list[dict[str, Any]]:
+    rows = []
+    for line in path.read_text(encoding="utf-8").splitlines() if path.exists() else []:
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:  # a line torn by a hard kill
+            continue
+    return rows
 
 
 def _plain_samples(run_cfg: dict[str, Any], cfg: PivotalConfig) -> bool:

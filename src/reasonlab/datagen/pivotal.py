@@ -181,6 +181,17 @@ class Problem:
     cost: Cost = field(default_factory=Cost)
 
 
+def read_rows(path: Path) -> list[dict[str, Any]]:
+    """A JSON-lines file's rows (none when it is missing), past a line torn by a hard kill."""
+    rows = []
+    for line in path.read_text(encoding="utf-8").splitlines() if path.exists() else []:
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return rows
+
+
 class Journal:
     """Every sampling round of every prefix, appended to a JSONL file as it finishes, so an interrupted search
     takes its problems up where they stopped instead of sampling their prefixes again (one problem's search takes
@@ -194,18 +205,22 @@ class Journal:
         self.path, self.lock = path, threading.Lock()
         self.rows: dict[tuple[str, str], dict[str, int]] = {}
         if path is not None and path.exists():
-            text = path.read_text(encoding="utf-8")
-            for line in text.splitlines():
-                try:
-                    r = json.loads(line)
-                except json.JSONDecodeError:  # a line torn by a hard kill: that round is drawn again
-                    continue
+            for r in read_rows(path):  # a line torn by a hard kill is skipped: that round is drawn again
                 acc = self.rows.setdefault((r["id"], r["prefix"]), dict.fromkeys(self.FIELDS, 0))
                 for k in self.FIELDS:
                     acc[k] += r.get(k, 0)
-            if text and not text.endswith("\n"):  # end the torn line, so the next row starts a line of its own
+            text = path.read_bytes()[-1:]
+            if text and text != b"\n":  # end the torn line, so the next row starts a line of its own
                 with path.open("a", encoding="utf-8") as fh:
                     fh.write("\n")
+
+    def adopt(self, rows: list[dict[str, Any]]) -> int:
+        """Append another journal's rows for the prefixes this one lacks (``pivotal_run.reuse_draws``); how many."""
+        new = [r for r in rows if (r["id"], r["prefix"]) not in self.rows]
+        if new and self.path is not None:
+            with self.lock, self.path.open("a", encoding="utf-8") as fh:
+                fh.writelines(json.dumps(r) + "\n" for r in new)
+        return len(new)
 
     @staticmethod
     def key(ids: tuple[int, ...] | list[int]) -> str:

@@ -26,7 +26,7 @@ from typing import Any, Iterator
 
 from reasonlab.answers import Verifier
 from reasonlab.datagen.pivotal import (Cost, Estimate, Estimator, Journal, PivotalConfig, Problem, fisher_exact,
-                                       search_trace)
+                                       read_rows, search_trace)
 from reasonlab.engines import Engine
 from reasonlab.errors import ConfigError, DataError
 from reasonlab.runs import ProblemRecord, TraceRecord, read_run
@@ -59,10 +59,7 @@ class _Out:
         cfg_file.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
 
     def read(self, name: str) -> dict[str, dict[str, Any]]:
-        f = self.path / name
-        rows = [json.loads(line) for line in f.read_text(encoding="utf-8").splitlines() if line.strip()] \
-            if f.exists() else []
-        return {r["id"]: r for r in rows}
+        return {r["id"]: r for r in read_rows(self.path / name)}
 
     def append(self, name: str, row: dict[str, Any]) -> None:
         with self.lock, (self.path / name).open("a", encoding="utf-8") as fh:
@@ -178,7 +175,7 @@ def pivotal_search(run_dir: str | Path, out: str | Path, engine: Engine, cfg: Pi
                                          "finished": finished, "samples": d.samples,
                                          "completion_tokens": d.completion_tokens,
                                          "prefilled_tokens": d.prefilled_tokens, "calls": d.calls})
-    summary = _summarize(roots, searched, cfg, time.perf_counter() - start, _rows(Path(out) / "calls.jsonl"))
+    summary = _summarize(roots, searched, cfg, time.perf_counter() - start, read_rows(Path(out) / "calls.jsonl"))
     _write_pairs(Path(out), searched, engine)
     (Path(out) / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     return summary
@@ -203,26 +200,7 @@ def reuse_draws(source: Path, out: Path, ident: dict[str, Any]) -> int:
     for k in ("source", "engine"):
         if other.get(k) != ident[k]:
             raise ConfigError(f"--draws-from {source}: another {k} ({other.get(k)}): its draws are not this search's")
-    mine = out / "estimates.jsonl"
-    have = {(r["id"], r["prefix"]) for r in _rows_tolerant(mine)}
-    rows = [r for r in _rows_tolerant(source / "estimates.jsonl") if (r["id"], r["prefix"]) not in have]
-    if rows:
-        text = mine.read_text(encoding="utf-8") if mine.exists() else ""
-        with mine.open("a", encoding="utf-8") as fh:
-            if text and not text.endswith("\n"):
-                fh.write("\n")
-            fh.writelines(json.dumps(r) + "\n" for r in rows)
-    return len(rows)
-
-
-def _rows_tolerant(path: Path) -> list[dict[str, Any]]:
-    rows = []
-    for line in path.read_text(encoding="utf-8").splitlines() if path.exists() else []:
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:  # a line torn by a hard kill
-            continue
-    return rows
+    return Journal(out / "estimates.jsonl").adopt(read_rows(source / "estimates.jsonl"))
 
 
 def _plain_samples(run_cfg: dict[str, Any], cfg: PivotalConfig) -> bool:
@@ -295,11 +273,6 @@ def pivot_p_value(trace: dict[str, Any], pivot: dict[str, Any]) -> float:
     if i + 1 >= trace["tokens"]:
         return 0.0
     return fisher_exact(*counts[i], *counts[i + 1])
-
-
-def _rows(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()] \
-        if path.exists() else []
 
 
 def _summarize(roots: dict[str, Any], searched: dict[str, Any], cfg: PivotalConfig, seconds: float,

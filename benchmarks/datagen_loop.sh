@@ -2,13 +2,13 @@
 # Issue 13's measurements, resumable (each step resumes or is skipped once its output exists), the target first:
 #   pivotal      draw GSM8K train problems of runs/star/sample until 30 have p(0) in [0.2, 0.8]; sequential
 #                estimator without, then with pivots confirmed (on the first one's journal), then fixed n = 10 on the
-#                same problems (DPO on the confirmed search's pairs is the last step)
+#                same problems
 #   variants     GSM-Symbolic variants of GSM8K test 0-49 (5 each; solve programs by the default model, then
 #                by the 1.5B); the default model's greedy accuracy on originals vs variants
 #   conversation GSM8K test 0-49: solver/critic (self, then the 1.5B as critic) and a 3-agent, 2-round debate;
 #                the vote at equal tokens is maj@k over the same problems of runs/verifier/test-k8 (t 0.7, top-p 0.8)
 #   problems     100 proposed GSM8K-style problems, solved back 4 times (3 must agree)
-#   DPO          on the sequential search's pairs; GSM8K test 0-199 greedy
+#   (DPO, step 2: on the confirmed search's pairs; GSM8K test 0-199 greedy)
 #
 #     nohup bash benchmarks/datagen_loop.sh >> runs/datagen/loop.log 2>&1 &
 #
@@ -55,14 +55,18 @@ keep "$O/pivotal-seq"
 $R datagen pivotal runs/star/sample -o "$O/pivotal-fixed" --estimator fixed --samples 10 \
     --problems-from "$O/pivotal-seq-unconfirmed" --draws-from "$O/pivotal-seq" $P
 keep "$O/pivotal-fixed"
-step "2. variants of GSM8K test 0-49"
+step "2. DPO on the sequential search's pairs; GSM8K test 0-199 greedy"
+$R train dpo -c recipes/train/dpo-pivotal.yaml --data "$O/pivotal-seq/dpo.jsonl" --out "$O/train-pivotal"
+$R eval -d gsm8k -n 200 $P --lora "$O/train-pivotal" --out "$O/test-pivotal"
+$R compare runs/star/test-base "$O/test-pivotal"
+step "3. variants of GSM8K test 0-49"
 variants_step variants
 # the 0.5B writes an accepted program for 3 of 50 problems (6 %): too few to compare accuracy on. The 1.5B writes
 # the programs here; the default model still answers originals and variants
 $R models pull qwen2.5-coder-1.5b
 variants_step variants-1.5b -m qwen2.5-coder-1.5b
 
-step "3. conversations on GSM8K test 0-49"
+step "4. conversations on GSM8K test 0-49"
 C="-d gsm8k -n 50 -s conversation $P"
 $R eval $C -O rounds=2 --out "$O/critic-self"
 keep "$O/critic-self"
@@ -72,14 +76,10 @@ keep "$O/critic-1.5b"
 $R eval $C -t 0.7 --top-p 0.8 --seed 0 -O mode=debate -O agents=3 -O rounds=2 --out "$O/debate-3x2"
 keep "$O/debate-3x2"
 
-step "4. 100 proposed problems, solved back"
+step "5. 100 proposed problems, solved back"
 [ -s "$O/problems.jsonl" ] || $R datagen problems -n 100 --style gsm8k --k 4 --m 3 --parallel 8 --no-progress \
     -o "$O/problems.jsonl"
 keep "$O/problems.jsonl"
 
-step "5. DPO on the sequential search's pairs; GSM8K test 0-199 greedy"
-$R train dpo -c recipes/train/dpo-pivotal.yaml --data "$O/pivotal-seq/dpo.jsonl" --out "$O/train-pivotal"
-$R eval -d gsm8k -n 200 $P --lora "$O/train-pivotal" --out "$O/test-pivotal"
-$R compare runs/star/test-base "$O/test-pivotal"
 "$PY" benchmarks/datagen_report.py --dir "$O"
 step "done"

@@ -28,6 +28,7 @@ class ScriptedPivotEngine(Engine):
         super().__init__("scripted-pivot")
         self.low, self.high = low, high
         self.calls: list[tuple[int, int]] = []  # (prompt length, n) per prompt asked
+        self.draws: list[tuple[tuple[int, ...], int]] = []  # (prompt ids, seed) of every continuation
 
     def generate(self, prompts, params: SamplingParams, cancel=None) -> list[Generation]:
         out = []
@@ -40,6 +41,7 @@ class ScriptedPivotEngine(Engine):
                 continue
             p = self.high if PLANT in ids[len(PROMPT):] else self.low
             for i in range(params.n):
+                self.draws.append((tuple(ids), params.seed + i))
                 rng = random.Random(f"{params.seed + i}:{len(ids)}:{ids[-1]}")
                 text = "so \\boxed{42}" if rng.random() < p else "so \\boxed{13}"
                 out.append(Generation(text=text, index=j, sample=i, prompt_tokens=len(ids), completion_tokens=4))
@@ -116,7 +118,7 @@ def test_search_finds_exactly_the_planted_token_and_pairs_it(tmp_path, estimator
 def test_a_lowering_pivot_pairs_the_other_way(tmp_path) -> None:
     """A wrong trace whose planted token lowers p: the token is rejected, an alternative that keeps p up chosen."""
     ids = planted_run(tmp_path / "run", position=20, correct=False)
-    engine = ScriptedPivotEngine(low=0.95, high=0.05)  # the planted token ruins the solution
+    engine = ScriptedPivotEngine(low=1.0, high=0.0)  # the planted token ruins the solution, always (no chance pivots)
     pivotal_search(tmp_path / "run", tmp_path / "out", engine, PivotalConfig(p_range=(0.0, 1.0)), progress=False)
     rows = [json.loads(x) for x in (tmp_path / "out" / "dpo.jsonl").read_text().splitlines()]
     assert [(r["prompt_ids"], r["chosen_ids"], r["rejected_ids"]) for r in rows] == [(PROMPT + ids[:20], [ALT], [PLANT])]
@@ -163,6 +165,28 @@ def test_confirming_drops_a_pivot_a_thin_estimate_made(tmp_path, confirm, found)
     if confirm:  # the pivot's sides rest on 20 continuations each
         n = {pos: k for pos, _, k in row["traces"][0]["estimates"]}
         assert n[11] == n[12] == 20
+
+
+def test_a_prefix_drawn_again_never_repeats_a_draw() -> None:
+    """Sample s of every prompt in a call is seeded seed + s. A prefix settled after one round and asked for more
+    in a later call (a deeper split's decision points, a confirmation), beside a new prefix, must not be given its
+    first seeds again: on an engine deterministic by seed (hf, a seeded server) that repeats its first continuations
+    and counts them twice."""
+    from reasonlab.answers import Verifier
+    from reasonlab.datagen.pivotal import Estimator, Problem
+
+    engine, verifier = ScriptedPivotEngine(low=0.5), Verifier()
+    est = Estimator(engine, verifier, PivotalConfig(samples=10))
+    problem = Problem("p0", "42", PROMPT, ProblemRecord(id="p0", question="q", gold="42"))
+    x, y = PROMPT + [20, 21], PROMPT + [20, 21, 22]
+    try:
+        assert est.estimate(problem, [(x, ())])[0].n == 2  # nothing compared: settled after one round
+        est.estimate(problem, [(y, (0.5,)), (x, (0.1, 0.5, 0.9))])  # now x is compared too: drawn on beside y
+    finally:
+        verifier.close()
+    assert problem.cache[tuple(x)].n > 2
+    drawn = [(ids, seed) for ids, seed in engine.draws if ids == tuple(x)]
+    assert len(set(drawn)) == len(drawn) == problem.cache[tuple(x)].n
 
 
 def test_range_filter_and_resume(tmp_path) -> None:
@@ -213,6 +237,10 @@ def test_an_interrupted_search_resumes_from_its_journal(tmp_path) -> None:
     assert resumed["pivots"] == whole["pivots"] == 1
     for k in ("samples", "completion_tokens", "prefixes"):
         assert resumed[k] == whole[k], k
+    # and it drew what the uninterrupted search drew: a call's seed comes from what it draws, not from a counter
+    # that restarts with the process
+    rows = [json.loads((tmp_path / d / "searched.jsonl").read_text()) for d in ("whole", "out")]
+    assert rows[0]["traces"][0]["estimates"] == rows[1]["traces"][0]["estimates"]
     # the resumed process drew fewer continuations than the whole search: the first 4 calls' were restored
     drawn_again = sum(n for _, n in again.calls if n)
     assert 0 < drawn_again < whole["samples"]

@@ -284,12 +284,17 @@ class Estimator:
                 return 0
             return min(cfg.round, cfg.samples - e.n)
 
-        rnd = 0
+        keys = [Journal.key(ids) for ids, _ in prefixes]
         while todo := [(i, k) for i in range(len(prefixes)) if (k := wanted(i)) > 0]:
             # one generate call per round and sample count: the batched engine decodes all of them together
             for k in sorted({k for _, k in todo}):
                 group = [i for i, kk in todo if kk == k]
-                seed = zlib.crc32(f"{cfg.seed}:{problem.id}:{rnd}:{ests[group[0]].n}".encode()) & 0x3FFFFFFF
+                # sample s of every prompt in a call is seeded seed + s, so the seed must differ for every call a
+                # prefix is in, or a prefix drawn again (a later depth, a confirmation) repeats its first draws on
+                # an engine that is deterministic by seed: seed the call by what it draws — each prefix and its
+                # count so far — which also gives a resumed search the seeds an uninterrupted one would have had
+                state = ",".join(f"{keys[i]}:{ests[i].n}" for i in group)
+                seed = zlib.crc32(f"{cfg.seed}:{problem.id}:{state}".encode()) & 0x3FFFFFFF
                 params = SamplingParams(n=k, temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=cfg.max_tokens,
                                         seed=seed)
                 gens = self._generate([prefixes[i][0] for i in group], params)
@@ -317,7 +322,6 @@ class Estimator:
                     self.drawn.add(Cost(len(gens), sum(g.completion_tokens for g in gens),
                                         sum(g.prefilled_tokens for g in gens), 0, 1))
                 self.on_progress("samples", len(gens))
-            rnd += 1
         return ests
 
     def alternatives(self, problem: Problem, ids: list[int], exclude: int) -> list[tuple[int, str, float]]:

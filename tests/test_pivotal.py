@@ -413,6 +413,13 @@ def test_a_fixed_search_takes_a_sequential_searchs_draws(tmp_path) -> None:
     drawn_here = sum(n for _, n in engine.calls if n)
     assert drawn_here < fresh["samples"] <= taken["samples"] + 10  # the cost counts what it took
     assert taken["samples"] > drawn_here
+    # a source that drew each prefix to 20 gives a fixed n = 10 search 10 of them, no more
+    deep = pivotal_search(tmp_path / "run", tmp_path / "deep", ScriptedPivotEngine(),
+                          PivotalConfig(estimator="fixed", samples=20, p_range=(0.0, 1.0)), progress=False)
+    capped = ScriptedPivotEngine()
+    pivotal_search(tmp_path / "run", tmp_path / "capped", capped, fixed_cfg, progress=False, draws_from=tmp_path / "deep")
+    trace = json.loads((tmp_path / "capped" / "searched.jsonl").read_text())["traces"][0]
+    assert deep["samples"] > 0 and {n for _, _, n in trace["estimates"]} == {10}
     with pytest.raises(ConfigError, match="temperature"):
         pivotal_search(tmp_path / "run", tmp_path / "hot", ScriptedPivotEngine(),
                        PivotalConfig(estimator="fixed", p_range=(0.0, 1.0), temperature=1.0), progress=False,

@@ -187,7 +187,9 @@ def reuse_draws(source: Path, out: Path, ident: dict[str, Any]) -> int:
     comparison beside a sequential search) need not draw it twice. A prefix whose count stopped early tops up
     from there, and 10 of n drawn in order are 10 draws however the first ones stopped. Restored draws count in the
     cost in full (``Journal``), so tokens per pivot stay what drawing them costs; wall time does not. Prefixes this
-    journal has already are left alone. Returns the rows added."""
+    journal has already are left alone, and a prefix's rounds are taken in order only while they fit in this
+    search's ``samples`` (a source that drew 20 must not give a fixed n = 10 search 20): the count decides where to
+    stop, not the outcomes, so what is taken stays plain draws. Returns the rows added."""
     cfg_file = source / "config.json"
     if not (source / "estimates.jsonl").is_file() or not cfg_file.is_file():
         raise DataError(f"--draws-from {source}: no estimates.jsonl and config.json there (not a pivotal search output)")
@@ -200,7 +202,15 @@ def reuse_draws(source: Path, out: Path, ident: dict[str, Any]) -> int:
     for k in ("source", "engine"):
         if other.get(k) != ident[k]:
             raise ConfigError(f"--draws-from {source}: another {k} ({other.get(k)}): its draws are not this search's")
-    return Journal(out / "estimates.jsonl").adopt(read_rows(source / "estimates.jsonl"))
+    cap, taken, rows = ident["config"]["samples"], {}, []
+    for r in read_rows(source / "estimates.jsonl"):  # rounds in the order they were drawn
+        key = (r["id"], r["prefix"])
+        if taken.get(key, 0) + r["n"] <= cap:
+            taken[key] = taken.get(key, 0) + r["n"]
+            rows.append(r)
+        else:
+            taken[key] = cap + 1  # a round that does not fit ends what is taken of this prefix
+    return Journal(out / "estimates.jsonl").adopt(rows)
 
 
 def _plain_samples(run_cfg: dict[str, Any], cfg: PivotalConfig) -> bool:

@@ -98,7 +98,8 @@ def pivotal_cmd(
     seed: int = typer.Option(0, "--seed"),
     force_new: bool = typer.Option(False, "--force-new", help="start over in --out instead of resuming"),
     draws_from: Optional[Path] = typer.Option(None, "--draws-from", help="take another search's continuations (same "
-                                              "run and sampling) as this one's, up to --samples a prefix: none drawn twice; cost counted"),
+                                              "run and sampling) as this one's, up to --samples a prefix: none "
+                                              "drawn twice; cost counted"),
     no_progress: bool = typer.Option(False, "--no-progress"),
 ) -> None:
     """Pivotal-token search (Phi-4): where a trace's chance of ending right jumps, and one-token DPO pairs there

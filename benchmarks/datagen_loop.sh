@@ -32,6 +32,8 @@ variants_step() {
   [ -s "$O/$name.jsonl" ] || $R datagen variants -d gsm8k -n 50 --per-problem 5 --parallel 8 --no-progress "$@" \
       -o "$O/$name.jsonl"
   keep "$O/$name.jsonl"
+  # acceptance and rejections by reason (the default model's first variants were kept before their stats were)
+  [ ! -e "$O/$name.jsonl.stats.json" ] || keep "$O/$name.jsonl.stats.json"
   keep "$O/$name.originals.jsonl"
   $R eval -d "$O/$name.originals.jsonl" $P --out "$O/$name-originals"
   keep "$O/$name-originals"
@@ -80,6 +82,7 @@ step "5. 100 proposed problems, solved back"
 [ -s "$O/problems.jsonl" ] || $R datagen problems -n 100 --style gsm8k --k 4 --m 3 --parallel 8 --no-progress \
     -o "$O/problems.jsonl"
 keep "$O/problems.jsonl"
+keep "$O/problems.jsonl.stats.json"
 
 "$PY" benchmarks/datagen_report.py --dir "$O"
 step "done"

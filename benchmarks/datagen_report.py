@@ -127,12 +127,15 @@ def variants(d: Path, name: str = "variants", model: str | None = None) -> None:
     """One writer's variants (``model`` writes the solve programs; None: the default model)."""
     print(f"## variants (GSM-Symbolic), programs by {model or 'the default model'}")
     stats = load(d / f"{name}.jsonl.stats.json")
-    if stats is None:
+    if stats is None and not (d / f"{name}.jsonl").exists():
         print("  not run")
         return
-    print(f"  accepted {stats['accepted']}/{stats['problems']} ({stats['acceptance_rate']:.0%}), {stats['variants']} "
-          f"variants; rejected: {stats['rejected']}; accepted at attempt {stats['accepted_at_attempt']}; "
-          f"{stats['seconds']:.0f} s")
+    if stats is None:  # kept in git before its stats file was (the loop keeps both now)
+        print(f"  {name}.jsonl.stats.json not kept: acceptance and rejections are not in this record")
+    else:
+        print(f"  accepted {stats['accepted']}/{stats['problems']} ({stats['acceptance_rate']:.0%}), "
+              f"{stats['variants']} variants; rejected: {stats['rejected']}; accepted at attempt "
+              f"{stats['accepted_at_attempt']}; {stats['seconds']:.0f} s")
     if not ((d / f"{name}-originals" / "results.jsonl").exists() and (d / f"{name}-eval" / "results.jsonl").exists()):
         print("  evaluations not run")
         return

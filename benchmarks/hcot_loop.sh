@@ -2,7 +2,9 @@
 # Issue 14's measurement, resumable: hCoT data from GSM8K train rationales, prune-aware LoRA SFT of the default
 # model, the markers written into its GGUF, then greedy evaluation of the untrained model (plain), the trained
 # model decoding plainly, and the trained model under hcot pruning, on GSM8K test 100-199 and MATH-500 levels 1-2;
-# benchmarks/hcot.py prints the table (mode, tokens, wall time, generated, retained, peak live, accuracy).
+# then, on GSM8K, the notebook's comparison at one live-context budget (nothing pruned vs pruned) and min tokens 256;
+# benchmarks/hcot.py prints the table (mode, min/max tokens, live cap, wall time, generated, retained, peak live,
+# accuracy, runaway).
 #
 #     nohup bash benchmarks/hcot_loop.sh >> runs/hcot/loop.log 2>&1 &
 #
@@ -33,6 +35,16 @@ for set in gsm8k math; do
   step "   $set: trained, hcot pruning"
   $R eval $D $P --max-tokens 1024 -m "$O/qwen-hcot.gguf" --lora "$O/train" -s hcot --out "$O/$set-trained-hcot"
 done
+# the notebook's own comparison: the same live-context budget (prompt + what is kept), without and with pruning —
+# does forgetting finished thoughts let a solution finish inside it? And its minimum-tokens knob
+D="-d gsm8k --offset 100 -n 100"
+step "4b. gsm8k: trained, live context <= 384 tokens, nothing pruned / pruned; min tokens 256"
+$R eval $D $P --max-tokens 1024 -m "$O/qwen-hcot.gguf" --lora "$O/train" -s hcot -O prune=none -O max_live=384 \
+    --out "$O/gsm8k-trained-none-live384"
+$R eval $D $P --max-tokens 1024 -m "$O/qwen-hcot.gguf" --lora "$O/train" -s hcot -O max_live=384 \
+    --out "$O/gsm8k-trained-hcot-live384"
+$R eval $D $P --max-tokens 1024 -m "$O/qwen-hcot.gguf" --lora "$O/train" -s hcot -O min_tokens=256 \
+    --out "$O/gsm8k-trained-hcot-min256"
 "$PY" benchmarks/hcot.py --dir "$O"
 step "5. pruning by continuation vs in place (kv_shift), the same cuts on the default model"
 [ -s "$O/prune_speed.txt" ] || "$PY" benchmarks/hcot_prune.py > "$O/prune_speed.txt"

@@ -50,11 +50,23 @@ def pivot_noise(searched: Path) -> dict[str, int]:
     return out
 
 
+def pivot_set(searched: Path) -> set[tuple[str, int, int]]:
+    """Each pivot as (problem, trace sample, position): the same place in the same trace across two searches."""
+    return {(r["id"], t["sample"], v["position"]) for line in (searched.read_text().splitlines()
+                                                               if searched.exists() else [])
+            for r in [json.loads(line)] for t in r["traces"] for v in t["pivots"]}
+
+
+def model_tokens(s: dict[str, Any]) -> int:
+    """A search's whole cost in model tokens: qualifying the problems, then searching them."""
+    return s["qualifying_tokens"] + s["completion_tokens"] + s["prefilled_tokens"]
+
+
 def pivotal(d: Path) -> None:
     print("## pivotal tokens")
     runs = {"sequential, unconfirmed": "pivotal-seq-unconfirmed", "sequential, confirmed": "pivotal-seq",
             "fixed n=10": "pivotal-fixed"}
-    seq, fixed = load(d / "pivotal-seq" / "summary.json"), load(d / "pivotal-fixed" / "summary.json")
+    fixed = load(d / "pivotal-fixed" / "summary.json")
     for name, sub in runs.items():
         s = load(d / sub / "summary.json")
         if s is None:
@@ -68,19 +80,29 @@ def pivotal(d: Path) -> None:
         print(f"  {'':11s} {noise['beside_opposite']} of {noise['pivots']} pivots sit beside a pivot the other way (a "
               f"noisy middle estimate splits both halves); a side of {noise['thin']} rests on <= 4 continuations; "
               f"{noise['significant']} differ beyond chance (Fisher exact p < 0.05)")
-        drawn = s["qualifying_tokens"] + s["completion_tokens"] + s["prefilled_tokens"]
+        drawn = model_tokens(s)
         print(f"  {'':11s} wall {s.get('wall_seconds', 0) / 3600:.2f} h over {s.get('calls', 0)} call(s), which drew "
               f"{s.get('timed_model_tokens', 0)} of the {drawn} model tokens (calls before calls.jsonl are untimed)")
-    if seq and fixed and seq["model_tokens_per_pivot"] and fixed["model_tokens_per_pivot"]:
-        print(f"  sequential / fixed, model tokens per pivot: "
-              f"{seq['model_tokens_per_pivot'] / fixed['model_tokens_per_pivot']:.2f} (target <= 0.5); "
-              f"continuations: {seq['samples'] / max(1, fixed['samples']):.2f}")
+    if fixed and fixed["model_tokens_per_pivot"]:
+        pivots_of = {sub: pivot_set(d / sub / "searched.jsonl") for sub in runs.values()}
+        for name, sub in list(runs.items())[:2]:
+            s = load(d / sub / "summary.json")
+            if not (s and s["model_tokens_per_pivot"]):
+                continue
+            ours, theirs = pivots_of[sub], pivots_of["pivotal-fixed"]
+            # the same cost (the searched problems' p(0) and their search) over the pivots beyond chance
+            per_sig = [x["model_tokens_per_pivot"] * x["pivots"] / max(1, x.get("beyond_chance", 0)) for x in (s, fixed)]
+            print(f"  {name} / fixed n=10: model tokens per pivot "
+                  f"{s['model_tokens_per_pivot'] / fixed['model_tokens_per_pivot']:.2f} (target <= 0.5), per pivot "
+                  f"beyond chance {per_sig[0] / per_sig[1]:.2f}; continuations "
+                  f"{s['samples'] / max(1, fixed['samples']):.2f}; pivots in both (problem, trace position) "
+                  f"{len(ours & theirs)} of {len(ours)} / {len(theirs)}")
     print(f"  reasonlab datagen pivotal runs/star/sample -o {d}/pivotal-seq-unconfirmed -n 30 --no-confirm "
           f"--parallel 16\n"
           f"  reasonlab datagen pivotal runs/star/sample -o {d}/pivotal-seq -n 30 --parallel 16   (on a copy of the "
           f"first one's roots, estimates and calls)\n"
           f"  reasonlab datagen pivotal runs/star/sample -o {d}/pivotal-fixed --estimator fixed --samples 10 "
-          f"--problems-from {d}/pivotal-seq-unconfirmed --parallel 16")
+          f"--problems-from {d}/pivotal-seq-unconfirmed --draws-from {d}/pivotal-seq --parallel 16")
     rows = [json.loads(x) for x in (d / "pivotal-seq" / "searched.jsonl").read_text().splitlines()] \
         if (d / "pivotal-seq" / "searched.jsonl").exists() else []  # the confirmed search's
     if rows:

@@ -52,15 +52,21 @@ if [ ! -s "$O/pivotal-seq/estimates.jsonl" ]; then
 fi
 $R datagen pivotal runs/star/sample -o "$O/pivotal-seq" -n 30 $P
 keep "$O/pivotal-seq"
+# DPO first: its adapter is not kept (a session that ends mid-training starts it again), while the fixed search
+# below resumes from its journal on any machine. The evaluation's record is kept, so a later session skips both
+step "2. DPO on the confirmed search's pairs; GSM8K test 0-199 greedy"
+if [ ! -s "$O/test-pivotal/summary.json" ]; then
+  $R train dpo -c recipes/train/dpo-pivotal.yaml --data "$O/pivotal-seq/dpo.jsonl" --out "$O/train-pivotal"
+  keep "$O/train-pivotal"   # its record (summary, log history, curves), not the adapter
+  $R eval -d gsm8k -n 200 $P --lora "$O/train-pivotal" --out "$O/test-pivotal"
+  keep "$O/test-pivotal"
+fi
+$R compare runs/star/test-base "$O/test-pivotal"
 # fixed n = 10 takes the sequential search's continuations as its own (draws from the same prefixes at the same
 # settings), drawing only the rest; they count in its cost in full, its wall time is not comparable
 $R datagen pivotal runs/star/sample -o "$O/pivotal-fixed" --estimator fixed --samples 10 \
     --problems-from "$O/pivotal-seq-unconfirmed" --draws-from "$O/pivotal-seq" $P
 keep "$O/pivotal-fixed"
-step "2. DPO on the sequential search's pairs; GSM8K test 0-199 greedy"
-$R train dpo -c recipes/train/dpo-pivotal.yaml --data "$O/pivotal-seq/dpo.jsonl" --out "$O/train-pivotal"
-$R eval -d gsm8k -n 200 $P --lora "$O/train-pivotal" --out "$O/test-pivotal"
-$R compare runs/star/test-base "$O/test-pivotal"
 step "3. variants of GSM8K test 0-49"
 variants_step variants
 # the 0.5B writes an accepted program for 3 of 50 problems (6 %): too few to compare accuracy on. The 1.5B writes

@@ -59,3 +59,21 @@ def test_a_data_file_and_an_output_directory_are_kept(tmp_path) -> None:
         ["config.json", "roots.jsonl", "searched.jsonl"]
     with pytest.raises(subprocess.CalledProcessError):  # nothing there: one line, an error
         sh(new, kept, "keep runs/datagen/none")
+
+
+def test_a_finished_output_directory_resumed_with_nothing_to_do_is_not_kept_again(tmp_path) -> None:
+    """A finished pivotal search run again rewrites only its summary's figures of that call: the kept bytes stay
+    (no git change at every loop restart); a search that went on is kept anew."""
+    kept = tmp_path / "kept"
+    piv = tmp_path / "runs" / "datagen" / "pivotal-seq"
+    piv.mkdir(parents=True)
+    for name in ("config.json", "searched.jsonl", "summary.json"):
+        (piv / name).write_text(name)
+    sh(tmp_path, kept, "keep runs/datagen/pivotal-seq")
+    first = (kept / "runs__datagen__pivotal-seq.tar.gz").read_bytes()
+    (piv / "summary.json").write_text('{"seconds_this_call": 1}')
+    assert "kept already" in sh(tmp_path, kept, "keep runs/datagen/pivotal-seq")
+    assert (kept / "runs__datagen__pivotal-seq.tar.gz").read_bytes() == first
+    (piv / "searched.jsonl").write_text("searched.jsonl, one more problem")
+    assert "kept already" not in sh(tmp_path, kept, "keep runs/datagen/pivotal-seq")
+    assert (kept / "runs__datagen__pivotal-seq.tar.gz").read_bytes() != first

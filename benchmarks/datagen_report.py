@@ -57,18 +57,14 @@ def pivot_set(searched: Path) -> set[tuple[str, int, int]]:
             for r in [json.loads(line)] for t in r["traces"] for v in t["pivots"]}
 
 
-def model_tokens(s: dict[str, Any]) -> int:
-    """A search's whole cost in model tokens: qualifying the problems, then searching them."""
-    return s["qualifying_tokens"] + s["completion_tokens"] + s["prefilled_tokens"]
-
-
 def pivotal(d: Path) -> None:
     print("## pivotal tokens")
     runs = {"sequential, unconfirmed": "pivotal-seq-unconfirmed", "sequential, confirmed": "pivotal-seq",
             "fixed n=10": "pivotal-fixed"}
-    fixed = load(d / "pivotal-fixed" / "summary.json")
+    summaries = {sub: load(d / sub / "summary.json") for sub in runs.values()}
+    fixed = summaries["pivotal-fixed"]
     for name, sub in runs.items():
-        s = load(d / sub / "summary.json")
+        s = summaries[sub]
         if s is None:
             print(f"  {name}: not run")
             continue
@@ -80,13 +76,13 @@ def pivotal(d: Path) -> None:
         print(f"  {'':11s} {noise['beside_opposite']} of {noise['pivots']} pivots sit beside a pivot the other way (a "
               f"noisy middle estimate splits both halves); a side of {noise['thin']} rests on <= 4 continuations; "
               f"{noise['significant']} differ beyond chance (Fisher exact p < 0.05)")
-        drawn = model_tokens(s)
+        drawn = s["qualifying_tokens"] + s["completion_tokens"] + s["prefilled_tokens"]
         print(f"  {'':11s} wall {s.get('wall_seconds', 0) / 3600:.2f} h over {s.get('calls', 0)} call(s), which drew "
               f"{s.get('timed_model_tokens', 0)} of the {drawn} model tokens (calls before calls.jsonl are untimed)")
     if fixed and fixed["model_tokens_per_pivot"]:
         pivots_of = {sub: pivot_set(d / sub / "searched.jsonl") for sub in runs.values()}
         for name, sub in list(runs.items())[:2]:
-            s = load(d / sub / "summary.json")
+            s = summaries[sub]
             if not (s and s["model_tokens_per_pivot"]):
                 continue
             ours, theirs = pivots_of[sub], pivots_of["pivotal-fixed"]

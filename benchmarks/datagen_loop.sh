@@ -89,6 +89,7 @@ step "5. 100 proposed problems, solved back"
     -o "$O/problems.jsonl"
 keep "$O/problems.jsonl"
 keep "$O/problems.jsonl.stats.json"
+keep "$O/problems.jsonl.rows.jsonl"   # every proposal's outcome, the rejected ones' text too (and a stopped run's resume)
 
 "$PY" benchmarks/datagen_report.py --dir "$O"
 step "done"

@@ -98,3 +98,37 @@ def test_cli_on_a_real_model(tmp_path, smol_path) -> None:
         assert "proposed problems kept" in run.stdout and (tmp_path / "g.jsonl.stats.json").exists()
     else:
         assert run.returncode == 2 and "no problems kept of 2 proposed" in run.stderr, run.stderr
+
+
+class BrokenAfterEngine(ScriptedProposerEngine):
+    """The scripted proposer, failing (as a killed run would stop) on the proposal whose seed is ``fail_at``."""
+
+    def __init__(self, proposals, solves, fail_at: int) -> None:
+        super().__init__(proposals, solves)
+        self.fail_at, self.proposed = fail_at, []
+
+    def generate(self, prompts, params: SamplingParams, cancel=None) -> list[Generation]:
+        if prompts[0].startswith("Write one new"):
+            if params.seed == self.fail_at:
+                raise RuntimeError("stopped")
+            self.proposed.append(params.seed)
+        return super().generate(prompts, params, cancel)
+
+
+def test_a_stopped_run_resumes_from_its_journal(tmp_path) -> None:
+    proposals, solves = [GOOD, "no structure", CODE, HARD], {"farmer": ["15"], "baker": ["120"], "library": ["1"]}
+    cfg = ProblemsConfig(proposals=4, k=2, m=2, parallel=1)
+    with pytest.raises(RuntimeError, match="stopped"):
+        generate_problems(BrokenAfterEngine(proposals, solves, fail_at=2), tmp_path / "g.jsonl", cfg, progress=False)
+    assert not (tmp_path / "g.jsonl").exists()
+    journal = (tmp_path / "g.jsonl.rows.jsonl").read_text().splitlines()
+    assert [json.loads(x)["proposal"] for x in journal[1:]] == [0, 1]  # the finished proposals, kept
+    (tmp_path / "g.jsonl.rows.jsonl").write_text("\n".join(journal) + '\n{"proposal": 3, "top')  # cut by a kill
+    again = BrokenAfterEngine(proposals, solves, fail_at=-1)
+    stats = generate_problems(again, tmp_path / "g.jsonl", cfg, progress=False)
+    assert again.proposed == [2, 3] and stats["resumed"] == 2  # only the unfinished ones are proposed again
+    fresh = generate_problems(ScriptedProposerEngine(proposals, solves), tmp_path / "f.jsonl", cfg, progress=False)
+    assert (tmp_path / "g.jsonl").read_text() == (tmp_path / "f.jsonl").read_text()
+    assert stats["rejected"] == fresh["rejected"] == {"no Problem/Solution parts": 1, "solver disagrees": 1}
+    with pytest.raises(DataError, match="g.jsonl.rows.jsonl was written with other settings"):
+        generate_problems(again, tmp_path / "g.jsonl", ProblemsConfig(proposals=4, k=3, m=2), progress=False)

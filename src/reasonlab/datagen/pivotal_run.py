@@ -119,6 +119,7 @@ def pivotal_search(run_dir: str | Path, out: str | Path, engine: Engine, cfg: Pi
     if draws_from is not None:
         reuse_draws(Path(draws_from), Path(out), ident)
     roots, searched = store.read("roots.jsonl"), store.read("searched.jsonl")
+    had = len(roots) + len(searched)  # a finished search run again has nothing to do: no call is logged for it
     verifier = Verifier()
     counts = {"samples": 0, "prefixes": 0, "pivots": 0}
     show = sys.stderr.isatty() if progress is None else progress
@@ -169,8 +170,8 @@ def pivotal_search(run_dir: str | Path, out: str | Path, engine: Engine, cfg: Pi
         finished = True
     finally:
         verifier.close()
-        if est is not None:  # the call's wall time and what it drew, stopped or not
-            d = est.drawn
+        d = est.drawn if est is not None else None
+        if d is not None and (d.calls or len(roots) + len(searched) > had):  # wall time and draws, stopped or not
             store.append("calls.jsonl", {"started": started, "seconds": round(time.perf_counter() - start, 1),
                                          "finished": finished, "samples": d.samples,
                                          "completion_tokens": d.completion_tokens,

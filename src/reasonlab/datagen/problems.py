@@ -19,7 +19,8 @@ must agree, near-duplicate removal and a test-set contamination check decide wha
    bundled test set (the datagen guard's 10-gram overlap) are removed.
 
 Every rejection is counted by reason in ``.stats.json``; kept problems are JSON lines with id, question, answer,
-difficulty, the proposer's solution and provenance: the schema ``--dataset`` reads.
+difficulty, the proposer's solution and provenance: the schema ``--dataset`` reads. Each proposal's outcome is
+journaled as it finishes (``.rows.jsonl`` beside the output): the same command again resumes a stopped run.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import random
 import re
 import time
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any, Literal
 
@@ -129,6 +130,23 @@ def jaccard(a: set[Any], b: set[Any]) -> float:
     return len(a & b) / len(a | b) if a and b else 0.0
 
 
+def read_journal(path: Path, head: dict[str, Any]) -> dict[int, dict[str, Any]]:
+    """The proposals a stopped run finished, by index; refuses a journal written with other settings."""
+    if not path.exists() or path.stat().st_size == 0:
+        return {}
+    lines = path.read_text(encoding="utf-8").splitlines()
+    if json.loads(lines[0]) != head:
+        raise DataError(f"{path} was written with other settings or models; delete it, or write to another --out")
+    rows = {}
+    for line in lines[1:]:
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:  # a last line cut short when the run was killed: that proposal runs again
+            continue
+        rows[row["proposal"]] = row
+    return rows
+
+
 def generate_problems(proposer: Engine, out: str | Path, cfg: ProblemsConfig | None = None,
                       solver: Engine | None = None, progress: bool | None = None) -> dict[str, Any]:
     """Propose, check, solve back, dedupe and guard; write the kept problems to ``out`` and stats beside it."""
@@ -141,6 +159,13 @@ def generate_problems(proposer: Engine, out: str | Path, cfg: ProblemsConfig | N
     cfg = cfg or ProblemsConfig()
     solver = solver or proposer
     examples = [p.question for p in load_problems("gsm8k-train", limit=500)] if cfg.style == "gsm8k" else [""]
+    # every finished proposal goes to a journal beside the output as it finishes: a stopped run resumes there
+    out = Path(out)
+    journal = out.with_name(out.name + ".rows.jsonl")
+    head = {"settings": {k: v for k, v in cfg.model_dump().items() if k not in ("proposals", "parallel")},
+            "proposer": proposer.model, "solver": solver.model}
+    done = read_journal(journal, head)
+    todo = [i for i in range(cfg.proposals) if i not in done]
     verifier = Verifier()
     start = time.perf_counter()
 
@@ -171,15 +196,29 @@ def generate_problems(proposer: Engine, out: str | Path, cfg: ProblemsConfig | N
 
     show = sys.stderr.isatty() if progress is None else progress
     try:
-        with SandboxPool(size=1, max_size=2, timeout_s=10.0) as pool, ThreadPoolExecutor(cfg.parallel) as ex, \
-                Progress(disable=not show, transient=True) as bar:
-            task = bar.add_task("proposing and solving back", total=cfg.proposals)
-            rows = []
-            for row in ex.map(one, range(cfg.proposals)):
-                rows.append(row)
-                bar.advance(task)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with journal.open("a", encoding="utf-8") as jf:
+            if jf.tell() == 0:  # a new journal: what it was written with comes first
+                jf.write(json.dumps(head) + "\n")
+            with SandboxPool(size=1, max_size=2, timeout_s=10.0) as pool, ThreadPoolExecutor(cfg.parallel) as ex, \
+                    Progress(disable=not show, transient=True) as bar:
+                task = bar.add_task("proposing and solving back", total=cfg.proposals,
+                                    completed=cfg.proposals - len(todo))
+                futures = [ex.submit(one, i) for i in todo]
+                try:
+                    for fut in as_completed(futures):
+                        row = fut.result()
+                        done[row["proposal"]] = row
+                        jf.write(json.dumps(row, ensure_ascii=False) + "\n")
+                        jf.flush()
+                        bar.advance(task)
+                except BaseException:
+                    for f in futures:  # what is journaled stays; nothing new starts
+                        f.cancel()
+                    raise
     finally:
         verifier.close()
+    rows = [done[i] for i in range(cfg.proposals) if i in done]  # proposal order: the dedup below keeps the first
     why = Counter(r["rejected"] for r in rows if "rejected" in r)
     guard, kept = Guard(), []
     for r in (r for r in rows if "rejected" not in r):
@@ -193,8 +232,6 @@ def generate_problems(proposer: Engine, out: str | Path, cfg: ProblemsConfig | N
     if not kept:
         raise DataError(f"no problems kept of {cfg.proposals} proposed: "
                         + ", ".join(f"{k} {v}" for k, v in why.most_common()))
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
     with tmp.open("w", encoding="utf-8") as fh:
         for n, r in enumerate(kept):
@@ -204,10 +241,10 @@ def generate_problems(proposer: Engine, out: str | Path, cfg: ProblemsConfig | N
                                  "solution": r["solution"], "proposer": proposer.model, "solver": solver.model},
                                 ensure_ascii=False) + "\n")
     tmp.replace(out)
-    stats = {"proposed": cfg.proposals, "kept": len(kept), "kept_rate": round(len(kept) / cfg.proposals, 4),
+    stats = {"proposed": cfg.proposals, "resumed": cfg.proposals - len(todo), "kept": len(kept), "kept_rate": round(len(kept) / cfg.proposals, 4),
              "rejected": dict(why.most_common()), "tokens": sum(r["tokens"] for r in rows),
              "mean_solver_pass_rate": round(sum(r["solver_pass_rate"] for r in kept) / len(kept), 3),
-             "seconds": round(time.perf_counter() - start, 1), "proposer": proposer.describe(),
+             "seconds": round(time.perf_counter() - start, 1),  # this call's (not the resumed rows') "proposer": proposer.describe(),
              "solver": solver.describe(), "config": cfg.model_dump()}
     out.with_name(out.name + ".stats.json").write_text(json.dumps(stats, indent=2) + "\n", encoding="utf-8")
     return stats

@@ -40,6 +40,7 @@ from reasonlab.answers import Verifier
 from reasonlab.answers.extract import boxed_answers
 from reasonlab.answers.normalize import to_number
 from reasonlab.datagen.contamination import Guard, ngrams
+from reasonlab.datagen.pivotal import read_rows
 from reasonlab.engines import Engine, SamplingParams
 from reasonlab.errors import DataError
 from reasonlab.sandbox import SandboxPool
@@ -132,19 +133,10 @@ def jaccard(a: set[Any], b: set[Any]) -> float:
 
 def read_journal(path: Path, head: dict[str, Any]) -> dict[int, dict[str, Any]]:
     """The proposals a stopped run finished, by index; refuses a journal written with other settings."""
-    if not path.exists() or path.stat().st_size == 0:
-        return {}
-    lines = path.read_text(encoding="utf-8").splitlines()
-    if json.loads(lines[0]) != head:
+    rows = read_rows(path)  # a last line torn by a kill is skipped: that proposal runs again
+    if rows and rows[0] != head:
         raise DataError(f"{path} was written with other settings or models; delete it, or write to another --out")
-    rows = {}
-    for line in lines[1:]:
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:  # a last line cut short when the run was killed: that proposal runs again
-            continue
-        rows[row["proposal"]] = row
-    return rows
+    return {r["proposal"]: r for r in rows[1:]}
 
 
 def generate_problems(proposer: Engine, out: str | Path, cfg: ProblemsConfig | None = None,
@@ -241,10 +233,11 @@ def generate_problems(proposer: Engine, out: str | Path, cfg: ProblemsConfig | N
                                  "solution": r["solution"], "proposer": proposer.model, "solver": solver.model},
                                 ensure_ascii=False) + "\n")
     tmp.replace(out)
-    stats = {"proposed": cfg.proposals, "resumed": cfg.proposals - len(todo), "kept": len(kept), "kept_rate": round(len(kept) / cfg.proposals, 4),
-             "rejected": dict(why.most_common()), "tokens": sum(r["tokens"] for r in rows),
+    stats = {"proposed": cfg.proposals, "resumed": cfg.proposals - len(todo), "kept": len(kept),
+             "kept_rate": round(len(kept) / cfg.proposals, 4), "rejected": dict(why.most_common()),
+             "tokens": sum(r["tokens"] for r in rows),
              "mean_solver_pass_rate": round(sum(r["solver_pass_rate"] for r in kept) / len(kept), 3),
-             "seconds": round(time.perf_counter() - start, 1),  # this call's (not the resumed rows') "proposer": proposer.describe(),
-             "solver": solver.describe(), "config": cfg.model_dump()}
+             "seconds": round(time.perf_counter() - start, 1),  # this call's, not the resumed rows'
+             "proposer": proposer.describe(), "solver": solver.describe(), "config": cfg.model_dump()}
     out.with_name(out.name + ".stats.json").write_text(json.dumps(stats, indent=2) + "\n", encoding="utf-8")
     return stats

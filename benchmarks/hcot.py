@@ -36,7 +36,7 @@ def row(run: Path) -> dict | None:
             "seconds": s.get("wall_seconds_this_time") or s["seconds"], "generated": gen,
             "retained": h.get("retained", gen), "peak_live": h.get("peak_generated_live", gen),
             "peak_over_generated": h.get("peak_over_generated", 1.0), "well_formed": h.get("well_formed"),
-            "runaway": h.get("runaway")}
+            "runaway": h.get("runaway"), "prunes": h.get("prunes"), "without_prunes": h.get("without_prunes")}
 
 
 def main() -> None:
@@ -44,8 +44,8 @@ def main() -> None:
     ap.add_argument("--dir", type=Path, default=Path("runs/hcot"))
     a = ap.parse_args()
     print("| set | mode | n | min / max tokens | live cap | wall s | generated | retained | peak live (generated "
-          "part) | peak/gen | accuracy (95% CI) | well formed | runaway |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "part) | peak/gen | accuracy (95% CI) | well formed | runaway | prunes | never pruned |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for ds, modes in (("gsm8k", MODES + EXTRA), ("math", MODES)):
         for key, label in modes:
             r = row(a.dir / f"{ds}-{key}")
@@ -55,7 +55,7 @@ def main() -> None:
             print(f"| {ds} | {label} | {r['n']} | {r['min_tokens']} / {r['max_tokens']} | {r['max_live']} | "
                   f"{r['seconds']:.0f} | {r['generated']:.0f} | {r['retained']:.0f} | {r['peak_live']:.0f} | "
                   f"{r['peak_over_generated']} | {r['accuracy']:.3f} ({r['ci'][0]:.2f}-{r['ci'][1]:.2f}) | "
-                  f"{r['well_formed']} | {r['runaway']} |")
+                  f"{r['well_formed']} | {r['runaway']} | {r['prunes']} | {r['without_prunes']} |")
     print(f"\ncommand: bash benchmarks/hcot_loop.sh (runs in {a.dir}); table: python benchmarks/hcot.py --dir {a.dir}")
 
 

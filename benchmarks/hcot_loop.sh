@@ -25,27 +25,31 @@ step "2. prune-aware LoRA SFT"
 $R train sft -c recipes/train/hcot.yaml --data "$O/data.jsonl" --out "$O/train"
 step "3. the markers in the GGUF"
 [ -s "$O/qwen-hcot.gguf" ] || $R train add-tokens --out "$O/qwen-hcot.gguf"
-for set in gsm8k math; do
-  if [ $set = gsm8k ]; then D="-d gsm8k --offset 100 -n 100"; else D="-d math500 --where level=1,2 -n 100"; fi
-  step "4. $set: untrained, plain"
-  $R eval $D $P --max-tokens 1024 --out "$O/$set-base"
-  keep "$O/$set-base"
-  step "   $set: trained, plain decoding"
-  $R eval $D $P --max-tokens 1024 -m "$O/qwen-hcot.gguf" --lora "$O/train" --out "$O/$set-trained-plain"
-  step "   $set: trained, hcot pruning"
-  $R eval $D $P --max-tokens 1024 -m "$O/qwen-hcot.gguf" --lora "$O/train" -s hcot --out "$O/$set-trained-hcot"
-done
+# the trained model's two modes first (the comparison the target is about), then the untrained model; the table is
+# printed after every run, so a loop stopped part way still shows what it has
+table() { "$PY" benchmarks/hcot.py --dir "$O"; }
+G="-d gsm8k --offset 100 -n 100"
+M="-d math500 --where level=1,2 -n 100"
+T="--max-tokens 1024 -m $O/qwen-hcot.gguf --lora $O/train"
+run() {  # run <name> <eval args...>: one evaluation (resumable), kept in git, then the table so far
+  local name=$1; shift
+  step "4. $name"
+  $R eval "$@" $P --out "$O/$name"
+  keep "$O/$name"
+  table
+}
+run gsm8k-trained-hcot $G $T -s hcot
+run gsm8k-trained-plain $G $T
+run gsm8k-base $G --max-tokens 1024
 # the notebook's own comparison: the same live-context budget (prompt + what is kept), without and with pruning —
-# does forgetting finished thoughts let a solution finish inside it? And its minimum-tokens knob
-D="-d gsm8k --offset 100 -n 100"
-step "4b. gsm8k: trained, live context <= 384 tokens, nothing pruned / pruned; min tokens 256"
-$R eval $D $P --max-tokens 1024 -m "$O/qwen-hcot.gguf" --lora "$O/train" -s hcot -O prune=none -O max_live=384 \
-    --out "$O/gsm8k-trained-none-live384"
-$R eval $D $P --max-tokens 1024 -m "$O/qwen-hcot.gguf" --lora "$O/train" -s hcot -O max_live=384 \
-    --out "$O/gsm8k-trained-hcot-live384"
-$R eval $D $P --max-tokens 1024 -m "$O/qwen-hcot.gguf" --lora "$O/train" -s hcot -O min_tokens=256 \
-    --out "$O/gsm8k-trained-hcot-min256"
-"$PY" benchmarks/hcot.py --dir "$O"
+# does forgetting finished thoughts let a solution finish inside it?
+run gsm8k-trained-none-live384 $G $T -s hcot -O prune=none -O max_live=384
+run gsm8k-trained-hcot-live384 $G $T -s hcot -O max_live=384
+run math-trained-hcot $M $T -s hcot
+run math-trained-plain $M $T
+run math-base $M --max-tokens 1024
+# and its minimum-tokens knob
+run gsm8k-trained-hcot-min256 $G $T -s hcot -O min_tokens=256
 step "5. pruning by continuation vs in place (kv_shift), the same cuts on the default model"
 [ -s "$O/prune_speed.txt" ] || "$PY" benchmarks/hcot_prune.py > "$O/prune_speed.txt"
 cat "$O/prune_speed.txt"

@@ -23,8 +23,8 @@ step "1. hcot data from $N GSM8K train rationales"
 [ -s "$O/data.jsonl" ] || $R datagen hcot -d gsm8k-train -n "$N" -o "$O/data.jsonl"
 step "2. prune-aware LoRA SFT"
 $R train sft -c recipes/train/hcot.yaml --data "$O/data.jsonl" --out "$O/train"
-step "3. the markers in the GGUF"
-[ -s "$O/qwen-hcot.gguf" ] || $R train add-tokens --out "$O/qwen-hcot.gguf"
+step "3. the markers in the GGUF, with the rows the run trained for them"
+[ -s "$O/qwen-hcot.gguf" ] || $R train add-tokens --rows "$O/train" --out "$O/qwen-hcot.gguf"
 # the trained model's two modes first (the comparison the target is about), then the untrained model; the table is
 # printed after every run, so a loop stopped part way still shows what it has
 table() { "$PY" benchmarks/hcot.py --dir "$O"; }

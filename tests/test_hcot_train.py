@@ -63,6 +63,17 @@ def test_sft_with_hcot_stages_trains(tmp_path, tiny_qwen) -> None:
     assert summary["steps"] == 2 and summary["hcot_stages"]["stages"] == 8
     saved = AutoTokenizer.from_pretrained(summary["result"])
     assert RETURN in saved.tokenize(f"a {RETURN}")  # the adapter's tokenizer has the markers, whole
+    # the markers' rows trained beside the LoRA, both matrices (tiny_qwen's output is untied): a frozen seed row at a
+    # phrase's mean is never the argmax against the phrase's own tokens, so an adapter without them never writes one
+    from reasonlab.engines.lora import adapter_token_rows
+
+    rows = adapter_token_rows(summary["result"])
+    ids = sorted(saved.convert_tokens_to_ids([THOUGHT, SOLUTION, RETURN]))
+    assert sorted(rows) == ["output.weight", "token_embd.weight"]
+    assert all(sorted(r[0]) == ids for r in rows.values())
+    seeded, _, _ = _tok_with_markers(tiny_qwen)  # the seeded rows, before training
+    seed = seeded.get_output_embeddings().weight.detach().numpy()[rows["output.weight"][0]]
+    assert abs(rows["output.weight"][1] - seed).max() > 1e-4  # they moved
 
 
 # --- prune-agnostic training: the 4-D mask ------------------------------------------------------------------------

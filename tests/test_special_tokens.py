@@ -116,6 +116,44 @@ def test_tokens_written_into_a_gguf_load_tokenize_and_print(tmp_path, smol_path)
     assert np.abs(got - want).max() < 0.02  # the mean, up to re-quantization
 
 
+def test_trained_rows_go_into_the_gguf_and_a_base_without_them_is_refused(tmp_path, smol_path) -> None:
+    """An adapter that trained the markers' rows: add-tokens writes those rows (not the seeds), and loading the
+    adapter on a base holding other rows there fails in one line naming the fix."""
+    import json
+
+    import gguf
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    from reasonlab.engines.lora import adapter_token_rows, check_token_rows
+    from reasonlab.errors import ModelError
+    from reasonlab.train.gguf_vocab import add_gguf_tokens
+    from reasonlab.train.tokens import HCOT_SEEDS
+
+    hidden = next(t for t in gguf.GGUFReader(str(smol_path)).tensors if t.name == "token_embd.weight").shape[0]
+    trained = np.random.default_rng(0).normal(0, 0.05, (3, int(hidden))).astype(np.float32)
+    run = tmp_path / "run"
+    adapter = run / "adapter"  # what peft saves for trainable tokens on a tied model (no LoRA pairs needed here)
+    adapter.mkdir(parents=True)
+    (adapter / "adapter_config.json").write_text(json.dumps({"trainable_token_indices": {"embed_tokens": [3, 4, 5]}}))
+    save_file({"base_model.model.model.embed_tokens.token_adapter.trainable_tokens_delta": trained},
+              str(adapter / "adapter_model.safetensors"))
+    rows = adapter_token_rows(adapter)
+    assert list(rows) == ["token_embd.weight"] and rows["token_embd.weight"][0] == [3, 4, 5]
+
+    seeded, withrows = tmp_path / "seeded.gguf", tmp_path / "trained.gguf"
+    add_gguf_tokens(smol_path, seeded, HCOT_SEEDS, slots=[3, 4, 5])
+    add_gguf_tokens(smol_path, withrows, HCOT_SEEDS, slots=[3, 4, 5], rows=rows)
+    emb = next(t for t in gguf.GGUFReader(str(withrows)).tensors if t.name == "token_embd.weight")
+    got = gguf.quants.dequantize(np.asarray(emb.data)[[3, 4, 5]], emb.tensor_type).reshape(trained.shape)
+    assert np.abs(got - trained).max() < 0.01  # the trained rows, up to re-quantization
+    check_token_rows(adapter, withrows)  # the right base: no error
+    with pytest.raises(ModelError, match=r"add-tokens --rows .*run"):
+        check_token_rows(adapter, seeded)
+    with pytest.raises(ModelError, match="trained rows of token_embd.weight are for tokens"):
+        add_gguf_tokens(smol_path, tmp_path / "x.gguf", HCOT_SEEDS, slots=[6, 7, 8], rows=rows)
+
+
 def test_a_gguf_without_spare_slots_says_so(tmp_path, smol_path) -> None:
     from reasonlab.errors import ModelError
     from reasonlab.train.gguf_vocab import add_gguf_tokens

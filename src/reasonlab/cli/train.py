@@ -110,9 +110,12 @@ def add_tokens_cmd(
     base: str = typer.Option("qwen2.5-coder-0.5b", "--base", help="registered name or .gguf"),
     slots: Optional[str] = typer.Option(None, "--slots", help="comma list of token ids to use (default: the "
                                                               "vocabulary's spare entries, e.g. Qwen's [PADn])"),
+    rows: Optional[Path] = typer.Option(None, "--rows", help="a training run (or its adapter) whose trained rows for "
+                                                             "the markers to write, instead of the seeds"),
 ) -> None:
     """Write the hierarchical-CoT markers ([THOUGHT] [SOLUTION] [RETURN]) into a GGUF's spare vocabulary slots, with
-    rows seeded from phrases, so a model trained with them runs on llama.cpp (eval -m OUT --lora RUN)."""
+    the rows a run trained for them (--rows RUN) or rows seeded from phrases, so a model trained with them runs on
+    llama.cpp (eval -m OUT --lora RUN)."""
     from reasonlab.engines import gguf_file
     from reasonlab.errors import ConfigError
     from reasonlab.train.gguf_vocab import add_gguf_tokens
@@ -123,5 +126,16 @@ def add_tokens_cmd(
     except ValueError:
         raise ConfigError(f"--slots: expected comma-separated token ids, got {slots!r}") from None
     path, _ = gguf_file(base)
-    got = add_gguf_tokens(path, out, HCOT_SEEDS, ids)
+    trained = None
+    if rows is not None:
+        from reasonlab.engines.lora import adapter_token_rows
+
+        adapter = rows / "adapter" if (rows / "adapter" / "adapter_config.json").exists() else rows
+        if not (adapter / "adapter_config.json").exists():
+            raise ConfigError(f"--rows {rows}: not a training run or a peft adapter (no adapter_config.json)")
+        trained = adapter_token_rows(adapter)
+        if not trained:
+            raise ConfigError(f"--rows {rows}: the adapter trained no token rows (a run from before they were trained, "
+                              f"or not an hcot run)")
+    got = add_gguf_tokens(path, out, HCOT_SEEDS, ids, rows=trained)
     Console().print(f"wrote {out}: " + ", ".join(f"{t} = {i}" for t, i in got.items()), highlight=False)

@@ -7,6 +7,10 @@ The writer is the ``gguf`` package's; tensor names and layout follow llama.cpp's
 stores the q and k projections of llama-architecture models with their rows permuted for its RoPE kernel, so
 B's rows of those two are permuted the same way (A is not); qwen2 uses the other RoPE layout and needs none.
 
+Rows an adapter trained for new tokens (peft's trainable tokens: the hCoT markers) are not a LoRA: they belong
+in the base GGUF (``reasonlab train add-tokens --rows RUN``), and a base holding other rows there is refused in
+one line (``check_token_rows``) rather than run with markers the model cannot write.
+
     >>> gguf_name("base_model.model.model.layers.3.self_attn.q_proj")
     'blk.3.attn_q.weight'
 """
@@ -55,6 +59,59 @@ def gguf_name(module: str) -> str:
     return f"blk.{m.group(1)}.{_NAMES[m.group(2)]}.weight"
 
 
+# peft module (its last name) -> llama.cpp tensor, for rows trained for new tokens
+_ROW_TENSORS = {"embed_tokens": "token_embd.weight", "lm_head": "output.weight"}
+_TOKEN_ROWS = re.compile(r"(?:.+\.)?([^.]+)\.token_adapter\.trainable_tokens_delta$")
+
+
+def adapter_token_rows(adapter_dir: str | Path) -> dict[str, tuple[list[int], np.ndarray]]:
+    """Rows a peft adapter trained for single tokens (``trainable_token_indices``), by llama.cpp tensor name:
+    (token ids, their rows (n, hidden)); {} for a plain LoRA."""
+    from safetensors import safe_open
+
+    adapter_dir = Path(adapter_dir)
+    indices = json.loads((adapter_dir / "adapter_config.json").read_text()).get("trainable_token_indices")
+    if not indices:
+        return {}
+    if isinstance(indices, list):  # a list targets the input embedding
+        indices = {"embed_tokens": indices}
+    out: dict[str, tuple[list[int], np.ndarray]] = {}
+    with safe_open(str(adapter_dir / "adapter_model.safetensors"), framework="numpy") as fh:
+        for key in fh.keys():
+            m = _TOKEN_ROWS.match(key)
+            if m is None:
+                continue
+            module = m.group(1)
+            if module not in _ROW_TENSORS or module not in indices:
+                raise ModelError(f"{adapter_dir}: trained token rows of {module}, which has no llama.cpp counterpart "
+                                 f"({', '.join(_ROW_TENSORS)} only)")
+            out[_ROW_TENSORS[module]] = (list(indices[module]), fh.get_tensor(key).astype(np.float32))
+    return out
+
+
+def check_token_rows(adapter_dir: str | Path, base_gguf: str | Path) -> None:
+    """ModelError unless ``base_gguf`` holds the rows ``adapter_dir`` trained for new tokens (to within its
+    quantization: relative error under 5 %). A tied output matrix has only the embedding's rows to check."""
+    import gguf
+
+    rows = adapter_token_rows(adapter_dir)
+    if not rows:
+        return
+    run = Path(adapter_dir)
+    run = run.parent if run.name == "adapter" else run  # what --rows takes: the training run
+    tensors = {t.name: t for t in gguf.GGUFReader(str(base_gguf)).tensors}
+    for name, (ids, want) in rows.items():
+        t = tensors.get(name)
+        if t is None:
+            continue
+        got = gguf.quants.dequantize(np.asarray(t.data)[ids], t.tensor_type).reshape(want.shape)
+        err = float(np.linalg.norm(got - want) / max(np.linalg.norm(want), 1e-12))
+        if err > 0.05:
+            raise ModelError(f"LoRA {run} trained the rows of tokens {ids}; {Path(base_gguf).name} holds other rows "
+                             f"there ({name}, relative difference {err:.2f}): write them in with `reasonlab train "
+                             f"add-tokens --rows {run} --out FILE.gguf` and run on FILE.gguf")
+
+
 def permute_rows(w: np.ndarray, n_head: int) -> np.ndarray:
     """llama.cpp's q/k row order: within each head, the two rotary halves interleaved."""
     return w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
@@ -93,6 +150,8 @@ def adapter_to_gguf(adapter_dir: str | Path, base_gguf: str | Path, out: str | P
     arch, n_head, n_kv, shapes = _base_facts(Path(base_gguf))
     pairs: dict[str, dict[str, np.ndarray]] = {}
     for key, w in weights.items():
+        if ".token_adapter." in key:  # new tokens' rows: they go into the base GGUF (add-tokens --rows)
+            continue
         m = re.match(r"(.+)\.lora_([AB])\.weight$", key)
         if m is None:
             raise ModelError(f"{adapter_dir}: tensor {key} is not a LoRA A/B matrix (trained embeddings or heads "
@@ -135,4 +194,5 @@ def gguf_adapter(spec: str | Path, base_gguf: str | Path) -> Path:
         tmp = out.with_name(out.name + ".part")
         adapter_to_gguf(peft_dir, base_gguf, tmp)
         tmp.replace(out)
+    check_token_rows(peft_dir, base_gguf)
     return out

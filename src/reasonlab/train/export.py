@@ -32,8 +32,8 @@ from typing import Any, Literal, get_args
 import numpy as np
 from rich.progress import track
 
-from reasonlab.engines.lora import (PERMUTED_ARCHS, close_gguf, gguf_adapter, gguf_name, gguf_writer,
-                                    permute_rows)
+from reasonlab.engines.lora import (PERMUTED_ARCHS, adapter_token_rows, close_gguf, gguf_adapter, gguf_name,
+                                    gguf_writer, permute_rows)
 from reasonlab.errors import ConfigError, ModelError
 
 Quant = Literal["f16", "q8_0", "q6_k", "q5_k_m", "q4_k_m", "q4_0"]
@@ -111,13 +111,20 @@ class AdapterUpdate:
         r = cfg["r"]
         self.factor = scale * cfg["lora_alpha"] / (r ** 0.5 if cfg.get("use_rslora") else r)
         self.pairs: dict[str, dict[str, np.ndarray]] = {}  # llama.cpp name -> {"A": [r, in], "B": [out, r]}
+        self.rows = adapter_token_rows(adapter_dir)  # new tokens' trained rows: written in place
         for key, w in load_file(str(adapter_dir / "adapter_model.safetensors")).items():
+            if ".token_adapter." in key:
+                continue
             m = re.match(r"(.+)\.lora_([AB])\.weight$", key)
             if m is None:
                 raise ModelError(f"{adapter_dir}: tensor {key} is not a LoRA A/B matrix")
             self.pairs.setdefault(gguf_name(m.group(1)), {})[m.group(2)] = w.astype(np.float32)
 
     def __call__(self, name: str, w: np.ndarray, arch: str, n_head: int, n_kv: int) -> np.ndarray:
+        if name in self.rows:
+            ids, rows = self.rows.pop(name)
+            w = w.copy()
+            w[ids] = rows
         ab = self.pairs.pop(name, None)
         if ab is None:
             return w
@@ -131,7 +138,7 @@ class AdapterUpdate:
 
     def unused(self) -> list[str]:
         """Adapted tensors the base did not have (after the walk over it)."""
-        return sorted(self.pairs)
+        return sorted(self.pairs) + sorted(self.rows)
 
 
 class ModelUpdate:

@@ -11,8 +11,10 @@ on the transformers side, where they take the first spare embedding rows — are
 matches them whole in any text and prints them as text, as the transformers side does), and get their rows: the
 mean of the dequantized rows of their seed phrase's tokens (what ``add_tokens`` computes from the same dequantized
 weights), re-quantized in the tensor's own type. Every other tensor and every other row is copied byte for byte, so
-the file is the base model plus three tokens. A model without spare slots can give ``slots`` explicitly (tokens it
-never uses, such as another tool's control tokens).
+the file is the base model plus three tokens. ``rows`` (``engines.lora.adapter_token_rows`` of a training run: ``train
+add-tokens --rows RUN``) gives the rows the run trained instead of the seeds — an adapter trained with the markers
+needs them (a frozen seed row is never sampled, see ``train.tokens``). A model without spare slots can give
+``slots`` explicitly (tokens it never uses, such as another tool's control tokens).
 """
 
 from __future__ import annotations
@@ -33,10 +35,10 @@ def _strings(field: Any) -> list[str]:
     return [bytes(field.parts[i]).decode("utf-8", errors="replace") for i in field.data]
 
 
-def add_gguf_tokens(base: str | Path, out: str | Path, seeds: dict[str, str],
-                    slots: list[int] | None = None) -> dict[str, int]:
-    """Write ``base`` to ``out`` with each key of ``seeds`` in a spare slot, its rows the mean of its phrase's;
-    returns token -> id."""
+def add_gguf_tokens(base: str | Path, out: str | Path, seeds: dict[str, str], slots: list[int] | None = None,
+                    rows: dict[str, tuple[list[int], np.ndarray]] | None = None) -> dict[str, int]:
+    """Write ``base`` to ``out`` with each key of ``seeds`` in a spare slot, its rows the mean of its phrase's, or
+    the trained ``rows`` (tensor name -> (ids, rows (n, hidden))) where given; returns token -> id."""
     import gguf
     import llama_cpp
 
@@ -57,6 +59,12 @@ def add_gguf_tokens(base: str | Path, out: str | Path, seeds: dict[str, str],
     vocab.close()
     if any(not v for v in phrase.values()):
         raise ModelError("a seed phrase tokenizes to nothing")
+    rows = rows or {}
+    for name, (row_ids, _) in rows.items():
+        if sorted(row_ids) != sorted(ids.values()):
+            raise ModelError(f"the trained rows of {name} are for tokens {row_ids}, the new tokens take "
+                             f"{sorted(ids.values())} in {base.name}: the run was trained on another model, or give "
+                             f"the same slots")
     arch = reader.fields[gguf.Keys.General.ARCHITECTURE].contents()
     writer = gguf_writer(Path(out), arch)
     for field in reader.fields.values():
@@ -78,11 +86,15 @@ def add_gguf_tokens(base: str | Path, out: str | Path, seeds: dict[str, str],
         data = t.data
         if t.name in ("token_embd.weight", "output.weight"):
             data = np.array(data)  # a copy: the rows are patched, the rest stays as stored
+            trained = dict(zip(*rows[t.name])) if t.name in rows else {}  # id -> trained row (hidden,)
             for tok, i in ids.items():
-                rows = gguf.quants.dequantize(data[phrase[tok]], t.tensor_type)  # (len(phrase), hidden)
-                data[i] = gguf.quants.quantize(rows.mean(0, keepdims=True).astype(np.float32), t.tensor_type)[0] \
+                if i in trained:
+                    row = np.asarray(trained[i], dtype=np.float32)
+                else:
+                    row = gguf.quants.dequantize(data[phrase[tok]], t.tensor_type).mean(0)  # phrase rows' mean
+                data[i] = gguf.quants.quantize(row[None].astype(np.float32), t.tensor_type)[0] \
                     if t.tensor_type not in (gguf.GGMLQuantizationType.F32, gguf.GGMLQuantizationType.F16) \
-                    else rows.mean(0).astype(data.dtype)
+                    else row.astype(data.dtype)
         writer.add_tensor(t.name, data, raw_dtype=t.tensor_type)  # quantized: bytes, shape derived
     writer.write_header_to_file()
     writer.write_kv_data_to_file()

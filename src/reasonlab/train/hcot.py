@@ -156,9 +156,10 @@ class HcotCollator:
 
 
 def hcot_dataset(path: str, model: Any, tok: Any, max_length: int | None = None, mode: Mode = "stages",
-                 positions: Positions = "renumber") -> tuple[Any, dict[str, int], HcotCollator | None]:
+                 positions: Positions = "renumber") -> tuple[Any, dict[str, int], HcotCollator | None, list[int]]:
     """The markers added to ``model`` and ``tok`` (seeded); (the file's rows as a Dataset, their counts, the
-    collator they need — None when TRL's own does: renumbered stages)."""
+    collator they need — None when TRL's own does: renumbered stages —, the markers' ids, whose rows a LoRA run
+    must train: ``train.tokens.token_rows``)."""
     from datasets import Dataset
 
     from reasonlab.train.data import form_of, read_rows
@@ -168,7 +169,7 @@ def hcot_dataset(path: str, model: Any, tok: Any, max_length: int | None = None,
     form_of(rows, "sft", path)
     if not all("prompt" in r and "completion" in r for r in rows):
         raise DataError(f"{path}: hcot training needs prompt/completion rows (reasonlab datagen hcot writes them)")
-    add_tokens(model, tok, HCOT_SEEDS)
+    ids = add_tokens(model, tok, HCOT_SEEDS)
     if mode == "mask":
         made, counts = mask_rows(rows, tok, max_length)
     else:
@@ -176,4 +177,5 @@ def hcot_dataset(path: str, model: Any, tok: Any, max_length: int | None = None,
     if not made:
         raise DataError(f"{path}: no hcot rows ({counts})")
     own = mode == "mask" or positions == "keep"
-    return Dataset.from_list(made), counts, HcotCollator(tok.pad_token_id, getattr(model, "dtype", None)) if own else None
+    collator = HcotCollator(tok.pad_token_id, getattr(model, "dtype", None)) if own else None
+    return Dataset.from_list(made), counts, collator, list(ids.values())

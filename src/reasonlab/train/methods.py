@@ -39,7 +39,8 @@ def common_args(cfg: TrainConfig, out: str) -> dict[str, Any]:
     )
 
 
-def sft(cfg: TrainConfig, model: Any, tok: Any, data: Any, out: str, collator: Any = None, **_: Any) -> Any:
+def sft(cfg: TrainConfig, model: Any, tok: Any, data: Any, out: str, collator: Any = None,
+        token_rows: dict[str, list[int]] | None = None, **_: Any) -> Any:
     from trl import SFTConfig, SFTTrainer
 
     own_rows = "labels" in data.column_names or "position_ids" in data.column_names
@@ -48,29 +49,60 @@ def sft(cfg: TrainConfig, model: Any, tok: Any, data: Any, out: str, collator: A
         extra = dict(dataset_kwargs={"skip_prepare_dataset": True}, remove_unused_columns=False)
     args = SFTConfig(**common_args(cfg, out), max_length=cfg.max_length,
                      completion_only_loss=cfg.sft.completion_only_loss, packing=cfg.sft.packing, **extra)
-    cls = _mask_sft_trainer() if own_rows else SFTTrainer
+    cls = _hcot_sft_trainer(full_logits=bool(token_rows)) if own_rows or token_rows else SFTTrainer
     return cls(model=model, args=args, train_dataset=data, processing_class=tok,
-               peft_config=lora_config(cfg.lora), data_collator=collator)
+               peft_config=lora_config(cfg.lora, token_rows=token_rows), data_collator=collator)
 
 
-def _mask_sft_trainer() -> Any:
+def _hcot_sft_trainer(full_logits: bool) -> Any:
     from trl import SFTTrainer
 
-    class MaskSFTTrainer(SFTTrainer):  # type: ignore[misc]
-        """SFT on batches with a 4-D additive attention mask: TRL counts trained tokens as the attention mask's
-        sum, which a 4-D float mask is not; the collator's ``real_tokens`` (B, L) is counted instead."""
+    class HcotSFTTrainer(SFTTrainer):  # type: ignore[misc]
+        """SFT on hcot rows. With a 4-D additive attention mask TRL would count trained tokens as the mask's sum,
+        which a float mask is not: the collator's ``real_tokens`` (B, L) is counted instead. With trained rows for
+        new tokens (``full_logits``) the loss comes from the model's own forward: TRL's fused LM head multiplies the
+        hidden states by ``lm_head.weight`` directly, which would skip peft's trained rows of an untied output
+        matrix (and fails on their wrapper) — the new tokens' output rows would never learn."""
 
         def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False,
                          num_items_in_batch: Any = None) -> Any:
             real = inputs.pop("real_tokens", None)
             before = self._total_train_tokens
-            out = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-            if real is not None and model.training:
-                self._total_train_tokens = before + int(real.sum())
+            if full_logits:
+                out = self._full_logits_loss(model, inputs, return_outputs, num_items_in_batch)
+            else:
+                out = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            if model.training:
+                tokens = real.sum() if real is not None else inputs["attention_mask"].sum()
+                self._total_train_tokens = before + int(tokens)
                 self._metrics["train"]["num_tokens"] = [self._total_train_tokens]
             return out
 
-    return MaskSFTTrainer
+        def _full_logits_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool,
+                              num_items_in_batch: Any) -> Any:
+            import torch
+            import torch.nn.functional as F
+
+            mode = "train" if model.training else "eval"
+            labels = inputs["labels"][:, 1:]  # (B, L-1): token t+1 is predicted at t
+            outputs = model(**{k: v for k, v in inputs.items() if k != "labels"}, use_cache=False)
+            logits = outputs.logits[:, :-1].float()  # (B, L-1, V)
+            mask = labels != -100
+            nll = F.cross_entropy(logits.transpose(1, 2), labels.clamp(min=0), reduction="none")  # (B, L-1)
+            count = mask.sum() if num_items_in_batch is None else num_items_in_batch
+            loss = (nll * mask).sum() / torch.as_tensor(count).clamp(min=1)
+            if self.args.average_tokens_across_devices and num_items_in_batch is not None:
+                loss = loss * self.accelerator.num_processes  # as TRL: DDP averages the gradients across ranks
+            with torch.no_grad():  # TRL's metrics: entropy and top-1 accuracy over the trained positions
+                logp = logits.log_softmax(-1)
+                entropy = -(logp.exp() * logp).sum(-1)
+                valid = max(int(mask.sum()), 1)
+                self._metrics[mode]["entropy"].append(float((entropy * mask).sum()) / valid)
+                self._metrics[mode]["mean_token_accuracy"].append(
+                    float(((logits.argmax(-1) == labels) & mask).sum()) / valid)
+            return (loss, outputs) if return_outputs else loss
+
+    return HcotSFTTrainer
 
 
 def dpo(cfg: TrainConfig, model: Any, tok: Any, data: Any, out: str, **_: Any) -> Any:

@@ -72,12 +72,15 @@ def load_trainable(model: str, head: str = "lm") -> tuple[Any, Any]:
     return lm, tok
 
 
-def lora_config(options: Any, task: str = "CAUSAL_LM") -> Any:
+def lora_config(options: Any, task: str = "CAUSAL_LM", token_rows: dict[str, list[int]] | None = None) -> Any:
     """peft's LoraConfig for ``TrainConfig.lora`` (None: full fine-tuning). ``SEQ_CLS``: peft also trains and
-    saves the new scalar head (``modules_to_save``) beside the adapter."""
+    saves the new scalar head (``modules_to_save``) beside the adapter. ``token_rows`` (module name -> token
+    ids, ``train.tokens.token_rows``): those rows of the embedding (and untied output) matrices are trained and
+    saved too — tokens added for the run must be, or they stay unreachable (see ``train.tokens``)."""
     if options is None:
         return None
     from peft import LoraConfig
 
     return LoraConfig(r=options.r, lora_alpha=options.alpha, lora_dropout=options.dropout,
-                      target_modules=list(options.target_modules), task_type=task)
+                      target_modules=list(options.target_modules), task_type=task,
+                      trainable_token_indices=token_rows or None)

@@ -120,7 +120,7 @@ def train(cfg: TrainConfig, collator: Any = None, force_new: bool = False) -> di
     if finished is not None:  # re-running a finished run (a resumable script's next pass): nothing to redo
         return finished
     model, tok = load_trainable(cfg.model, head="score" if cfg.method == "reward" else "lm")
-    rewards, staged = None, None
+    rewards, staged, new_rows = None, None, None
     if cfg.method == "grpo":
         from reasonlab.answers import Verifier
         from reasonlab.train.rewards import load_reward
@@ -130,11 +130,16 @@ def train(cfg: TrainConfig, collator: Any = None, force_new: bool = False) -> di
     elif cfg.method == "sft" and cfg.sft.hcot != "off":
         from reasonlab.train.hcot import hcot_dataset
 
-        data, staged, own = hcot_dataset(cfg.data, model, tok, cfg.max_length, cfg.sft.hcot, cfg.sft.hcot_positions)
+        from reasonlab.train.tokens import token_rows
+
+        data, staged, own, ids = hcot_dataset(cfg.data, model, tok, cfg.max_length, cfg.sft.hcot,
+                                              cfg.sft.hcot_positions)
         collator = collator or own
+        new_rows = token_rows(model, ids)  # the markers' rows train beside the LoRA (frozen, never sampled)
     else:
         data = load_rows(cfg.data, cfg.method, tok)
-    trainer = TRAINERS[cfg.method](cfg, model, tok, data, str(out), collator=collator, rewards=rewards)
+    trainer = TRAINERS[cfg.method](cfg, model, tok, data, str(out), collator=collator, rewards=rewards,
+                                     token_rows=new_rows)
     start = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=True if resume else None)
     seconds = time.perf_counter() - start

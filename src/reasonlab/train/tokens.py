@@ -10,6 +10,11 @@ and its output row when the model does not tie the two — starts as the mean of
 (the notebook's seeding: "[THOUGHT]" from "subproblem start"), so a small dataset does not have to teach the
 token's meaning from random noise.
 
+The rows must then be trained (``token_rows``: peft's trainable tokens beside a LoRA). A frozen output row at a
+phrase's mean can never win greedy decoding against the phrase's own tokens: its logit h·mean(w_i) is the mean
+of their logits, never above the largest. The first LoRA run with frozen seeds showed it: the marker had p ≈ 0.2
+where it was due, but "problem" (from "subproblem") had more. Decoded greedily, that model never wrote a marker.
+
 Where the embedding matrix already has rows beyond the tokenizer (Qwen2.5's 151 936 rows for 151 665 tokens: the
 GGUF names the spare ones ``[PAD151665]`` and up), the new tokens take the first spare rows and nothing is resized —
 the same ids a GGUF gets when the tokens are written into those slots (``train.gguf_tokens``).
@@ -54,6 +59,17 @@ def add_tokens(model: Any, tok: Any, seeds: dict[str, str]) -> dict[str, int]:
             if not tied:
                 out.weight[tid] = out.weight[src].mean(0)
     return ids
+
+
+def token_rows(model: Any, ids: list[int]) -> dict[str, list[int]]:
+    """peft's ``trainable_token_indices`` for ``ids``: the input embedding's rows, and the output matrix's too when
+    it is not tied to the input (tied, peft trains the shared rows once)."""
+    names = {id(m): n.rsplit(".", 1)[-1] for n, m in model.named_modules()}
+    emb, out = model.get_input_embeddings(), model.get_output_embeddings()
+    rows = {names[id(emb)]: list(ids)}
+    if out is not None and out.weight.data_ptr() != emb.weight.data_ptr():
+        rows[names[id(out)]] = list(ids)
+    return rows
 
 
 def spare_slots(tokens: list[str]) -> list[int]:

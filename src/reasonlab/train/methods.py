@@ -72,7 +72,7 @@ def _hcot_sft_trainer(full_logits: bool) -> Any:
                 out = self._full_logits_loss(model, inputs, return_outputs, num_items_in_batch)
             else:
                 out = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-            if model.training:
+            if model.training and (real is not None or full_logits):  # else TRL counted them
                 tokens = real.sum() if real is not None else inputs["attention_mask"].sum()
                 self._total_train_tokens = before + int(tokens)
                 self._metrics["train"]["num_tokens"] = [self._total_train_tokens]
